@@ -9,7 +9,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
@@ -23,6 +23,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<env>
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
     config = load_config_or_exit(_CONFIG)
     workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:

@@ -1,4 +1,4 @@
-"""MT1: one Meta-World task, mtrl's state_sac networks, batch 128, no one-hot.
+"""MT1: one Meta-World task with mtrl's state_sac networks, batch 128, no one-hot.
 
     python train.py --config=configs/metaworld_mt1.py:reach-v3
     python train.py --config=configs/metaworld_mt1.py:push-v3,smoke
@@ -10,8 +10,6 @@ from mtsac_jax.config import compose, parse_config_arg
 def get_config(arg=None):
     flags, _ = parse_config_arg(arg)
     tasks = [flag for flag in flags if flag != "smoke"]
-    config = compose("metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else "reach-v3",
-                     smoke="smoke" in flags)
-    if "smoke" not in flags:
-        config.replay_buffer.batch_size = 128
-    return config
+    return compose(
+        "metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else "reach-v3", smoke="smoke" in flags
+    )

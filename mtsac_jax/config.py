@@ -105,9 +105,10 @@ def experiment_config() -> ml_collections.ConfigDict:
     )
 
 
-def replay_buffer_config() -> ml_collections.ConfigDict:
-    # capacity counts transitions over all tasks (split evenly), as in mtrl.
-    return ml_collections.ConfigDict({"capacity": 1_000_000, "batch_size": 1280})
+def replay_buffer_config(num_tasks: int) -> ml_collections.ConfigDict:
+    """mtrl's sizes: 1M transitions over all tasks (split evenly), 128 samples per task
+    per batch (1280 on MT10)."""
+    return ml_collections.ConfigDict({"capacity": 1_000_000, "batch_size": 128 * num_tasks})
 
 
 def compose(
@@ -120,8 +121,9 @@ def compose(
     config.agent = agent_config(agent)
     config.env = env_config(env, task_name)
     config.experiment = experiment_config()
-    config.replay_buffer = replay_buffer_config()
-    config.agent.multitask.num_envs = len(task_names(config.env))
+    num_tasks = len(task_names(config.env))
+    config.replay_buffer = replay_buffer_config(num_tasks)
+    config.agent.multitask.num_envs = num_tasks
     if smoke:
         shrink_to_smoke(config)
     config.lock()

@@ -32,7 +32,7 @@ class TrainState:
     actor_opt_state: optax.OptState
     critic_opt_state: optax.OptState
     alpha_opt_state: optax.OptState
-    key: jax.Array
+    key: jax.Array  # raw uint32 key data (plain array: easy to checkpoint and copy)
     step: jax.Array  # () int32: gradient updates done
 
 
@@ -97,7 +97,7 @@ class SACLearner:
             actor_opt_state=self.actor_optimizer.init(actor_params),
             critic_opt_state=self.critic_optimizer.init(critic_params),
             alpha_opt_state=self.alpha_optimizer.init(log_alpha),
-            key=key,
+            key=jax.random.key_data(key),
             step=jnp.zeros((), jnp.int32),
         )
 
@@ -134,7 +134,7 @@ class SACLearner:
     # ----- the update -----
 
     def _one_update(self, state: TrainState, buffer: replay_buffer.ReplayBuffer):
-        key, sample_key, critic_key, actor_key = jax.random.split(state.key, 4)
+        key, sample_key, critic_key, actor_key = jax.random.split(jax.random.wrap_key_data(state.key), 4)
         batch = replay_buffer.sample(buffer, sample_key, self.batch_size_per_task)
 
         def critic_objective(params):
@@ -174,7 +174,7 @@ class SACLearner:
             actor_opt_state=actor_opt_state,
             critic_opt_state=critic_opt_state,
             alpha_opt_state=alpha_opt_state,
-            key=key,
+            key=jax.random.key_data(key),
             step=state.step + 1,
         )
         metrics = {  # each (T,)

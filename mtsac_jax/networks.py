@@ -48,12 +48,12 @@ class TaskMLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         if self.task_embedding_dim:
-            x = TaskEmbedding(self.task_embedding_dim)(x)
+            x = TaskEmbedding(self.task_embedding_dim, name="task_embedding")(x)
         hidden = PerTaskDense if self.disjoint else nn.Dense
-        for _ in range(self.num_layers):
-            x = nn.relu(hidden(self.hidden_dim)(x))
+        for index in range(self.num_layers):
+            x = nn.relu(hidden(self.hidden_dim, name=f"hidden_{index}")(x))
         head = PerTaskDense if (self.disjoint or self.multi_head) else nn.Dense
-        return head(self.output_dim)(x)
+        return head(self.output_dim, name="head")(x)
 
 
 class Actor(nn.Module):
@@ -77,6 +77,7 @@ class Actor(nn.Module):
             self.multi_head,
             self.disjoint,
             self.task_embedding_dim,
+            name="mlp",
         )(obs)
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
         # mtrl's bound: tanh maps the raw output smoothly into [log_std_min, log_std_max].
@@ -97,7 +98,7 @@ class Critic(nn.Module):
     def __call__(self, obs, action):
         x = jnp.concatenate([obs, action], axis=-1)
         q = TaskMLP(
-            self.hidden_dim, self.num_layers, 1, self.multi_head, self.disjoint, self.task_embedding_dim
+            self.hidden_dim, self.num_layers, 1, self.multi_head, self.disjoint, self.task_embedding_dim, name="mlp"
         )(x)
         return q[..., 0]
 

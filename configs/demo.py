@@ -1,0 +1,22 @@
+"""The `make demo` run: MT1 reach-v3 with 2x256 networks and batch 256 for 30k steps,
+evaluated every 5k steps over 10 episodes. A few minutes on a 2-core laptop CPU; success
+typically climbs from 0 to 0.5-1.0.
+
+    python train.py --config=configs/demo.py --workdir=runs/demo
+"""
+
+from mtsac_jax.config import compose
+
+
+def get_config(arg=None):
+    del arg
+    config = compose("metaworld", "state_sac", "metaworld-mt1", task_name="reach-v3")
+    for network in (config.agent.actor, config.agent.critic):
+        network.hidden_dim = 256
+        network.num_layers = 2
+    config.replay_buffer.batch_size = 256
+    config.experiment.num_train_steps = 30_000
+    config.experiment.init_steps = 5000
+    config.experiment.eval_freq = 5000
+    config.experiment.num_eval_episodes = 10
+    return config

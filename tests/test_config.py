@@ -1,0 +1,91 @@
+import subprocess
+import sys
+
+import pytest
+
+from mtsac_jax.config import ConfigError, compose, validate
+from tests.conftest import tiny_config
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def run_train(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_reference_configs_compose_and_validate():
+    for env, tasks in (("metaworld-mt1", 1), ("metaworld-mt10", 10), ("metaworld-mt50", 50)):
+        config = compose("metaworld", "state_sac", env)
+        validate(config)
+        assert config.agent.multitask.num_envs == tasks
+    mt10 = compose("metaworld", "state_sac", "metaworld-mt10")
+    assert (mt10.agent.actor.hidden_dim, mt10.agent.actor.num_layers) == (400, 3)
+    assert (mt10.agent.critic.hidden_dim, mt10.agent.critic.num_layers) == (400, 3)
+    assert mt10.replay_buffer.batch_size == 1280 and mt10.env.use_one_hot
+    assert compose("metaworld", "state_sac", "metaworld-mt1").replay_buffer.batch_size == 128
+    assert (mt10.agent.discount, mt10.agent.critic_tau, mt10.agent.init_temperature) == (0.99, 0.005, 1.0)
+    assert mt10.agent.optimizers.actor.lr == mt10.agent.optimizers.critic.lr == 3e-4
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("agent.multitask.num_envs", 5, "agent.multitask.num_envs=5 but env.name='metaworld-mt10' has 10 task(s)"),
+        ("replay_buffer.batch_size", 1001, "replay_buffer.batch_size=1001 is not divisible by the 10 tasks"),
+        ("replay_buffer.capacity", 999, "replay_buffer.capacity=999 is not divisible"),
+        ("replay_buffer.batch_size", 0, "replay_buffer.batch_size=0 must be positive"),
+        ("agent.critic.hidden_dim", -4, "agent.critic.hidden_dim=-4 must be positive"),
+        ("experiment.eval_freq", 0, "experiment.eval_freq=0 must be positive"),
+        ("experiment.init_steps", -1, "experiment.init_steps=-1 must be >= 0"),
+        ("agent.discount", 1.5, "agent.discount=1.5 must lie in (0, 1]"),
+        ("agent.discount", 0.0, "agent.discount=0.0 must lie in (0, 1]"),
+        ("env.max_episode_steps", 501, "exceeds Meta-World's limit of 500"),
+        ("env.vector_strategy", "threads", "Unknown env.vector_strategy 'threads'"),
+        ("env.name", "metaworld-mt100", "Did you mean 'metaworld-mt10'?"),
+        ("agent.name", "sac_state", "Unknown agent.name 'sac_state'"),
+        ("setup.name", "hipbmdp", "Unknown setup.name 'hipbmdp'. Valid choices: metaworld"),
+    ],
+)
+def test_bad_values_name_the_key_and_the_fix(key, value, message):
+    config = tiny_config("metaworld-mt10")
+    section, _, field = key.rpartition(".")
+    target = config
+    for part in section.split("."):
+        target = target[part]
+    target[field] = value
+    with pytest.raises(ConfigError) as error:
+        validate(config)
+    assert message in str(error.value)
+
+
+def test_multi_head_and_disjoint_together_is_refused():
+    config = tiny_config(should_use_multi_head_policy=True, should_use_disjoint_policy=True)
+    with pytest.raises(ConfigError, match="set one of them to False"):
+        validate(config)
+
+
+def test_unknown_task_lists_valid_ones():
+    with pytest.raises(ConfigError, match=r"Unknown task 'reachh-v3'. Did you mean 'reach-v3'\? Valid choices: .*push-v3"):
+        compose("metaworld", "state_sac", "metaworld-mt1", task_name="reachh-v3")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config=configs/metaworld_mt10.py", "--config.sed=1"], "unknown config key 'sed' in --config.sed"),
+        (["--config=configs/metaworld_mt10.py", "--config.agent.multitask.num_env=3"], 'Did you mean "num_envs"'),
+        (["--config=configs/metaworld_mt1.py:reachh-v3"], "Unknown task 'reachh-v3'. Did you mean 'reach-v3'?"),
+        (["--config=configs/compose.py:setup=metaworld,agent=sac,env=metaworld-mt10"], "Valid choices: state_sac"),
+        (["--config=configs/compose.py:env=metaworld-mt10,color=red"], "does not understand color"),
+        (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
+        (["--config=configs/metaworld_mt10.py", "--config.agent.discount=abc"], "could not convert string to float"),
+        (["--config=configs/metaworld_mt10.py", "--config.agent.multitask.num_envs=3"], "Fix: pass --config.agent.multitask.num_envs=10"),
+        ([], "no --config given"),
+    ],
+)
+def test_command_line_errors_are_one_clear_message(args, message, tmp_path):
+    result = run_train(*args, f"--workdir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists(), "nothing may start before the config is valid"

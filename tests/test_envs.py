@@ -1,0 +1,75 @@
+import numpy as np
+
+from mtsac_jax import envs
+from mtsac_jax.config import task_names
+from tests.conftest import tiny_config
+
+MT10_ORDER = [
+    "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
+    "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3",
+]
+MT10_CLASSES = [
+    "SawyerReachEnvV3", "SawyerPushEnvV3", "SawyerPickPlaceEnvV3", "SawyerDoorEnvV3", "SawyerDrawerOpenEnvV3",
+    "SawyerDrawerCloseEnvV3", "SawyerButtonPressTopdownEnvV3", "SawyerPegInsertionSideEnvV3",
+    "SawyerWindowOpenEnvV3", "SawyerWindowCloseEnvV3",
+]
+
+
+def test_mt10_yields_ten_tasks_in_documented_order(mt10_config, mt10_envs):
+    assert list(task_names(mt10_config.env)) == MT10_ORDER
+    assert mt10_envs.num_envs == 10
+    assert list(mt10_envs.get_attr("task_name")) == MT10_CLASSES
+    obs, _ = mt10_envs.reset()
+    assert obs.shape == (10, 39 + 10)
+    np.testing.assert_array_equal(obs[:, 39:], np.eye(10))  # one-hot task id in task order
+
+
+def test_truncation_is_stored_as_not_terminal_with_the_true_final_obs(mt1_envs):
+    mt1_envs.reset()
+    actions = np.zeros((1, 4), np.float32)
+    steps = [envs.step(mt1_envs, actions) for _ in range(5)]  # max_episode_steps=5 in the fixture
+    assert [bool(s.done[0]) for s in steps] == [False] * 4 + [True]
+    assert all(s.terminated[0] == 0.0 for s in steps), "truncation must bootstrap: terminated stays 0"
+    last = steps[-1]
+    # SAME_STEP autoreset: next_obs is already the new episode's; the transition keeps the true s'.
+    assert not np.allclose(last.final_obs, last.next_obs)
+    hand_before = steps[-2].final_obs[0, :3]
+    np.testing.assert_allclose(last.final_obs[0, :3], hand_before, atol=0.05)  # still near the last pose
+    assert last.final_obs.dtype == np.float32 and last.final_obs.shape == (1, 39)
+
+
+def test_mt1_has_no_one_hot_and_fixed_goal_keeps_the_goal():
+    config = tiny_config()
+    config.env.fixed_goal = True
+    config.env.max_episode_steps = 2
+    vector_env = envs.make_vector_env(config.env, seed=3)
+    eval_env = envs.make_vector_env(config.env, seed=3, evaluation=True)
+    try:
+        goals = []
+        obs, _ = vector_env.reset()
+        goals.append(obs[0, -3:].copy())
+        for _ in range(6):  # three episodes
+            step = envs.step(vector_env, np.zeros((1, 4), np.float32))
+            if step.done[0]:
+                goals.append(step.next_obs[0, -3:].copy())
+        eval_obs, _ = eval_env.reset()
+        assert obs.shape == (1, 39)
+        assert len(goals) == 4 and all(np.allclose(goal, goals[0]) for goal in goals)
+        np.testing.assert_allclose(eval_obs[0, -3:], goals[0])  # eval sees the same fixed goal
+    finally:
+        vector_env.close()
+        eval_env.close()
+
+
+def test_random_goal_changes_between_episodes():
+    config = tiny_config()
+    config.env.max_episode_steps = 1
+    vector_env = envs.make_vector_env(config.env, seed=3)
+    try:
+        obs, _ = vector_env.reset()
+        goals = {tuple(np.round(obs[0, -3:], 5))}
+        for _ in range(5):
+            goals.add(tuple(np.round(envs.step(vector_env, np.zeros((1, 4), np.float32)).next_obs[0, -3:], 5)))
+        assert len(goals) > 1
+    finally:
+        vector_env.close()

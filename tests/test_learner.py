@@ -1,0 +1,79 @@
+import jax
+import numpy as np
+
+from mtsac_jax import replay_buffer
+from mtsac_jax.learner import SACLearner
+from tests.conftest import tiny_config
+
+T, OBS, ACT, B = 2, 5, 3, 4
+
+
+def setup_learner(num_updates=1):
+    config = tiny_config(num_envs=T, should_use_multi_head_policy=True)
+    learner = SACLearner(config.agent, OBS, ACT, batch_size_per_task=B, num_updates_per_call=num_updates)
+    buffer = replay_buffer.init(T, 16, OBS, ACT)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        buffer = replay_buffer.insert_jit(
+            buffer,
+            rng.normal(size=(T, OBS)),
+            rng.uniform(-1, 1, (T, ACT)),
+            rng.normal(size=T),
+            rng.normal(size=(T, OBS)),
+            np.zeros(T),
+        )
+    return config, learner, buffer
+
+
+def host_copy(tree):
+    return jax.tree.map(np.array, tree)
+
+
+def test_update_moves_params_and_targets_move_by_tau():
+    config, learner, buffer = setup_learner()
+    state = learner.init(jax.random.key(0))
+    before = host_copy(state)
+    state, metrics = learner.update(state, buffer)
+    after = host_copy(state)
+
+    for name in ("actor_params", "critic_params", "log_alpha"):
+        moved = jax.tree.map(lambda a, b: not np.allclose(a, b), getattr(before, name), getattr(after, name))
+        assert all(jax.tree.leaves(moved)), f"{name} did not move in every leaf"
+    tau = config.agent.critic_tau
+    expected_target = jax.tree.map(
+        lambda new, old_target: tau * new + (1 - tau) * old_target, after.critic_params, before.target_critic_params
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), after.target_critic_params, expected_target
+    )
+    assert int(after.step) == 1
+    assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q"}
+    for value in metrics.values():
+        assert value.shape == (T,) and np.all(np.isfinite(value))
+
+
+def test_update_does_not_retrace_on_second_call():
+    _, learner, buffer = setup_learner()
+    state = learner.init(jax.random.key(0))
+    state, _ = learner.update(state, buffer)
+    state, _ = learner.update(state, buffer)
+    buffer = replay_buffer.insert_jit(buffer, *(np.ones(s.shape[:1] + s.shape[2:]) for s in
+                                                (buffer.obs, buffer.action, buffer.reward, buffer.next_obs, buffer.terminated)))
+    learner.update(state, buffer)
+    assert learner.update._cache_size() == 1
+
+
+def test_scanned_updates_equal_repeated_single_updates():
+    _, single, buffer = setup_learner(num_updates=1)
+    _, scanned, _ = setup_learner(num_updates=3)
+    state_a = single.init(jax.random.key(0))
+    for _ in range(3):
+        state_a, _ = single.update(state_a, buffer)
+    state_b, _ = scanned.update(scanned.init(jax.random.key(0)), buffer)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), host_copy(state_a), host_copy(state_b))
+
+
+def test_same_seed_same_update():
+    _, learner, buffer = setup_learner()
+    results = [host_copy(learner.update(learner.init(jax.random.key(7)), buffer)) for _ in range(2)]
+    jax.tree.map(np.testing.assert_array_equal, results[0], results[1])

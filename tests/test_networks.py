@@ -1,0 +1,116 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtsac_jax import networks, replay_buffer
+from mtsac_jax.learner import SACLearner
+from tests.conftest import tiny_config
+
+T, OBS, ACT, B = 3, 6, 2, 4
+VARIANTS = {
+    "shared": {},
+    "multi_head": {"should_use_multi_head_policy": True},
+    "disjoint": {"should_use_disjoint_policy": True},
+    "task_encoder": {"should_use_task_encoder": True, "should_use_multi_head_policy": True},
+}
+
+
+def learner_for(variant, num_tasks=T):
+    config = tiny_config(num_envs=num_tasks, **VARIANTS[variant])
+    return SACLearner(config.agent, OBS, ACT, batch_size_per_task=B)
+
+
+def random_batch(key):
+    keys = jax.random.split(key, 3)
+    obs = jax.random.normal(keys[0], (T, B, OBS))
+    return {
+        "obs": obs,
+        "action": jax.random.uniform(keys[1], (T, B, ACT), minval=-1, maxval=1),
+        "reward": jax.random.normal(keys[2], (T, B)),
+        "next_obs": obs + 0.1,
+        "terminated": jnp.zeros((T, B)),
+    }
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_output_shapes_and_actions_in_bounds(variant):
+    learner = learner_for(variant)
+    state = learner.init(jax.random.key(0))
+    obs = 10.0 * jax.random.normal(jax.random.key(1), (T, B, OBS))
+    mean, log_std = learner.actor.apply(state.actor_params, obs)
+    assert mean.shape == log_std.shape == (T, B, ACT)
+    assert np.all(log_std >= -20.0) and np.all(log_std <= 2.0)
+    action, log_prob = networks.sample_tanh_gaussian(mean, log_std, jax.random.key(2))
+    assert action.shape == (T, B, ACT) and log_prob.shape == (T, B)
+    assert np.all(np.abs(action) <= 1.0)
+    q = learner.critic.apply(state.critic_params, obs, action)
+    assert q.shape == (2, T, B)
+    assert not np.allclose(q[0], q[1]), "the twin critics must be initialised independently"
+    acting = learner.sample_actions(state.actor_params, obs[:, 0], jax.random.key(3))
+    assert acting.shape == (T, ACT) and np.all(np.abs(acting) <= 1.0)
+    assert learner.deterministic_actions(state.actor_params, obs[:, 0]).shape == (T, ACT)
+
+
+def test_tanh_gaussian_log_prob_matches_density():
+    """log pi from the stable formula equals the change-of-variables density."""
+    mean, log_std = jnp.array([[0.3, -1.2]]), jnp.array([[-0.5, 0.1]])
+    action, log_prob = networks.sample_tanh_gaussian(mean, log_std, jax.random.key(0))
+    pre_tanh = jnp.arctanh(action)
+    std = jnp.exp(log_std)
+    gaussian = -0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    expected = jnp.sum(gaussian - jnp.log(1 - action**2), axis=-1)
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-4, atol=1e-4)
+
+
+def per_task_leaves(params, variant):
+    """(name, leaf) of the parameters that belong to one task each."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name = jax.tree_util.keystr(path)
+        if variant == "disjoint" or "head" in name or "task_embedding" in name:
+            yield name, leaf
+
+
+@pytest.mark.parametrize("variant", ["multi_head", "disjoint", "task_encoder"])
+def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
+    learner = learner_for(variant)
+    state = learner.init(jax.random.key(0))
+    batch = random_batch(jax.random.key(1))
+    task = 1
+    others = [t for t in range(T) if t != task]
+
+    critic_grads = jax.grad(lambda p: learner.critic_losses(p, state, batch, jax.random.key(2))[0][task])(
+        state.critic_params
+    )
+    actor_grads = jax.grad(
+        lambda p: learner.actor_losses(p, state.critic_params, state.log_alpha, batch["obs"], jax.random.key(3))[0][task]
+    )(state.actor_params)
+    checked = 0
+    for grads, task_axis in ((critic_grads, 1), (actor_grads, 0)):  # critic leaves lead with the twin axis
+        for name, leaf in per_task_leaves(grads, variant):
+            assert leaf.shape[task_axis] == T, name
+            per_task = np.moveaxis(np.asarray(leaf), task_axis, 0)
+            assert np.all(per_task[others] == 0.0), f"{name}: task {task}'s loss reached other tasks"
+            assert np.any(per_task[task] != 0.0), f"{name}: task {task}'s loss did not reach its own weights"
+            checked += 1
+    assert checked >= 2
+
+    log_prob = jax.random.normal(jax.random.key(4), (T, B))
+    alpha_grad = jax.grad(lambda a: learner.alpha_losses(a, log_prob)[task])(state.log_alpha)
+    assert alpha_grad.shape == (T,)
+    assert np.all(alpha_grad[np.array(others)] == 0.0) and alpha_grad[task] != 0.0
+
+
+def test_shared_alpha_when_not_disentangled():
+    config = tiny_config(num_envs=T, should_use_disentangled_alpha=False)
+    learner = SACLearner(config.agent, OBS, ACT, batch_size_per_task=B)
+    assert learner.init(jax.random.key(0)).log_alpha.shape == (1,)
+
+
+def test_disjoint_networks_have_no_shared_weights():
+    learner = learner_for("disjoint")
+    state = learner.init(jax.random.key(0))
+    for leaf in jax.tree.leaves(state.actor_params):
+        assert leaf.shape[0] == T
+    for leaf in jax.tree.leaves(state.critic_params):
+        assert leaf.shape[:2] == (2, T)

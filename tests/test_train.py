@@ -1,0 +1,81 @@
+"""End-to-end: the smoke config through train.py, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+SMOKE = "--config=configs/metaworld_mt1.py:reach-v3,smoke"
+
+
+def train(workdir, *overrides):
+    result = subprocess.run(
+        [sys.executable, "train.py", SMOKE, f"--workdir={workdir}", *overrides],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_jsonl(path, drop_perf=True):
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    if drop_perf:
+        records = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
+    return records
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke") / "run"
+    result = train(workdir)
+    return workdir, result
+
+
+def test_smoke_run_writes_config_train_and_eval_logs(smoke_run):
+    workdir, result = smoke_run
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["env"]["task_name"] == "reach-v3" and config["experiment"]["num_train_steps"] == 240
+
+    evals = read_jsonl(workdir / "eval.jsonl")
+    assert [e["step"] for e in evals] == [120, 240]  # every eval_freq and the last step
+    for record in evals:
+        assert set(record) == {"step", "env_steps", "success", "episode_reward", "tasks"}
+        assert set(record["tasks"]) == {"reach-v3"}
+        assert 0.0 <= record["success"] <= 1.0 and record["episode_reward"] > 0.0
+        assert record["tasks"]["reach-v3"]["success"] == record["success"]
+
+    train_records = read_jsonl(workdir / "train.jsonl", drop_perf=False)
+    assert [r["step"] for r in train_records] == [60, 120, 180, 240]
+    assert [r["env_steps"] for r in train_records] == [60, 120, 180, 240]
+    assert "train/critic_loss" not in train_records[0], "no updates during the random warm-up"
+    for record in train_records[1:]:
+        for key in ("train/critic_loss", "train/actor_loss", "train/alpha_loss", "train/alpha/reach-v3"):
+            assert key in record
+        assert record["perf/env_steps_per_s"] > 0 and record["perf/updates_per_s"] > 0
+    assert "train/episode_reward" in train_records[0]  # 50-step episodes end within the first interval
+    assert "reach-v3  success" in result.stdout
+
+
+def test_same_seed_reproduces_logs_exactly(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    train(tmp_path / "again")
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert read_jsonl(workdir / name) == read_jsonl(tmp_path / "again" / name)
+
+
+def test_other_seed_changes_the_run(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    train(tmp_path / "seed2", "--config.seed=2")
+    assert read_jsonl(workdir / "train.jsonl") != read_jsonl(tmp_path / "seed2" / "train.jsonl")
+
+
+def test_workdir_with_a_run_is_not_overwritten(smoke_run):
+    workdir, _ = smoke_run
+    before = (workdir / "train.jsonl").read_text()
+    result = subprocess.run(
+        [sys.executable, "train.py", SMOKE, f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "already holds a run" in result.stderr
+    assert (workdir / "train.jsonl").read_text() == before
