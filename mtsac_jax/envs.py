@@ -91,6 +91,10 @@ def make_vector_env(
     return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
+class EnvWorkerError(RuntimeError):
+    """An env worker crashed or an env raised; the message names the task and the fix."""
+
+
 @dataclasses.dataclass
 class Step:
     """One vector step, arrays shaped (T, ...), ready for the replay buffer."""
@@ -105,7 +109,10 @@ class Step:
 
 def step(envs: gym.vector.VectorEnv, actions: np.ndarray) -> Step:
     """Steps all task envs and unpacks SAME_STEP autoreset into a transition."""
-    next_obs, reward, terminated, truncated, info = envs.step(actions)
+    try:
+        next_obs, reward, terminated, truncated, info = envs.step(actions)
+    except Exception as error:
+        raise EnvWorkerError(_describe_failure(envs, error)) from error
     done = np.logical_or(terminated, truncated)
     final_obs = next_obs.copy()
     success = np.zeros(len(done), dtype=bool)
@@ -123,4 +130,21 @@ def step(envs: gym.vector.VectorEnv, actions: np.ndarray) -> Step:
         terminated=terminated.astype(np.float32),
         done=done,
         success=success,
+    )
+
+
+def _describe_failure(envs: gym.vector.VectorEnv, error: Exception) -> str:
+    processes = getattr(envs, "processes", [])
+    dead = [f"worker {index} (exit code {process.exitcode})" for index, process in enumerate(processes)
+            if not process.is_alive()]
+    if dead:
+        return (
+            f"Meta-World env {', '.join(dead)} died ({type(error).__name__}). A worker killed from outside "
+            "(out of memory, a signal) takes its task down with it. Fix: check memory and rerun, or pass "
+            "--config.env.vector_strategy=sync to run the envs in this process and see their own errors."
+        )
+    return (
+        f"A Meta-World env raised {type(error).__name__}: {error}. Fix: check the env settings "
+        "(env.max_episode_steps, env.reward_function_version) or rerun with "
+        "--config.env.vector_strategy=sync to see the env's own traceback."
     )

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from mtsac_jax import envs
 from mtsac_jax.config import task_names
@@ -73,3 +74,18 @@ def test_random_goal_changes_between_episodes():
         assert len(goals) > 1
     finally:
         vector_env.close()
+
+
+def test_a_killed_async_worker_gives_a_clear_error():
+    config = tiny_config()
+    config.env.vector_strategy = "async"
+    vector_env = envs.make_vector_env(config.env, seed=0)
+    try:
+        vector_env.reset()
+        envs.step(vector_env, np.zeros((1, 4), np.float32))
+        vector_env.processes[0].kill()
+        vector_env.processes[0].join()
+        with pytest.raises(envs.EnvWorkerError, match=r"worker 0 \(exit code -9\) died.*vector_strategy=sync"):
+            envs.step(vector_env, np.zeros((1, 4), np.float32))
+    finally:
+        vector_env.close(terminate=True)

@@ -1,3 +1,4 @@
+import chex
 import jax
 import numpy as np
 
@@ -43,9 +44,7 @@ def test_update_moves_params_and_targets_move_by_tau():
     expected_target = jax.tree.map(
         lambda new, old_target: tau * new + (1 - tau) * old_target, after.critic_params, before.target_critic_params
     )
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), after.target_critic_params, expected_target
-    )
+    chex.assert_trees_all_close(after.target_critic_params, expected_target, rtol=1e-6, atol=1e-7)
     assert int(after.step) == 1
     assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q"}
     for value in metrics.values():
@@ -70,10 +69,10 @@ def test_scanned_updates_equal_repeated_single_updates():
     for _ in range(3):
         state_a, _ = single.update(state_a, buffer)
     state_b, _ = scanned.update(scanned.init(jax.random.key(0)), buffer)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), host_copy(state_a), host_copy(state_b))
+    chex.assert_trees_all_close(host_copy(state_a), host_copy(state_b), rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_same_update():
     _, learner, buffer = setup_learner()
     results = [host_copy(learner.update(learner.init(jax.random.key(7)), buffer)) for _ in range(2)]
-    jax.tree.map(np.testing.assert_array_equal, results[0], results[1])
+    chex.assert_trees_all_equal(results[0], results[1])

@@ -1,3 +1,4 @@
+import chex
 import jax
 import numpy as np
 import pytest
@@ -53,9 +54,7 @@ def test_stratified_sample_shapes_and_only_valid_rows():
 @pytest.mark.parametrize("num_inserts", [2, C + 3])
 def test_jit_and_no_jit_agree(num_inserts):
     jitted, plain = filled(num_inserts), filled(num_inserts, insert=replay_buffer.insert)
-    jax.tree.map(np.testing.assert_array_equal, jitted, plain)
+    chex.assert_trees_all_equal(jitted, plain)
     key = jax.random.key(1)
     sample_jit = jax.jit(replay_buffer.sample, static_argnums=2)
-    jax.tree.map(
-        np.testing.assert_array_equal, sample_jit(jitted, key, 7), replay_buffer.sample(plain, key, 7)
-    )
+    chex.assert_trees_all_equal(sample_jit(jitted, key, 7), replay_buffer.sample(plain, key, 7))

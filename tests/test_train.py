@@ -79,3 +79,16 @@ def test_workdir_with_a_run_is_not_overwritten(smoke_run):
     )
     assert result.returncode != 0 and "already holds a run" in result.stderr
     assert (workdir / "train.jsonl").read_text() == before
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    import numpy as np
+
+    from mtsac_jax.training import TrainingError, update_record
+
+    metrics = {name: np.ones(2) for name in ("critic_loss", "actor_loss", "alpha_loss", "entropy", "q")}
+    metrics["alpha"] = np.ones(2)
+    assert update_record(metrics, ("reach-v3", "push-v3"), step=10)["train/alpha/push-v3"] == 1.0
+    metrics["critic_loss"] = np.array([1.0, np.nan])
+    with pytest.raises(TrainingError, match=r"train/critic_loss became non-finite at step 10 \(tasks: push-v3\)"):
+        update_record(metrics, ("reach-v3", "push-v3"), step=10)
