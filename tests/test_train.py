@@ -65,6 +65,13 @@ def test_same_seed_reproduces_logs_exactly(smoke_run, tmp_path):
         assert read_jsonl(workdir / name) == read_jsonl(tmp_path / "again" / name)
 
 
+def test_async_workers_reproduce_the_sync_run(smoke_run, tmp_path):
+    workdir, _ = smoke_run
+    train(tmp_path / "async", "--config.env.vector_strategy=async")
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert read_jsonl(workdir / name) == read_jsonl(tmp_path / "async" / name)
+
+
 def test_other_seed_changes_the_run(smoke_run, tmp_path):
     workdir, _ = smoke_run
     train(tmp_path / "seed2", "--config.seed=2")
