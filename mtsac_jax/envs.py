@@ -60,11 +60,16 @@ def _make_task_env(
 
 
 def make_vector_env(
-    env_config: ml_collections.ConfigDict, seed: int, evaluation: bool = False
+    env_config: ml_collections.ConfigDict,
+    seed: int,
+    evaluation: bool = False,
+    render_mode: str | None = None,
 ) -> gym.vector.VectorEnv:
     """The vector env of an env config section, one sub-env per task in benchmark order.
 
-    Eval envs terminate on success, as Meta-World's evaluator expects.
+    Eval envs terminate on success, as Meta-World's evaluator expects. `render_mode`
+    ("rgb_array") makes `vector_env.call("render")` return one frame per task; offscreen
+    rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine without a display.
     """
     names = task_names(env_config)
     stream = EVAL_STREAM if evaluation else TRAIN_STREAM
@@ -72,6 +77,7 @@ def make_vector_env(
         "use_one_hot": env_config.use_one_hot,
         "max_episode_steps": env_config.max_episode_steps,
         "reward_function_version": env_config.reward_function_version,
+        "render_mode": render_mode,
     }
     env_fns = [
         functools.partial(
