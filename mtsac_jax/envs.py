@@ -64,12 +64,14 @@ def make_vector_env(
     seed: int,
     evaluation: bool = False,
     render_mode: str | None = None,
+    **render_options,
 ) -> gym.vector.VectorEnv:
     """The vector env of an env config section, one sub-env per task in benchmark order.
 
     Eval envs terminate on success, as Meta-World's evaluator expects. `render_mode`
-    ("rgb_array") makes `vector_env.call("render")` return one frame per task; offscreen
-    rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine without a display.
+    ("rgb_array") makes `vector_env.call("render")` return one frame per task, shaped by
+    `render_options` (Meta-World's `width`, `height`, `camera_name`); offscreen rendering
+    needs `MUJOCO_GL=egl` (or `osmesa`) on a machine without a display.
     """
     names = task_names(env_config)
     stream = EVAL_STREAM if evaluation else TRAIN_STREAM
@@ -78,6 +80,7 @@ def make_vector_env(
         "max_episode_steps": env_config.max_episode_steps,
         "reward_function_version": env_config.reward_function_version,
         "render_mode": render_mode,
+        **render_options,
     }
     env_fns = [
         functools.partial(
