@@ -1,0 +1,145 @@
+"""Learning curves of training runs, drawn into one PNG.
+
+    python -m mtsac_jax.plot WORKDIR [WORKDIR ...] [--out PATH]
+
+Reads `eval.jsonl` of each run and draws success against `step` (vector-env steps): a first
+panel with the mean success over tasks, then one panel per task. Several workdirs are taken
+as seeds of one experiment: each panel shows their mean as a line and their min..max as a
+shaded band, at the evaluation steps all runs share. The PNG goes to
+`WORKDIR/learning_curves.png` for one run, `./learning_curves.png` for several, or `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+FILENAME = "learning_curves.png"
+MAX_COLUMNS = 5
+
+
+class PlotError(ValueError):
+    """Bad input to `plot_runs`; the message says what is wrong and where."""
+
+
+def load_run(workdir: pathlib.Path) -> tuple[list[str], dict[int, dict[str, float]]]:
+    """The task names of a run, in logged order, and the success per task at each step.
+
+    A step logged twice (a resumed run) keeps its last record."""
+    if not workdir.is_dir():
+        raise PlotError(f"{workdir}: no such directory")
+    path = workdir / "eval.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{path} not found: no evaluations yet")
+    tasks, curves = None, {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
+        try:
+            success = {name: float(task["success"]) for name, task in record["tasks"].items()}
+            step = int(record["step"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise PlotError(f"{path}, line {number}: expected "
+                            '{"step": ..., "tasks": {TASK: {"success": ...}, ...}}') from None
+        if tasks is None:
+            tasks = list(success)
+        elif set(success) != set(tasks):
+            raise PlotError(f"{path}, line {number}: tasks differ from the first record")
+        curves[step] = success
+    if tasks is None:
+        raise PlotError(f"{path} is empty: no evaluations yet")
+    if not tasks:
+        raise PlotError(f"{path}: the records name no tasks")
+    return tasks, curves
+
+
+def _legend_label(workdirs: list[pathlib.Path]) -> str:
+    """'1 run' or 'mean of N runs', with the seeds when every run's config.json names one."""
+    seeds = []
+    for workdir in workdirs:
+        try:
+            seeds.append(json.loads((workdir / "config.json").read_text(encoding="utf-8"))["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            break
+    label = "1 run" if len(workdirs) == 1 else f"mean of {len(workdirs)} runs"
+    if len(seeds) == len(workdirs):
+        label += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+    return label
+
+
+def plot_runs(workdirs, out_path) -> pathlib.Path:
+    """Draw the learning curves of `workdirs` (seeds of one experiment) into the PNG `out_path`."""
+    workdirs = [pathlib.Path(workdir) for workdir in workdirs]
+    out_path = pathlib.Path(out_path)
+    if not workdirs:
+        raise PlotError("no workdir given")
+    if out_path.suffix.lower() != ".png":
+        raise PlotError(f"{out_path}: the output must be a .png file")
+    runs = [load_run(workdir) for workdir in workdirs]
+    tasks = runs[0][0]
+    for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
+        differing = sorted(set(tasks) ^ set(other_tasks))
+        if differing:
+            raise PlotError(f"runs have different tasks: {workdirs[0]} and {workdir} differ in {', '.join(differing)}")
+    steps = sorted(set.intersection(*(set(curves) for _, curves in runs)))
+    if not steps:
+        raise PlotError("the runs share no evaluation step")
+    # success[run, step, task]
+    success = np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
+    panels = [("mean over tasks", success.mean(axis=2))] + [(task, success[:, :, i]) for i, task in enumerate(tasks)]
+
+    columns = min(MAX_COLUMNS, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    label = _legend_label(workdirs)
+    for ax, (title, values) in zip(axes, panels):
+        ax.plot(steps, values.mean(axis=0), marker=".", label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, label="min..max")
+        ax.set(title=title, xlabel="step", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[::columns]:
+        ax.set_ylabel("success")
+    axes[0].legend(fontsize="small")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out_path, dpi=100)
+    except OSError as error:
+        raise PlotError(f"cannot write {out_path}: {error.strerror or error}") from None
+    return out_path
+
+
+def main(argv=None) -> int:
+    """Command-line entry point: plot the runs, print the PNG path; 0 on success, 1 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m mtsac_jax.plot", description=__doc__.splitlines()[0])
+    parser.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="run folder with eval.jsonl; several = seeds")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help=f"PNG path (default: WORKDIR/{FILENAME} for one run, ./{FILENAME} for several)")
+    args = parser.parse_args(argv)
+    default = pathlib.Path(args.workdirs[0]) / FILENAME if len(args.workdirs) == 1 else pathlib.Path(FILENAME)
+    try:
+        path = plot_runs(args.workdirs, args.out or default)
+    except PlotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
