@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
+from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.envs import EnvWorkerError
 from mtsac_jax.training import TrainingError, train_and_evaluate
 
@@ -29,7 +30,7 @@ def main(argv):
     workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:
         train_and_evaluate(config, workdir)
-    except (TrainingError, EnvWorkerError) as error:
+    except (TrainingError, EnvWorkerError, CheckpointError) as error:
         sys.exit(f"error: {error}")
 
 

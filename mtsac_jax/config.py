@@ -100,6 +100,8 @@ def experiment_config() -> ml_collections.ConfigDict:
             "eval_freq": 10_000,
             "num_eval_episodes": 10,
             "log_freq": 1000,
+            "save_freq": 10_000,
+            "keep_checkpoints": 2,
             "num_updates_per_step": 1,
         }
     )
@@ -144,6 +146,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
     config.experiment.eval_freq = 120
     config.experiment.num_eval_episodes = 1
     config.experiment.log_freq = 60
+    config.experiment.save_freq = 50
     config.env.max_episode_steps = 50
 
 
@@ -186,6 +189,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "experiment.eval_freq": config.experiment.eval_freq,
         "experiment.num_eval_episodes": config.experiment.num_eval_episodes,
         "experiment.log_freq": config.experiment.log_freq,
+        "experiment.save_freq": config.experiment.save_freq,
+        "experiment.keep_checkpoints": config.experiment.keep_checkpoints,
         "experiment.num_updates_per_step": config.experiment.num_updates_per_step,
         "env.max_episode_steps": config.env.max_episode_steps,
     }

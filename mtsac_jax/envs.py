@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import multiprocessing
+import signal
 import warnings
 
 import gymnasium as gym
@@ -17,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from mtsac_jax.config import task_names
+from mtsac_jax.env_state import SnapshotWrapper
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
@@ -42,8 +45,12 @@ def _make_task_env(
 
     The 50 goals of a task come from `goal_seed`, shared by train and eval envs so both
     see the same goal set (and, with `fixed_goal`, the same single goal); each env's own
-    randomness is then reseeded from `rng_seed`.
+    randomness is then reseeded from `rng_seed`. In an async worker process, SIGINT and
+    SIGTERM are ignored: the training process handles them and closes the workers itself.
     """
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = metaworld.make_mt_envs(
         task_name,
         seed=goal_seed,
@@ -56,7 +63,7 @@ def _make_task_env(
         env.get_wrapper_attr("sample_tasks")()
         env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
     env.unwrapped.seed(rng_seed)
-    return env
+    return SnapshotWrapper(env, task_index)
 
 
 def make_vector_env(

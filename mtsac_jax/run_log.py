@@ -1,7 +1,10 @@
-"""Run outputs: `train.jsonl`, `eval.jsonl` and a concise console line per record.
+"""Run outputs: `train.jsonl`, `eval.jsonl`, TensorBoard events in `tb/`, and the console.
 
 Every key of a record is deterministic on CPU for a fixed config and seed, except the
-wall-clock figures whose names start with `perf/`.
+wall-clock figures whose names start with `perf/`. A resumed run first drops the records
+past its checkpoint, so the logs continue without duplicated or missing lines. On a
+terminal the console shows a live progress bar (steps, env-steps/s, updates/s, ETA,
+latest mean success); otherwise it prints plain lines only.
 """
 
 from __future__ import annotations
@@ -10,16 +13,49 @@ import json
 import pathlib
 import sys
 
+import tensorboardX
+import tqdm
+
+LOG_FILES = ("train.jsonl", "eval.jsonl")
+
+
+def keep_records_up_to(workdir: pathlib.Path, step: int) -> None:
+    """Rewrites the JSONL logs without the records logged after `step`."""
+    for name in LOG_FILES:
+        path = workdir / name
+        if not path.exists():
+            continue
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
 
 class RunLog:
-    def __init__(self, workdir: pathlib.Path, num_train_steps: int, stream=sys.stdout):
+    def __init__(self, workdir: pathlib.Path, num_train_steps: int, start_step: int, stream=sys.stdout):
+        keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
+        # purge_step hides events a killed run wrote past its last checkpoint.
+        self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tb"), purge_step=start_step + 1)
         self._num_train_steps = num_train_steps
         self._stream = stream
+        self._bar = tqdm.tqdm(
+            total=num_train_steps,
+            initial=start_step,
+            unit="step",
+            file=stream,
+            disable=not stream.isatty(),
+            dynamic_ncols=True,
+        )
+        self._bar_stats: dict[str, str] = {}
+
+    def advance(self, steps: int = 1) -> None:
+        self._bar.update(steps)
 
     def train(self, record: dict) -> None:
         _append(self._train, record)
+        for key, value in record.items():
+            if "/" in key:
+                self._tensorboard.add_scalar(key, value, record["step"])
         parts = [f"step {record['step']}/{self._num_train_steps}", f"env_steps {record['env_steps']}"]
         for key, label in (
             ("train/success", "success"),
@@ -31,25 +67,41 @@ class RunLog:
         ):
             if key in record:
                 parts.append(f"{label} {record[key]:.4g}")
+        self._bar_stats["env-steps/s"] = f"{record['perf/env_steps_per_s']:.0f}"
+        self._bar_stats["updates/s"] = f"{record['perf/updates_per_s']:.1f}"
+        self._bar.set_postfix(self._bar_stats, refresh=False)
         self._print(" | ".join(parts))
 
     def eval(self, record: dict) -> None:
         _append(self._eval, record)
-        lines = [f"eval step {record['step']}: success {record['success']:.3f}, episode_reward {record['episode_reward']:.1f}"]
+        step = record["step"]
+        self._tensorboard.add_scalar("eval/success", record["success"], step)
+        self._tensorboard.add_scalar("eval/episode_reward", record["episode_reward"], step)
+        for name, task in record["tasks"].items():
+            self._tensorboard.add_scalar(f"eval/success/{name}", task["success"], step)
+            self._tensorboard.add_scalar(f"eval/episode_reward/{name}", task["episode_reward"], step)
+        lines = [f"eval step {step}: success {record['success']:.3f}, episode_reward {record['episode_reward']:.1f}"]
         width = max(len(name) for name in record["tasks"])
         for name, task in record["tasks"].items():
             lines.append(f"  {name:<{width}}  success {task['success']:.2f}  reward {task['episode_reward']:.1f}")
+        self._bar_stats["success"] = f"{record['success']:.2f}"
+        self._bar.set_postfix(self._bar_stats, refresh=False)
         self._print("\n".join(lines))
 
     def message(self, text: str) -> None:
         self._print(text)
 
     def close(self) -> None:
+        self._bar.close()
         self._train.close()
         self._eval.close()
+        self._tensorboard.close()
 
     def _print(self, text: str) -> None:
-        print(text, file=self._stream, flush=True)
+        if self._bar.disable:
+            print(text, file=self._stream, flush=True)
+        else:
+            self._bar.write(text, file=self._stream)
 
 
 def _append(handle, record: dict) -> None:

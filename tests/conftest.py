@@ -1,6 +1,10 @@
 """Shared fixtures: tiny configs, and real Meta-World envs built once per session."""
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -37,3 +41,33 @@ def mt10_envs(mt10_config):
     vector_env = envs.make_vector_env(mt10_config.env, seed=0)
     yield vector_env
     vector_env.close()
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = "--config=configs/metaworld_mt1.py:reach-v3,smoke"
+
+
+def train_command(workdir, *overrides):
+    return [sys.executable, "train.py", SMOKE, f"--workdir={workdir}", *overrides]
+
+
+def train(workdir, *overrides, expect_success=True):
+    """Runs the MT1 smoke config through train.py, as a user does."""
+    result = subprocess.run(train_command(workdir, *overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
+    if expect_success:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_jsonl(path, drop_perf=True):
+    records = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+    if drop_perf:
+        records = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
+    return records
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One uninterrupted smoke run, the reference other runs are compared against."""
+    workdir = tmp_path_factory.mktemp("smoke") / "run"
+    return workdir, train(workdir)

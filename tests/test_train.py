@@ -1,42 +1,18 @@
 """End-to-end: the smoke config through train.py, as a user runs it."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-SMOKE = "--config=configs/metaworld_mt1.py:reach-v3,smoke"
-
-
-def train(workdir, *overrides):
-    result = subprocess.run(
-        [sys.executable, "train.py", SMOKE, f"--workdir={workdir}", *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def read_jsonl(path, drop_perf=True):
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    if drop_perf:
-        records = [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
-    return records
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke") / "run"
-    result = train(workdir)
-    return workdir, result
+from tests.conftest import read_jsonl, train
 
 
 def test_smoke_run_writes_config_train_and_eval_logs(smoke_run):
     workdir, result = smoke_run
     config = json.loads((workdir / "config.json").read_text())
     assert config["env"]["task_name"] == "reach-v3" and config["experiment"]["num_train_steps"] == 240
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["200", "240"]  # keep the last 2
+    assert list((workdir / "tb").glob("events.out.tfevents.*"))
 
     evals = read_jsonl(workdir / "eval.jsonl")
     assert [e["step"] for e in evals] == [120, 240]  # every eval_freq and the last step
@@ -76,16 +52,6 @@ def test_other_seed_changes_the_run(smoke_run, tmp_path):
     workdir, _ = smoke_run
     train(tmp_path / "seed2", "--config.seed=2")
     assert read_jsonl(workdir / "train.jsonl") != read_jsonl(tmp_path / "seed2" / "train.jsonl")
-
-
-def test_workdir_with_a_run_is_not_overwritten(smoke_run):
-    workdir, _ = smoke_run
-    before = (workdir / "train.jsonl").read_text()
-    result = subprocess.run(
-        [sys.executable, "train.py", SMOKE, f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode != 0 and "already holds a run" in result.stderr
-    assert (workdir / "train.jsonl").read_text() == before
 
 
 def test_non_finite_loss_stops_with_a_clear_message():

@@ -1,0 +1,113 @@
+"""Orbax checkpoints of a whole run: `WORKDIR/checkpoints/<step>/`.
+
+A checkpoint holds three items:
+- `arrays`: the TrainState, the replay buffer (contents and cursor) and the current
+  observation, restored into the exact structure of a freshly built run;
+- `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes;
+- `meta`: JSON with the step, the warm-up action RNG and the unfinished episode statistics.
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
+kill during a save leaves the previous checkpoints intact; a checkpoint that fails to
+restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the
+one before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+# orbax logs every save and restore at INFO level; keep the console for the run itself.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class CheckpointError(RuntimeError):
+    """Saving or restoring failed; the message names the cause and the fix."""
+
+
+def _to_bytes_arrays(blobs) -> list[np.ndarray]:
+    return [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
+
+
+class Checkpointer:
+    def __init__(self, workdir: pathlib.Path, keep: int):
+        self.directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "envs", "meta"))
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, arrays: Any, env_blobs: dict[str, list[bytes]], meta: dict) -> None:
+        """Writes checkpoint `step`; on failure the earlier checkpoints stay as they were."""
+        envs = {group: _to_bytes_arrays(blobs) for group, blobs in env_blobs.items()}
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    arrays=ocp.args.StandardSave(arrays),
+                    envs=ocp.args.StandardSave(envs),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except (OSError, ValueError) as error:
+            raise CheckpointError(
+                f"Could not write the checkpoint for step {step} to {self.directory}: {error}. The previous "
+                f"checkpoints ({self.steps() or 'none'}) are untouched. Fix: free disk space or make the "
+                "workdir writable, then rerun the same command to resume."
+            ) from error
+
+    def restore_latest(self, abstract_arrays: Any, warn) -> tuple[int, Any, dict[str, list[bytes]], dict] | None:
+        """The newest checkpoint that restores cleanly, or None when there is none.
+
+        `abstract_arrays` gives the structure, shapes and dtypes (e.g. from `jax.eval_shape`);
+        a shape mismatch means the checkpoint belongs to another configuration.
+        """
+        for step in reversed(self.steps()):
+            try:
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        arrays=ocp.args.StandardRestore(abstract_arrays),
+                        envs=ocp.args.StandardRestore(),
+                        meta=ocp.args.JsonRestore(),
+                    ),
+                )
+                _check_shapes(abstract_arrays, restored["arrays"])
+            except Exception as error:  # a corrupt, truncated or foreign checkpoint
+                aside = self._move_aside(step)
+                reason = str(error).splitlines()[0] if str(error) else ""
+                warn(
+                    f"warning: checkpoint {step} could not be restored ({type(error).__name__}: {reason}); "
+                    f"moved it to {aside} and trying the previous one."
+                )
+                continue
+            envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
+            return step, restored["arrays"], envs, dict(restored["meta"])
+        return None
+
+    def _move_aside(self, step: int) -> pathlib.Path:
+        aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        shutil.move(self.directory / str(step), aside)
+        self._manager.reload()
+        return aside
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _check_shapes(expected: Any, restored: Any) -> None:
+    def check(path, want, got):
+        if tuple(want.shape) != tuple(np.shape(got)):
+            raise ValueError(f"{jax.tree_util.keystr(path)} has shape {np.shape(got)}, expected {tuple(want.shape)}")
+
+    jax.tree_util.tree_map_with_path(check, expected, restored)
