@@ -38,7 +38,9 @@ def _to_bytes_arrays(blobs) -> list[np.ndarray]:
 class Checkpointer:
     def __init__(self, workdir: pathlib.Path, keep: int):
         self.directory = (pathlib.Path(workdir) / "checkpoints").absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        )
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "envs", "meta"))
 
     def steps(self) -> list[int]:
@@ -93,6 +95,11 @@ class Checkpointer:
             envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
             return step, restored["arrays"], envs, dict(restored["meta"])
         return None
+
+    def restore_arrays(self, step: int) -> Any:
+        """Checkpoint `step`'s arrays as nested dicts of arrays, without a target structure."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))
+        return restored["arrays"]
 
     def _move_aside(self, step: int) -> pathlib.Path:
         aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,34 +1,16 @@
 """Evaluation with Meta-World's own evaluator and the deterministic policy.
 
-`metaworld.evaluation.evaluation` runs episodes with terminate-on-success until every task
-has `num_episodes`, counts success per episode and sums episode rewards up to the end of
-each episode; we report exactly what it returns.
+The policy is any object with Meta-World's `Agent` protocol (`eval_action`, `reset`), such
+as `mtsac_jax.policy.DeterministicPolicy`. `metaworld.evaluation.evaluation` runs episodes
+with terminate-on-success until every task has `num_episodes`, counts success per episode
+and sums episode rewards up to the end of each episode; we report exactly what it returns.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import gymnasium as gym
-import jax.numpy as jnp
 import metaworld.evaluation
 import numpy as np
-
-
-class DeterministicPolicy:
-    """Meta-World's `Agent` protocol over a jitted deterministic actor: tanh(mean)."""
-
-    def __init__(self, deterministic_actions: Callable, actor_params):
-        self._deterministic_actions = deterministic_actions
-        self._actor_params = actor_params
-
-    def eval_action(self, observations: np.ndarray) -> np.ndarray:
-        """(T, obs_dim) observations, one per task env, to (T, action_dim) actions."""
-        obs = jnp.asarray(observations, jnp.float32)
-        return np.asarray(self._deterministic_actions(self._actor_params, obs), np.float64)
-
-    def reset(self, env_mask: np.ndarray) -> None:
-        """The policy is memoryless: nothing to reset between episodes."""
 
 
 def evaluate(policy, eval_envs: gym.vector.VectorEnv, num_episodes: int, task_names) -> dict:

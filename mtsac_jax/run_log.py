@@ -80,13 +80,9 @@ class RunLog:
         for name, task in record["tasks"].items():
             self._tensorboard.add_scalar(f"eval/success/{name}", task["success"], step)
             self._tensorboard.add_scalar(f"eval/episode_reward/{name}", task["episode_reward"], step)
-        lines = [f"eval step {step}: success {record['success']:.3f}, episode_reward {record['episode_reward']:.1f}"]
-        width = max(len(name) for name in record["tasks"])
-        for name, task in record["tasks"].items():
-            lines.append(f"  {name:<{width}}  success {task['success']:.2f}  reward {task['episode_reward']:.1f}")
         self._bar_stats["success"] = f"{record['success']:.2f}"
         self._bar.set_postfix(self._bar_stats, refresh=False)
-        self._print("\n".join(lines))
+        self._print(format_eval(record))
 
     def message(self, text: str) -> None:
         self._print(text)
@@ -102,6 +98,15 @@ class RunLog:
             print(text, file=self._stream, flush=True)
         else:
             self._bar.write(text, file=self._stream)
+
+
+def format_eval(record: dict) -> str:
+    """An evaluation record as a mean line and a per-task table."""
+    lines = [f"eval step {record['step']}: success {record['success']:.3f}, episode_reward {record['episode_reward']:.1f}"]
+    width = max(len(name) for name in record["tasks"])
+    for name, task in record["tasks"].items():
+        lines.append(f"  {name:<{width}}  success {task['success']:.2f}  reward {task['episode_reward']:.1f}")
+    return "\n".join(lines)
 
 
 def _append(handle, record: dict) -> None:

@@ -24,6 +24,7 @@ from mtsac_jax import envs, evaluation, replay_buffer
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import task_names, validate
 from mtsac_jax.learner import SACLearner
+from mtsac_jax.policy import DeterministicPolicy
 from mtsac_jax.run_log import RunLog
 
 # Keys that may change between a run and its resumption: they change neither shapes nor
@@ -241,7 +242,7 @@ class Trainer:
         return np.asarray(self.learner.sample_actions(self.state.actor_params, self.obs, key))
 
     def evaluate(self, step: int) -> dict:
-        policy = evaluation.DeterministicPolicy(self.learner.deterministic_actions, self.state.actor_params)
+        policy = DeterministicPolicy(self.learner.deterministic_actions, self.state.actor_params)
         record = {"step": step, "env_steps": step * self.num_tasks}
         record.update(evaluation.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
         return record

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 
 import imageio
 import ml_collections
@@ -105,4 +106,6 @@ def _render(vector_env, turn: bool) -> list[np.ndarray]:
 
 def _write_video(path: pathlib.Path, frames: list[np.ndarray], fps: int) -> None:
     """Encodes frames as an H.264 MP4 at `fps` frames per second."""
-    imageio.v3.imwrite(path, np.stack(frames), plugin="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)
+    with warnings.catch_warnings():  # JAX warns on any fork; this one only starts ffmpeg
+        warnings.filterwarnings("ignore", message="os.fork\\(\\) was called", category=RuntimeWarning)
+        imageio.v3.imwrite(path, np.stack(frames), plugin="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)
