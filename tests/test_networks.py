@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtsac_jax import networks, replay_buffer
+from mtsac_jax import networks
 from mtsac_jax.learner import SACLearner
 from tests.conftest import tiny_config
 
