@@ -49,11 +49,16 @@ class TaskMLP(nn.Module):
     def __call__(self, x):
         if self.task_embedding_dim:
             x = TaskEmbedding(self.task_embedding_dim, name="task_embedding")(x)
+        num_tasks, batch = x.shape[:2]
+        if not self.disjoint:
+            x = x.reshape(num_tasks * batch, -1)
         hidden = PerTaskDense if self.disjoint else nn.Dense
         for index in range(self.num_layers):
             x = nn.relu(hidden(self.hidden_dim, name=f"hidden_{index}")(x))
+        if not self.disjoint and self.multi_head:
+            x = x.reshape(num_tasks, batch, -1)
         head = PerTaskDense if (self.disjoint or self.multi_head) else nn.Dense
-        return head(self.output_dim, name="head")(x)
+        return head(self.output_dim, name="head")(x).reshape(num_tasks, batch, -1)
 
 
 class Actor(nn.Module):
@@ -103,15 +108,33 @@ class Critic(nn.Module):
         return q[..., 0]
 
 
-TwinCritic = nn.vmap(
+_CriticEnsemble = nn.vmap(
     Critic,
     variable_axes={"params": 0},
     split_rngs={"params": True},
-    in_axes=None,
+    in_axes=0,
     out_axes=0,
-    axis_size=2,
 )
-"""Two independent critics as one vmapped ensemble: (T, B, D), (T, B, A) -> (2, T, B)."""
+
+
+class TwinCritic(nn.Module):
+    """Two independent critics as one vmapped ensemble: (T, B, D), (T, B, A) -> (2, T, B).
+
+    The inputs are broadcast along the ensemble axis first, so every layer is one batched
+    matmul over a leading ensemble axis (no activation transposes in the backward pass)."""
+
+    hidden_dim: int
+    num_layers: int
+    multi_head: bool = False
+    disjoint: bool = False
+    task_embedding_dim: int = 0
+
+    @nn.compact
+    def __call__(self, obs, action):
+        twin = lambda x: jnp.broadcast_to(x, (2, *x.shape))  # noqa: E731
+        return _CriticEnsemble(
+            self.hidden_dim, self.num_layers, self.multi_head, self.disjoint, self.task_embedding_dim, name="ensemble"
+        )(twin(obs), twin(action))
 
 
 def sample_tanh_gaussian(mean, log_std, key):

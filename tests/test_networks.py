@@ -114,3 +114,43 @@ def test_disjoint_networks_have_no_shared_weights():
         assert leaf.shape[0] == T
     for leaf in jax.tree.leaves(state.critic_params):
         assert leaf.shape[:2] == (2, T)
+
+
+def plain_mlp(layers, x, task):
+    """A straightforward MLP on one task's (B, D) input; `layers` are (kernel, bias) pairs whose
+    per-task parameters are indexed with `task`."""
+    for index, (kernel, bias) in enumerate(layers):
+        if kernel.ndim == 3:  # per-task layer
+            kernel, bias = kernel[task], bias[task]
+        x = x @ kernel + bias
+        if index < len(layers) - 1:
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def mlp_layers(params):
+    names = sorted(name for name in params if name.startswith("hidden_")) + ["head"]
+    return [(np.asarray(params[n]["kernel"]), np.asarray(params[n]["bias"])) for n in names]
+
+
+@pytest.mark.parametrize("variant", ["shared", "multi_head", "disjoint"])
+def test_batched_networks_compute_what_a_plain_per_task_loop_computes(variant):
+    """The vmapped, flattened and ensemble-broadcast networks equal a plain loop over tasks
+    and critics, so the optimised layout changes no number the update computes."""
+    learner = learner_for(variant)
+    state = learner.init(jax.random.key(0))
+    batch = random_batch(jax.random.key(1))
+    obs, action = np.asarray(batch["obs"]), np.asarray(batch["action"])
+    mean, log_std = learner.actor.apply(state.actor_params, batch["obs"])
+    q = learner.critic.apply(state.critic_params, batch["obs"], batch["action"])
+    actor_layers = mlp_layers(state.actor_params["params"]["mlp"])
+    critic_params = state.critic_params["params"]["ensemble"]["mlp"]
+    for task in range(T):
+        out = plain_mlp(actor_layers, obs[task], task)
+        np.testing.assert_allclose(mean[task], out[:, :ACT], rtol=1e-5, atol=1e-5)
+        raw = out[:, ACT:]
+        np.testing.assert_allclose(log_std[task], -20 + 11 * (np.tanh(raw) + 1), rtol=1e-5, atol=1e-4)
+        for member in range(2):
+            layers = [(k[member], b[member]) for k, b in mlp_layers(critic_params)]
+            expected = plain_mlp(layers, np.concatenate([obs[task], action[task]], -1), task)[:, 0]
+            np.testing.assert_allclose(q[member, task], expected, rtol=1e-5, atol=1e-5)

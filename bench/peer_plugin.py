@@ -1,0 +1,88 @@
+"""mtsac_jax as a system of the shared peer benchmark (`peer_update_bench.py --plugin`).
+
+    python ../shared/bench/peers/peer_update_bench.py --python $PEERBENCH_VENV/bin/python \
+        --plugin bench/peer_plugin.py:make --plugin bench/peer_plugin.py:make_multi_head \
+        --plugin-python .venv/bin/python --json out.json
+
+`train(G)` runs G full updates of the learner `train.py` uses (`SACLearner.update`, one
+update per call as in the MT10 reference config) on its device-resident replay buffer,
+at the benchmark's shape: MT10 (T=10 tasks), per-task temperatures, batch split evenly
+over the tasks.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mtsac_jax import replay_buffer  # noqa: E402
+from mtsac_jax.config import compose  # noqa: E402
+from mtsac_jax.learner import SACLearner  # noqa: E402
+
+NUM_TASKS = 10
+
+
+def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = None, seed: int = 0):
+    """The learner, a train state and a buffer filled with random transitions at `shape`."""
+    config = compose("metaworld", "state_sac", "metaworld-mt10")
+    config.unlock()
+    agent = config.agent
+    agent.actor.hidden_dim = shape["hidden"][0]
+    agent.actor.num_layers = len(shape["hidden"])
+    agent.critic.hidden_dim = critic_hidden or shape["hidden"][0]
+    agent.critic.num_layers = len(shape["hidden"])
+    agent.discount, agent.critic_tau = shape["gamma"], shape["tau"]
+    for optimizer in agent.optimizers.values():
+        optimizer.lr = shape["lr"]
+    agent.multitask.should_use_multi_head_policy = multi_head
+    agent.multitask.num_envs = NUM_TASKS
+    obs_dim, action_dim = shape["obs_dim"], shape["act_dim"]
+    learner = SACLearner(agent, obs_dim, action_dim, batch_size_per_task=shape["batch"] // NUM_TASKS)
+    per_task = shape["buffer_fill"] // NUM_TASKS
+    buffer = replay_buffer.init(NUM_TASKS, per_task, obs_dim, action_dim)
+    rng = np.random.default_rng(seed)
+    for _ in range(per_task):
+        buffer = replay_buffer.insert_jit(
+            buffer,
+            rng.normal(size=(NUM_TASKS, obs_dim)),
+            rng.uniform(-1, 1, (NUM_TASKS, action_dim)),
+            rng.normal(size=NUM_TASKS),
+            rng.normal(size=(NUM_TASKS, obs_dim)),
+            np.zeros(NUM_TASKS),
+        )
+    return learner, learner.init(jax.random.key(seed)), buffer
+
+
+def _system(shape: dict, multi_head: bool) -> dict:
+    learner, state, buffer = build(shape, multi_head)
+    holder = {"state": state}
+
+    def train(num_updates: int) -> None:
+        state = holder["state"]
+        for _ in range(num_updates):
+            state, _ = learner.update(state, buffer)
+        jax.block_until_ready(state)
+        holder["state"] = state
+
+    params = jax.tree.map(lambda x: x.size, (state.actor_params, state.critic_params))
+    return {
+        "train": train,
+        "static_G": False,
+        "param_counts": {"actor": sum(jax.tree.leaves(params[0])), "critics": sum(jax.tree.leaves(params[1]))},
+        "info": {"multi_head": multi_head, "num_tasks": NUM_TASKS, "jax": jax.__version__},
+    }
+
+
+def make(shape: dict) -> dict:
+    """Shared heads (MT-SAC), the mtrl MT10 reference."""
+    return _system(shape, multi_head=False)
+
+
+def make_multi_head(shape: dict) -> dict:
+    """One output head per task, each sample through its own head only."""
+    return _system(shape, multi_head=True)
