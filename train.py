@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -21,11 +22,19 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/metaworld_mt1.py:reach-v3,smoke"
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<env>_<agent>_seed<seed>).")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache",
+    str(pathlib.Path.home() / ".cache" / "mtsac_jax" / "xla"),
+    "Folder of JAX's persistent compilation cache, so a second start skips compiling ('' disables it).",
+)
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
+    if _COMPILATION_CACHE.value:
+        jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     config = load_config_or_exit(_CONFIG)
     workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:

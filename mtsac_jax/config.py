@@ -79,7 +79,7 @@ def env_config(name: str, task_name: str = "reach-v3") -> ml_collections.ConfigD
     config = ml_collections.ConfigDict(
         {
             "name": name,
-            "vector_strategy": "sync",
+            "vector_strategy": "auto",
             "max_episode_steps": MAX_EPISODE_STEPS,
             "use_one_hot": name != "metaworld-mt1",
             "fixed_goal": False,
@@ -169,7 +169,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice("env.name", config.env.name, ENVS)
     if config.env.name == "metaworld-mt1":
         _check_choice("env.task_name", config.env.task_name, META_WORLD_TASKS)
-    _check_choice("env.vector_strategy", config.env.vector_strategy, ("sync", "async"))
+    _check_choice("env.vector_strategy", config.env.vector_strategy, ("auto", "sync", "async"))
     _check_choice("env.reward_function_version", config.env.reward_function_version, ("v1", "v2"))
 
     positive = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import multiprocessing
+import os
 import signal
 import warnings
 
@@ -22,6 +23,10 @@ from mtsac_jax.config import task_names
 from mtsac_jax.env_state import SnapshotWrapper
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
+# `vector_strategy="auto"` runs the task envs in worker processes from this many cores on.
+# On 2 cores the in-process (sync) envs step faster, alone and inside the training loop
+# (bench/loop_throughput.py); with spare cores each worker steps its task in parallel.
+ASYNC_MIN_CORES = 4
 
 # Meta-World's one-hot wrapper builds float64 bounds for a float32 Box.
 warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32.*")
@@ -103,12 +108,20 @@ def make_vector_env(
         )
         for index, name in enumerate(names)
     ]
-    vector_cls = gym.vector.AsyncVectorEnv if env_config.vector_strategy == "async" else gym.vector.SyncVectorEnv
+    strategy = resolve_strategy(env_config.vector_strategy)
+    vector_cls = gym.vector.AsyncVectorEnv if strategy == "async" else gym.vector.SyncVectorEnv
     return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 class EnvWorkerError(RuntimeError):
     """An env worker crashed or an env raised; the message names the task and the fix."""
+
+
+def resolve_strategy(vector_strategy: str) -> str:
+    """`sync` or `async`; `auto` picks by the number of cores of this machine."""
+    if vector_strategy != "auto":
+        return vector_strategy
+    return "async" if (os.cpu_count() or 1) >= ASYNC_MIN_CORES else "sync"
 
 
 @dataclasses.dataclass

@@ -196,9 +196,10 @@ class SACLearner:
 
     # ----- acting on a (T, obs_dim) batch, one observation per task -----
 
-    def _sample_actions(self, actor_params, obs, key):
+    def _sample_actions(self, actor_params, obs, key, step):
+        """Actions sampled with the key `fold_in(key, step)`: reproducible at any step."""
         mean, log_std = self.actor.apply(actor_params, obs[:, None, :])
-        action, _ = networks.sample_tanh_gaussian(mean, log_std, key)
+        action, _ = networks.sample_tanh_gaussian(mean, log_std, jax.random.fold_in(key, step))
         return action[:, 0]
 
     def _deterministic_actions(self, actor_params, obs):

@@ -238,8 +238,7 @@ class Trainer:
     def act(self, step: int) -> np.ndarray:
         if step <= self.experiment.init_steps:
             return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, self.action_dim)).astype(np.float32)
-        key = jax.random.fold_in(self.act_key, step)
-        return np.asarray(self.learner.sample_actions(self.state.actor_params, self.obs, key))
+        return np.asarray(self.learner.sample_actions(self.state.actor_params, self.obs, self.act_key, step))
 
     def evaluate(self, step: int) -> dict:
         policy = DeterministicPolicy(self.learner.deterministic_actions, self.state.actor_params)

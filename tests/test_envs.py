@@ -78,7 +78,7 @@ def test_random_goal_changes_between_episodes():
 
 def test_a_killed_async_worker_gives_a_clear_error():
     config = tiny_config()
-    config.env.vector_strategy = "async"
+    config.env.vector_strategy = "async"  # a worker process whatever the core count
     vector_env = envs.make_vector_env(config.env, seed=0)
     try:
         vector_env.reset()
@@ -89,3 +89,11 @@ def test_a_killed_async_worker_gives_a_clear_error():
             envs.step(vector_env, np.zeros((1, 4), np.float32))
     finally:
         vector_env.close(terminate=True)
+
+
+def test_auto_strategy_follows_the_core_count(monkeypatch):
+    monkeypatch.setattr(envs.os, "cpu_count", lambda: 2)
+    assert envs.resolve_strategy("auto") == "sync"
+    monkeypatch.setattr(envs.os, "cpu_count", lambda: 16)
+    assert envs.resolve_strategy("auto") == "async"
+    assert envs.resolve_strategy("sync") == "sync" and envs.resolve_strategy("async") == "async"

@@ -47,7 +47,7 @@ def test_output_shapes_and_actions_in_bounds(variant):
     q = learner.critic.apply(state.critic_params, obs, action)
     assert q.shape == (2, T, B)
     assert not np.allclose(q[0], q[1]), "the twin critics must be initialised independently"
-    acting = learner.sample_actions(state.actor_params, obs[:, 0], jax.random.key(3))
+    acting = learner.sample_actions(state.actor_params, obs[:, 0], jax.random.key(3), 5)
     assert acting.shape == (T, ACT) and np.all(np.abs(acting) <= 1.0)
     assert learner.deterministic_actions(state.actor_params, obs[:, 0]).shape == (T, ACT)
 
