@@ -36,7 +36,10 @@ class TaskEmbedding(nn.Module):
 
 class TaskMLP(nn.Module):
     """ReLU MLP over (T, B, D). `multi_head`: the output layer is per task;
-    `disjoint`: every layer is per task (fully separate networks)."""
+    `disjoint`: every layer is per task (fully separate networks).
+
+    Shared layers see the task axis folded into the batch, (T*B, D): one plain matmul whose
+    backward pass needs no transposed copies of the activations (docs/performance.md)."""
 
     hidden_dim: int
     num_layers: int
