@@ -3,14 +3,17 @@ evaluated every 5k steps over 10 episodes. A few minutes on a 2-core laptop CPU;
 typically climbs from 0 to 0.5-1.0.
 
     python train.py --config=configs/demo.py --workdir=runs/demo
+    python train.py --config=configs/demo.py:smoke      # tiny, every code path
 """
 
-from mtsac_jax.config import compose
+from mtsac_jax.config import compose, parse_config_arg
 
 
 def get_config(arg=None):
-    del arg
-    config = compose("metaworld", "state_sac", "metaworld-mt1", task_name="reach-v3")
+    flags, _ = parse_config_arg(arg)
+    config = compose("metaworld", "state_sac", "metaworld-mt1", task_name="reach-v3", smoke="smoke" in flags)
+    if "smoke" in flags:
+        return config
     for network in (config.agent.actor, config.agent.critic):
         network.hidden_dim = 256
         network.num_layers = 2

@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 
@@ -89,3 +90,15 @@ def test_command_line_errors_are_one_clear_message(args, message, tmp_path):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists(), "nothing may start before the config is valid"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.py")), ids=lambda p: p.name)
+def test_every_config_file_has_a_valid_smoke_variant(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("smoke")
+    validate(config)
+    assert config.experiment.num_train_steps == 240 and config.agent.critic.hidden_dim == 32
+    with pytest.raises(AttributeError):  # locked: no new keys
+        config.experiment.new_key = 1
