@@ -1,0 +1,160 @@
+"""The learning benchmark: a results table that anyone can reproduce with one command.
+
+    python bench/learning.py run [--rows mt1-reach-v3,...]   # trains what is missing; resumable
+    python bench/learning.py report [--json bench/results/learning.json]
+
+`run` trains every (row, seed) of ROWS with `train.py` into `runs/learning/<row>/seed<k>/`,
+one after the other. Interrupt it whenever you like: running it again resumes unfinished
+runs from their checkpoints and skips finished ones, so the table can be completed in several
+sittings. `report` reads the runs' `eval.jsonl` and prints, per row and over its seeds: mean
+success at the last evaluation, the interquartile mean (IQM) of the per-task, per-seed final
+success with a 95% percentile-bootstrap confidence interval, the steps at which mean
+success first reached 0.9, and the training wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from scipy import stats
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RUNS = REPO / "runs" / "learning"
+MT1_PROTOCOL = [
+    "--config.experiment.num_train_steps=50000",
+    "--config.experiment.eval_freq=10000",
+    "--config.experiment.num_eval_episodes=50",
+]
+ROWS = {  # row name: (config argument, overrides, seeds)
+    **{
+        f"mt1-{task}": (f"configs/metaworld_mt1.py:{task}", MT1_PROTOCOL, (1, 2, 3))
+        for task in ("reach-v3", "push-v3", "drawer-close-v3", "button-press-topdown-v3")
+    },
+    # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
+    "mt10-cpu": (
+        "configs/metaworld_mt10.py",
+        [
+            "--config.experiment.num_train_steps=100000",
+            "--config.experiment.eval_freq=10000",
+            "--config.experiment.num_eval_episodes=50",
+            "--config.agent.actor.hidden_dim=256",
+            "--config.agent.actor.num_layers=2",
+            "--config.agent.critic.hidden_dim=256",
+            "--config.agent.critic.num_layers=2",
+        ],
+        (1, 2, 3),
+    ),
+}
+SOLVED = 0.9
+
+
+def workdir(row: str, seed: int) -> pathlib.Path:
+    return RUNS / row / f"seed{seed}"
+
+
+def read_evals(path: pathlib.Path) -> list[dict]:
+    eval_log = path / "eval.jsonl"
+    return [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
+
+
+def run(rows: list[str]) -> None:
+    """Trains each (row, seed) not yet finished; `wallclock.json` sums the time of every sitting."""
+    for row in rows:
+        config, overrides, seeds = ROWS[row]
+        num_train_steps = int(next(o for o in overrides if "num_train_steps" in o).split("=")[1])
+        for seed in seeds:
+            path = workdir(row, seed)
+            evals = read_evals(path)
+            if evals and evals[-1]["step"] >= num_train_steps:
+                continue
+            print(f"[learning] {row} seed {seed} -> {path}", flush=True)
+            start = time.time()
+            command = [sys.executable, "train.py", f"--config={config}", f"--config.seed={seed}",
+                       f"--workdir={path}", *overrides]
+            result = subprocess.run(command, cwd=REPO)
+            clock = path / "wallclock.json"
+            spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+            clock.write_text(json.dumps({"seconds": spent + time.time() - start}))
+            if result.returncode != 0:
+                sys.exit(f"error: {row} seed {seed} stopped with status {result.returncode}; rerun to resume.")
+
+
+def iqm_with_ci(scores: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Interquartile mean and its 95% percentile-bootstrap confidence interval."""
+    iqm = float(stats.trim_mean(scores, 0.25))
+    if len(scores) < 2 or np.all(scores == scores[0]):
+        return iqm, iqm, iqm
+    result = stats.bootstrap((scores,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis), n_resamples=2000,
+                             method="percentile", random_state=seed)
+    return iqm, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float]) -> dict:
+    """The table row of one experiment from the eval records of its seeds."""
+    final = [evals[-1] for evals in runs.values()]
+    per_task = np.array([task["success"] for record in final for task in record["tasks"].values()])
+    iqm, low, high = iqm_with_ci(per_task)
+    solved_at = [next((r["step"] for r in evals if r["success"] >= SOLVED), None) for evals in runs.values()]
+    return {
+        "row": row,
+        "seeds": sorted(runs),
+        "steps": [record["step"] for record in final],
+        "mean_success": statistics.mean(record["success"] for record in final),
+        "iqm": iqm,
+        "iqm_ci95": [low, high],
+        "steps_to_0.9": solved_at,
+        "wallclock_h": [wallclock.get(seed, float("nan")) / 3600 for seed in sorted(runs)],
+    }
+
+
+def report(json_path: pathlib.Path | None) -> list[dict]:
+    table = []
+    for row, (_, _, seeds) in ROWS.items():
+        runs = {seed: read_evals(workdir(row, seed)) for seed in seeds}
+        runs = {seed: evals for seed, evals in runs.items() if evals}
+        if not runs:
+            continue
+        wallclock = {}
+        for seed in runs:
+            clock = workdir(row, seed) / "wallclock.json"
+            if clock.exists():
+                wallclock[seed] = json.loads(clock.read_text())["seconds"]
+        table.append(summarize(row, runs, wallclock))
+    print("| row | seeds | steps | mean success | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
+    print("|---|---|---|---|---|---|---|")
+    for entry in table:
+        solved = ", ".join("-" if s is None else str(s) for s in entry["steps_to_0.9"])
+        clock = ", ".join(f"{h:.2f}" for h in entry["wallclock_h"])
+        print(f"| {entry['row']} | {len(entry['seeds'])} | {', '.join(map(str, entry['steps']))} | "
+              f"{entry['mean_success']:.2f} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
+              f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
+    if json_path:
+        json_path.write_text(json.dumps(table, indent=2))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join(ROWS)}")
+    parser.add_argument("--json", type=pathlib.Path)
+    args = parser.parse_args()
+    if args.command == "run":
+        rows = args.rows.split(",")
+        unknown = [row for row in rows if row not in ROWS]
+        if unknown:
+            sys.exit(f"error: unknown rows {unknown}; choose from {list(ROWS)}")
+        run(rows)
+    else:
+        report(args.json)
+
+
+if __name__ == "__main__":
+    main()

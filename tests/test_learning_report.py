@@ -1,0 +1,38 @@
+"""The learning benchmark's statistics (bench/learning.py), on synthetic evaluation records."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("learning", REPO / "bench" / "learning.py")
+learning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(learning)
+
+
+def record(step, successes):
+    tasks = {f"task{i}": {"success": s, "episode_reward": 1.0} for i, s in enumerate(successes)}
+    return {"step": step, "success": float(np.mean(successes)), "episode_reward": 1.0, "tasks": tasks}
+
+
+def test_iqm_drops_the_outer_quartiles_and_brackets_itself():
+    scores = np.array([0.0, 0.1, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    iqm, low, high = learning.iqm_with_ci(scores)
+    assert iqm == pytest.approx(np.mean([0.5, 0.6, 0.7, 0.8]))
+    assert low <= iqm <= high and 0.0 <= low and high <= 1.0
+    assert learning.iqm_with_ci(np.ones(6)) == (1.0, 1.0, 1.0)
+
+
+def test_summary_over_seeds():
+    runs = {
+        1: [record(10, [0.2, 0.4]), record(20, [1.0, 0.8]), record(30, [1.0, 1.0])],
+        2: [record(10, [0.0, 0.0]), record(20, [0.5, 0.5]), record(30, [0.6, 0.8])],
+    }
+    row = learning.summarize("demo", runs, {1: 3600.0})
+    assert row["mean_success"] == pytest.approx((1.0 + 0.7) / 2)
+    assert row["steps_to_0.9"] == [20, None]
+    assert row["steps"] == [30, 30]
+    assert row["wallclock_h"][0] == pytest.approx(1.0) and np.isnan(row["wallclock_h"][1])
+    assert row["iqm"] == pytest.approx(np.mean([0.8, 1.0]))  # of 0.6, 0.8, 1.0, 1.0
