@@ -120,17 +120,12 @@ _CriticEnsemble = nn.vmap(
 )
 
 
-class TwinCritic(nn.Module):
-    """Two independent critics as one vmapped ensemble: (T, B, D), (T, B, A) -> (2, T, B).
+class TwinCritic(Critic):
+    """Two independent critics (same fields as `Critic`) as one vmapped ensemble:
+    (T, B, D), (T, B, A) -> (2, T, B).
 
     The inputs are broadcast along the ensemble axis first, so every layer is one batched
     matmul over a leading ensemble axis (no activation transposes in the backward pass)."""
-
-    hidden_dim: int
-    num_layers: int
-    multi_head: bool = False
-    disjoint: bool = False
-    task_embedding_dim: int = 0
 
     @nn.compact
     def __call__(self, obs, action):
