@@ -14,6 +14,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT10_V3
 
 SETUPS = ("metaworld",)
 AGENTS = ("state_sac",)
+TEMPERATURE_LOSSES = ("log_alpha", "alpha")
 ENVS = ("metaworld-mt1", "metaworld-mt10", "metaworld-mt50")
 META_WORLD_TASKS = tuple(ALL_V3_ENVIRONMENTS)
 MAX_EPISODE_STEPS = 500  # Meta-World refuses longer episodes.
@@ -47,6 +48,9 @@ def agent_config(name: str) -> ml_collections.ConfigDict:
             "discount": 0.99,
             "critic_tau": 0.005,
             "init_temperature": 1.0,
+            # "log_alpha": d loss / d log_alpha = -(log pi + target), as softlearning, SB3, SBX;
+            # "alpha": mtrl's alpha * (...), whose step grows with alpha (it ran away on MT1 reach).
+            "temperature_loss": "log_alpha",
             "actor": {
                 "hidden_dim": 400,
                 "num_layers": 3,
@@ -169,6 +173,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice("env.name", config.env.name, ENVS)
     if config.env.name == "metaworld-mt1":
         _check_choice("env.task_name", config.env.task_name, META_WORLD_TASKS)
+    _check_choice("agent.temperature_loss", config.agent.temperature_loss, TEMPERATURE_LOSSES)
     _check_choice("env.vector_strategy", config.env.vector_strategy, ("auto", "sync", "async"))
     _check_choice("env.reward_function_version", config.env.reward_function_version, ("v1", "v2"))
 
