@@ -1,12 +1,15 @@
 """The learning benchmark: a results table that anyone can reproduce with one command.
 
     python bench/learning.py run [--rows mt1-reach-v3,...]   # trains what is missing; resumable
+    python bench/learning.py run --rows sbx-mt1-reach-v3 --sbx-python $PEERBENCH_VENV/bin/python
     python bench/learning.py report [--json bench/results/learning.json]
 
 `run` trains every (row, seed) of ROWS with `train.py` into `runs/learning/<row>/seed<k>/`,
 one after the other. Interrupt it whenever you like: running it again resumes unfinished
 runs from their checkpoints and skips finished ones, so the table can be completed in several
-sittings. `report` reads the runs' `eval.jsonl` and prints, per row and over its seeds: mean
+sittings. The `sbx-*` rows train SBX's SAC (bench/sbx_sac.py, in a Python that has sbx-rl and
+metaworld) with the network, batch and budget of the matching mtsac_jax row, and are evaluated
+the same way; an unfinished SBX run starts again. `report` reads the runs' `eval.jsonl` and prints, per row and over its seeds: mean
 success at the last evaluation, the interquartile mean (IQM) of the per-task, per-seed final
 success with a 95% percentile-bootstrap confidence interval, the steps at which mean
 success first reached 0.9, and the training wall-clock.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import runpy
 import statistics
 import subprocess
 import sys
@@ -52,6 +56,7 @@ ROWS = {  # row name: (config argument, overrides, seeds)
         (1, 2, 3),
     ),
 }
+SBX_ROWS = {f"sbx-mt1-{task}": f"mt1-{task}" for task in ("reach-v3",)}  # peer row: its mtsac_jax row
 SOLVED = 0.9
 
 
@@ -64,26 +69,67 @@ def read_evals(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
 
 
-def run(rows: list[str]) -> None:
-    """Trains each (row, seed) not yet finished; `wallclock.json` sums the time of every sitting."""
+def _option(overrides: list[str], key: str) -> str:
+    return next(o for o in overrides if o.startswith(f"--config.{key}=")).split("=", 1)[1]
+
+
+def _run_timed(path: pathlib.Path, command: list[str], name: str) -> None:
+    """Runs one training command; `wallclock.json` sums the time of every sitting."""
+    print(f"[learning] {name} -> {path}", flush=True)
+    start = time.time()
+    result = subprocess.run(command, cwd=REPO)
+    clock = path / "wallclock.json"
+    spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    path.mkdir(parents=True, exist_ok=True)
+    clock.write_text(json.dumps({"seconds": spent + time.time() - start}))
+    if result.returncode != 0:
+        sys.exit(f"error: {name} stopped with status {result.returncode}; rerun to resume.")
+
+
+def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
+    """bench/sbx_sac.py with the numbers of the mtsac_jax row's config (network, batch, budget)."""
+    config_arg, overrides, _ = ROWS[SBX_ROWS[row]]
+    config_path, task = config_arg.split(":")
+    config = runpy.run_path(str(REPO / config_path))["get_config"](task)
+    agent, experiment = config.agent, config.experiment
+    numbers = {
+        "task": task,
+        "seed": seed,
+        "workdir": workdir(row, seed),
+        "num_train_steps": _option(overrides, "experiment.num_train_steps"),
+        "eval_freq": _option(overrides, "experiment.eval_freq"),
+        "num_eval_episodes": _option(overrides, "experiment.num_eval_episodes"),
+        "max_episode_steps": config.env.max_episode_steps,
+        "hidden_dim": agent.critic.hidden_dim,
+        "num_layers": agent.critic.num_layers,
+        "batch_size": config.replay_buffer.batch_size,
+        "init_steps": experiment.init_steps,
+        "capacity": config.replay_buffer.capacity,
+        "lr": agent.optimizers.critic.lr,
+        "tau": agent.critic_tau,
+        "discount": agent.discount,
+        "init_temperature": agent.init_temperature,
+    }
+    return [sbx_python, "bench/sbx_sac.py", *(f"--{key}={value}" for key, value in numbers.items())]
+
+
+def run(rows: list[str], sbx_python: str | None) -> None:
+    """Trains each (row, seed) whose last evaluation is not yet at the row's final step."""
     for row in rows:
-        config, overrides, seeds = ROWS[row]
-        num_train_steps = int(next(o for o in overrides if "num_train_steps" in o).split("=")[1])
+        config, overrides, seeds = ROWS[SBX_ROWS.get(row, row)]
+        num_train_steps = int(_option(overrides, "experiment.num_train_steps"))
         for seed in seeds:
             path = workdir(row, seed)
             evals = read_evals(path)
             if evals and evals[-1]["step"] >= num_train_steps:
                 continue
-            print(f"[learning] {row} seed {seed} -> {path}", flush=True)
-            start = time.time()
-            command = [sys.executable, "train.py", f"--config={config}", f"--config.seed={seed}",
-                       f"--workdir={path}", *overrides]
-            result = subprocess.run(command, cwd=REPO)
-            clock = path / "wallclock.json"
-            spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
-            clock.write_text(json.dumps({"seconds": spent + time.time() - start}))
-            if result.returncode != 0:
-                sys.exit(f"error: {row} seed {seed} stopped with status {result.returncode}; rerun to resume.")
+            if row in SBX_ROWS:
+                (path / "wallclock.json").unlink(missing_ok=True)  # an SBX run starts again
+                command = sbx_command(sbx_python, row, seed)
+            else:
+                command = [sys.executable, "train.py", f"--config={config}", f"--config.seed={seed}",
+                           f"--workdir={path}", *overrides]
+            _run_timed(path, command, f"{row} seed {seed}")
 
 
 def iqm_with_ci(scores: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -116,7 +162,8 @@ def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float]
 
 def report(json_path: pathlib.Path | None) -> list[dict]:
     table = []
-    for row, (_, _, seeds) in ROWS.items():
+    for row in [*ROWS, *SBX_ROWS]:
+        seeds = ROWS[SBX_ROWS.get(row, row)][2]
         runs = {seed: read_evals(workdir(row, seed)) for seed in seeds}
         runs = {seed: evals for seed, evals in runs.items() if evals}
         if not runs:
@@ -143,15 +190,19 @@ def report(json_path: pathlib.Path | None) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join(ROWS)}")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join([*ROWS, *SBX_ROWS])}")
+    parser.add_argument("--sbx-python", help="a Python with sbx-rl and metaworld, for the sbx-* rows")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     if args.command == "run":
         rows = args.rows.split(",")
-        unknown = [row for row in rows if row not in ROWS]
+        unknown = [row for row in rows if row not in ROWS and row not in SBX_ROWS]
         if unknown:
-            sys.exit(f"error: unknown rows {unknown}; choose from {list(ROWS)}")
-        run(rows)
+            sys.exit(f"error: unknown rows {unknown}; choose from {[*ROWS, *SBX_ROWS]}")
+        if any(row in SBX_ROWS for row in rows) and not args.sbx_python:
+            sys.exit("error: the sbx-* rows need --sbx-python, a Python with sbx-rl and metaworld "
+                     "(see docs/results.md).")
+        run(rows, args.sbx_python)
     else:
         report(args.json)
 
