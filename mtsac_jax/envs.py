@@ -32,7 +32,9 @@ ASYNC_MIN_CORES = 4
 warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32.*")
 
 
-def _derived_seed(*entropy: int) -> int:
+def derived_seed(*entropy: int) -> int:
+    """A 32-bit seed from (run seed, task index[, stream]): task i's 50 goals come from
+    `derived_seed(seed, i)`, its train/eval env randomness from `derived_seed(seed, i, stream)`."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
 
 
@@ -100,8 +102,8 @@ def make_vector_env(
             task_name=name,
             task_index=index,
             num_tasks=len(names),
-            goal_seed=_derived_seed(seed, index),
-            rng_seed=_derived_seed(seed, index, stream),
+            goal_seed=derived_seed(seed, index),
+            rng_seed=derived_seed(seed, index, stream),
             fixed_goal=env_config.fixed_goal,
             terminate_on_success=evaluation,
             env_kwargs=env_kwargs,

@@ -10,7 +10,8 @@ import pytest
 from metaworld.evaluation import evaluation
 
 import mtsac_jax
-from mtsac_jax.policy import PolicyError
+from mtsac_jax import envs, evaluation as our_evaluation
+from mtsac_jax.policy import PolicyError, load_config
 from tests.conftest import REPO
 
 
@@ -28,6 +29,37 @@ def test_load_policy_plugs_into_metaworlds_evaluator(smoke_run):
         envs.close()
     assert set(success_per_task) == {"reach-v3"} and len(returns["reach-v3"]) == 2
     assert 0.0 <= mean_success <= 1.0 and mean_return > 0.0
+
+
+def test_our_evaluator_agrees_with_metaworlds_episode_for_episode(smoke_run):
+    """Our eval envs and evaluate() against Meta-World's own env stack and evaluator, built
+    from the same seeds a run uses (goals from the per-task goal seed, then the env reseeded
+    from the eval stream): same episode returns, same success."""
+    workdir, _ = smoke_run
+    config, policy = load_config(workdir), mtsac_jax.load_policy(workdir)
+    goal_seed = envs.derived_seed(config.seed, 0)
+    rng_seed = envs.derived_seed(config.seed, 0, envs.EVAL_STREAM)
+
+    def metaworld_env():
+        env = metaworld.make_mt_envs("reach-v3", seed=goal_seed, env_id=0, num_tasks=1, terminate_on_success=True,
+                                     use_one_hot=False, max_episode_steps=config.env.max_episode_steps)
+        env.unwrapped.seed(rng_seed)
+        return env
+
+    theirs = gym.vector.SyncVectorEnv([metaworld_env], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    ours, ours_again = (envs.make_vector_env(config.env, config.seed, evaluation=True) for _ in range(2))
+    try:
+        _, _, their_success, their_returns = evaluation(policy, theirs, num_episodes=3)
+        _, _, _, returns_on_our_envs = evaluation(policy, ours, num_episodes=3)
+        record = our_evaluation.evaluate(policy, ours_again, 3, ["reach-v3"])
+    finally:
+        for vector_env in (theirs, ours, ours_again):
+            vector_env.close()
+    assert returns_on_our_envs["reach-v3"] == their_returns["reach-v3"]  # episode for episode
+    assert record["tasks"]["reach-v3"] == {
+        "success": their_success["reach-v3"],
+        "episode_reward": float(np.mean(their_returns["reach-v3"])),
+    }
 
 
 def test_policy_is_deterministic_numpy_and_matches_the_chosen_checkpoint(smoke_run):
