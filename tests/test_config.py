@@ -42,6 +42,7 @@ def test_reference_configs_compose_and_validate():
         ("agent.discount", 0.0, "agent.discount=0.0 must lie in (0, 1]"),
         ("env.max_episode_steps", 501, "exceeds Meta-World's limit of 500"),
         ("env.vector_strategy", "threads", "Unknown env.vector_strategy 'threads'"),
+        ("agent.temperature_loss", "log", "Valid choices: log_alpha, alpha"),
         ("env.name", "metaworld-mt100", "Did you mean 'metaworld-mt10'?"),
         ("agent.name", "sac_state", "Unknown agent.name 'sac_state'"),
         ("setup.name", "hipbmdp", "Unknown setup.name 'hipbmdp'. Valid choices: metaworld"),

@@ -76,3 +76,18 @@ def test_same_seed_same_update():
     _, learner, buffer = setup_learner()
     results = [host_copy(learner.update(learner.init(jax.random.key(7)), buffer)) for _ in range(2)]
     chex.assert_trees_all_equal(results[0], results[1])
+
+
+def test_temperature_loss_forms_step_log_alpha_by_the_error_or_by_alpha_times_it():
+    """log_alpha form: d loss / d log_alpha = mean(-log pi - target); alpha form: alpha times it."""
+    log_prob = jax.random.normal(jax.random.key(0), (T, B))
+    log_alpha = np.log(np.array([0.5, 4.0], np.float32))
+    grads = {}
+    for form in ("log_alpha", "alpha"):
+        config = tiny_config(num_envs=T)
+        config.agent.temperature_loss = form
+        learner = SACLearner(config.agent, OBS, ACT, batch_size_per_task=B)
+        grads[form] = np.asarray(jax.grad(lambda a: learner.alpha_losses(a, log_prob).sum())(log_alpha))
+    entropy_error = np.asarray(-log_prob - learner.target_entropy).mean(axis=-1)
+    np.testing.assert_allclose(grads["log_alpha"], entropy_error, rtol=1e-6)
+    np.testing.assert_allclose(grads["alpha"], np.exp(log_alpha) * entropy_error, rtol=1e-6)
