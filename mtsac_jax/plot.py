@@ -1,12 +1,16 @@
 """Learning curves of training runs, drawn into one PNG.
 
     python -m mtsac_jax.plot WORKDIR [WORKDIR ...] [--out PATH]
+    python -m mtsac_jax.plot EXPERIMENT_DIR [EXPERIMENT_DIR ...] [--out PATH]
 
 Reads `eval.jsonl` of each run and draws success against `step` (vector-env steps): a first
 panel with the mean success over tasks, then one panel per task. Several workdirs are taken
 as seeds of one experiment: each panel shows their mean as a line and their min..max as a
-shaded band, at the evaluation steps all runs share. The PNG goes to
-`WORKDIR/learning_curves.png` for one run, `./learning_curves.png` for several, or `--out`.
+shaded band, at the evaluation steps all runs share. An experiment folder (one whose
+subfolders are runs, such as `runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ...) stands
+for its runs; several experiment folders are compared on the same panels, one line each. The
+PNG goes to `WORKDIR/learning_curves.png` for one run, `./learning_curves.png` otherwise, or
+`--out`.
 """
 
 from __future__ import annotations
@@ -78,14 +82,20 @@ def _legend_label(workdirs: list[pathlib.Path]) -> str:
     return label
 
 
-def plot_runs(workdirs, out_path) -> pathlib.Path:
-    """Draw the learning curves of `workdirs` (seeds of one experiment) into the PNG `out_path`."""
-    workdirs = [pathlib.Path(workdir) for workdir in workdirs]
-    out_path = pathlib.Path(out_path)
-    if not workdirs:
-        raise PlotError("no workdir given")
-    if out_path.suffix.lower() != ".png":
-        raise PlotError(f"{out_path}: the output must be a .png file")
+def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathlib.Path]]]:
+    """(name, run folders) per experiment: run folders are seeds of one unnamed experiment;
+    each experiment folder is one experiment named after it, of the runs inside it."""
+    runs_inside = {path: sorted(child for child in path.iterdir() if (child / "eval.jsonl").is_file())
+                   for path in paths if path.is_dir() and not (path / "eval.jsonl").exists()}
+    if not runs_inside or not all(runs_inside.values()):
+        return [(None, paths)]
+    if len(runs_inside) < len(paths):
+        raise PlotError("give either run folders (seeds of one experiment) or experiment folders, not both")
+    return [(path.name, runs_inside[path]) for path in paths]
+
+
+def _seed_curves(workdirs: list[pathlib.Path]) -> tuple[list[str], list[int], np.ndarray]:
+    """Tasks, the evaluation steps all runs share, and success[run, step, task]."""
     runs = [load_run(workdir) for workdir in workdirs]
     tasks = runs[0][0]
     for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
@@ -95,23 +105,43 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
     steps = sorted(set.intersection(*(set(curves) for _, curves in runs)))
     if not steps:
         raise PlotError("the runs share no evaluation step")
-    # success[run, step, task]
-    success = np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
-    panels = [("mean over tasks", success.mean(axis=2))] + [(task, success[:, :, i]) for i, task in enumerate(tasks)]
+    return tasks, steps, np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
 
-    columns = min(MAX_COLUMNS, len(panels))
-    rows = math.ceil(len(panels) / columns)
+
+def plot_runs(workdirs, out_path) -> pathlib.Path:
+    """Draw the learning curves of `workdirs` (seeds of one experiment, or experiment folders
+    to compare) into the PNG `out_path`."""
+    workdirs = [pathlib.Path(workdir) for workdir in workdirs]
+    out_path = pathlib.Path(out_path)
+    if not workdirs:
+        raise PlotError("no workdir given")
+    if out_path.suffix.lower() != ".png":
+        raise PlotError(f"{out_path}: the output must be a .png file")
+    experiments = []
+    for name, runs in _experiments(workdirs):
+        tasks, steps, success = _seed_curves(runs)
+        if experiments and set(tasks) != set(experiments[0][2]):
+            raise PlotError(f"experiments {experiments[0][0]} and {name} have different tasks")
+        label = _legend_label(runs)
+        experiments.append((name, f"{name}: {label}" if name else label, tasks, steps, success))
+    tasks = experiments[0][2]
+    columns = min(MAX_COLUMNS, len(tasks) + 1)
+    rows = math.ceil((len(tasks) + 1) / columns)
     figure = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
-    label = _legend_label(workdirs)
-    for ax, (title, values) in zip(axes, panels):
-        ax.plot(steps, values.mean(axis=0), marker=".", label=label)
-        if len(runs) > 1:
-            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, label="min..max")
-        ax.set(title=title, xlabel="step", ylim=(0, 1))
+    for _, label, own_tasks, steps, success in experiments:
+        success = success[:, :, [own_tasks.index(task) for task in tasks]]
+        panels = [("mean over tasks", success.mean(axis=2))] + [(task, success[:, :, i]) for i, task in enumerate(tasks)]
+        for ax, (title, values) in zip(axes, panels):
+            line, = ax.plot(steps, values.mean(axis=0), marker=".", label=label)
+            if len(values) > 1:
+                ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, color=line.get_color(),
+                                label="min..max" if len(experiments) == 1 else None)
+            ax.set(title=title, xlabel="step", ylim=(0, 1))
+    for ax in axes[:len(tasks) + 1]:
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(tasks) + 1:]:
         ax.set_visible(False)
     for ax in axes[::columns]:
         ax.set_ylabel("success")
@@ -127,7 +157,8 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
 def main(argv=None) -> int:
     """Command-line entry point: plot the runs, print the PNG path; 0 on success, 1 on bad input."""
     parser = argparse.ArgumentParser(prog="python -m mtsac_jax.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("workdirs", nargs="+", metavar="WORKDIR", help="run folder with eval.jsonl; several = seeds")
+    parser.add_argument("workdirs", nargs="+", metavar="WORKDIR",
+                        help="run folder with eval.jsonl (several = seeds), or experiment folders to compare")
     parser.add_argument("--out", type=pathlib.Path,
                         help=f"PNG path (default: WORKDIR/{FILENAME} for one run, ./{FILENAME} for several)")
     args = parser.parse_args(argv)

@@ -117,3 +117,18 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path, bad_input):
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists()
+
+
+def test_experiment_folders_are_compared_on_the_same_panels(tmp_path):
+    for experiment in ("ours", "peer"):
+        for seed in range(3):
+            write_run(tmp_path / experiment / f"seed{seed}", seed=seed)
+    result = run_cli(tmp_path / "ours", tmp_path / "peer", "--out", tmp_path / "compare.png")
+    assert result.returncode == 0, result.stderr
+    assert_png(tmp_path / "compare.png")
+
+
+def test_run_folders_and_experiment_folders_do_not_mix(tmp_path):
+    write_run(tmp_path / "peer" / "seed0")
+    with pytest.raises(PlotError, match="not both"):
+        plot_runs([write_run(tmp_path / "run"), tmp_path / "peer"], tmp_path / "out.png")
