@@ -41,6 +41,9 @@ ROWS = {  # row name: (config argument, overrides, seeds)
         f"mt1-{task}": (f"configs/metaworld_mt1.py:{task}", MT1_PROTOCOL, (1, 2, 3))
         for task in ("reach-v3", "push-v3", "drawer-close-v3", "button-press-topdown-v3")
     },
+    # the same with mtrl's temperature loss (alpha, not log-alpha, times the entropy error)
+    "mt1-reach-v3-alpha-loss": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
+                                "--config.agent.temperature_loss=alpha"], (1, 2, 3)),
     # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
     "mt10-cpu": (
         "configs/metaworld_mt10.py",

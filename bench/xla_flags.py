@@ -22,13 +22,12 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 UPDATE_GFLOP = 13.9  # the peer harness's count for one update at the reference shape
 MATMUL_GFLOP = 2.0 * 1280 * 400 * 400 / 1e9
-VARIANTS = {
-    "default": "",
-    "xnnpack dots": "--xla_cpu_experimental_xnn_fusion_type=dot",
-    "ynnpack dots": "--xla_cpu_experimental_ynn_fusion_type=dot",
-    "onednn dots": "--xla_cpu_experimental_onednn_fusion_type=dot",
-    "xnn graph fusion": "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY",
-    "no xnnpack": "--xla_cpu_use_xnnpack=false",
+YNN = "--xla_cpu_experimental_ynn_fusion_type="
+VARIANTS = {  # jax 0.10 hands each dot to YNNPACK by default ("individual_dot")
+    "default: YNNPACK dots": "",
+    "YNNPACK dots and elementwise": f"{YNN}+eltwise",
+    "YNNPACK dot fusions only": f"{YNN}-individual_dot",
+    "XLA's own dots": f"{YNN}-individual_dot,-dot,-eltwise,-reduce",
 }
 
 
@@ -64,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
     parser.add_argument("--json", type=pathlib.Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
