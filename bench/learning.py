@@ -44,6 +44,9 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     # the same with mtrl's temperature loss (alpha, not log-alpha, times the entropy error)
     "mt1-reach-v3-alpha-loss": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
                                 "--config.agent.temperature_loss=alpha"], (1, 2, 3)),
+    # the same with log-std bounds [-5, 2] (pytorch_sac, CleanRL) instead of mtrl's [-20, 2]
+    "mt1-reach-v3-log-std-min-5": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
+                                   "--config.agent.actor.log_std_min=-5"], (1, 2, 3)),
     # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
     "mt10-cpu": (
         "configs/metaworld_mt10.py",
