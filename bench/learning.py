@@ -119,12 +119,12 @@ def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
     return [sbx_python, "bench/sbx_sac.py", *(f"--{key}={value}" for key, value in numbers.items())]
 
 
-def run(rows: list[str], sbx_python: str | None) -> None:
+def run(rows: list[str], sbx_python: str | None, only_seeds: list[int] | None = None) -> None:
     """Trains each (row, seed) whose last evaluation is not yet at the row's final step."""
     for row in rows:
         config, overrides, seeds = ROWS[SBX_ROWS.get(row, row)]
         num_train_steps = int(_option(overrides, "experiment.num_train_steps"))
-        for seed in seeds:
+        for seed in [seed for seed in seeds if only_seeds is None or seed in only_seeds]:
             path = workdir(row, seed)
             evals = read_evals(path)
             if evals and evals[-1]["step"] >= num_train_steps:
@@ -197,6 +197,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join([*ROWS, *SBX_ROWS])}")
+    parser.add_argument("--seeds", help="comma list: train only these of each row's seeds (e.g. to split "
+                        "a row over two processes)")
     parser.add_argument("--sbx-python", help="a Python with sbx-rl and metaworld, for the sbx-* rows")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
@@ -208,7 +210,7 @@ def main() -> None:
         if any(row in SBX_ROWS for row in rows) and not args.sbx_python:
             sys.exit("error: the sbx-* rows need --sbx-python, a Python with sbx-rl and metaworld "
                      "(see docs/results.md).")
-        run(rows, args.sbx_python)
+        run(rows, args.sbx_python, [int(seed) for seed in args.seeds.split(",")] if args.seeds else None)
     else:
         report(args.json)
 
