@@ -36,3 +36,13 @@ def test_summary_over_seeds():
     assert row["steps"] == [30, 30]
     assert row["wallclock_h"][0] == pytest.approx(1.0) and np.isnan(row["wallclock_h"][1])
     assert row["iqm"] == pytest.approx(np.mean([0.8, 1.0]))  # of 0.6, 0.8, 1.0, 1.0
+
+
+def test_sbx_row_gets_the_network_batch_and_budget_of_its_mtsac_jax_row():
+    command = learning.sbx_command("sbx-python", "sbx-mt1-reach-v3", 2)
+    options = dict(arg[2:].split("=", 1) for arg in command[2:])
+    assert command[:2] == ["sbx-python", "bench/sbx_sac.py"]
+    assert options["task"] == "reach-v3" and options["seed"] == "2"
+    assert (options["hidden_dim"], options["num_layers"], options["batch_size"]) == ("400", "3", "128")
+    assert (options["num_train_steps"], options["num_eval_episodes"], options["init_steps"]) == ("50000", "50", "1500")
+    assert options["workdir"].endswith("runs/learning/sbx-mt1-reach-v3/seed2")
