@@ -47,6 +47,10 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     # the same with log-std bounds [-5, 2] (pytorch_sac, CleanRL) instead of mtrl's [-20, 2]
     "mt1-reach-v3-log-std-min-5": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
                                    "--config.agent.actor.log_std_min=-5"], (1, 2, 3)),
+    # the same with SBX's default network and batch (2x256, 256) instead of mtrl's (3x400, 128)
+    "mt1-reach-v3-2x256": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL, *[
+        f"--config.agent.{net}.{key}={value}" for net in ("actor", "critic")
+        for key, value in (("hidden_dim", 256), ("num_layers", 2))], "--config.replay_buffer.batch_size=256"], (1, 2, 3)),
     # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
     "mt10-cpu": (
         "configs/metaworld_mt10.py",
