@@ -36,6 +36,14 @@ MT1_PROTOCOL = [
     "--config.experiment.eval_freq=10000",
     "--config.experiment.num_eval_episodes=50",
 ]
+
+
+def network(hidden_dim: int, num_layers: int) -> list[str]:
+    """Overrides giving the actor and the critics `num_layers` hidden layers of `hidden_dim`."""
+    return [f"--config.agent.{net}.{key}={value}" for net in ("actor", "critic")
+            for key, value in (("hidden_dim", hidden_dim), ("num_layers", num_layers))]
+
+
 ROWS = {  # row name: (config argument, overrides, seeds)
     **{
         f"mt1-{task}": (f"configs/metaworld_mt1.py:{task}", MT1_PROTOCOL, (1, 2, 3))
@@ -48,9 +56,8 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     "mt1-reach-v3-log-std-min-5": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
                                    "--config.agent.actor.log_std_min=-5"], (1, 2, 3)),
     # the same with SBX's default network and batch (2x256, 256) instead of mtrl's (3x400, 128)
-    "mt1-reach-v3-2x256": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL, *[
-        f"--config.agent.{net}.{key}={value}" for net in ("actor", "critic")
-        for key, value in (("hidden_dim", 256), ("num_layers", 2))], "--config.replay_buffer.batch_size=256"], (1, 2, 3)),
+    "mt1-reach-v3-2x256": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL, *network(256, 2),
+                                                                "--config.replay_buffer.batch_size=256"], (1, 2, 3)),
     # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
     "mt10-cpu": (
         "configs/metaworld_mt10.py",
@@ -58,10 +65,7 @@ ROWS = {  # row name: (config argument, overrides, seeds)
             "--config.experiment.num_train_steps=100000",
             "--config.experiment.eval_freq=10000",
             "--config.experiment.num_eval_episodes=50",
-            "--config.agent.actor.hidden_dim=256",
-            "--config.agent.actor.num_layers=2",
-            "--config.agent.critic.hidden_dim=256",
-            "--config.agent.critic.num_layers=2",
+            *network(256, 2),
         ],
         (1, 2, 3),
     ),
