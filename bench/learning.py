@@ -192,7 +192,7 @@ def report(json_path: pathlib.Path | None) -> list[dict]:
     print("|---|---|---|---|---|---|---|")
     for entry in table:
         solved = ", ".join("-" if s is None else str(s) for s in entry["steps_to_0.9"])
-        clock = ", ".join(f"{h:.2f}" for h in entry["wallclock_h"])
+        clock = ", ".join("-" if np.isnan(h) else f"{h:.2f}" for h in entry["wallclock_h"])  # - : still running
         print(f"| {entry['row']} | {len(entry['seeds'])} | {', '.join(map(str, entry['steps']))} | "
               f"{entry['mean_success']:.2f} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
               f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
