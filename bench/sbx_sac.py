@@ -4,7 +4,8 @@ The peer row of the learning benchmark. `bench/learning.py run --rows sbx-mt1-re
 --sbx-python PYTHON` calls it with the network, batch, warm-up and optimiser numbers of
 `configs/metaworld_mt1.py`, so only the implementation differs. It needs a Python with sbx-rl
 and metaworld (see docs/results.md); it does not import mtsac_jax. It writes `eval.jsonl`
-records shaped like `train.py`'s (step, success, episode_reward, tasks) into `--workdir`;
+records shaped like `train.py`'s (step, success, episode_reward, tasks) into `--workdir`, and
+SBX's own training figures into `--workdir/sb3_log/progress.csv`;
 a run that did not finish starts again from scratch.
 """
 
@@ -20,6 +21,7 @@ import metaworld.evaluation
 import numpy as np
 from sbx import SAC
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 
 
 def make_env(task: str, seed: int, max_episode_steps: int, evaluation: bool) -> gym.Env:
@@ -110,6 +112,7 @@ def main() -> None:
         policy_kwargs={"net_arch": [args.hidden_dim] * args.num_layers},
         seed=args.seed,
     )
+    model.set_logger(configure(str(args.workdir / "sb3_log"), ["csv"]))  # SBX's training figures
     model.learn(args.num_train_steps, callback=EvalCallback(args.task, eval_envs, args.eval_freq,
                                                             args.num_eval_episodes, log))
 
