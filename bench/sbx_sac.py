@@ -73,22 +73,14 @@ class EvalCallback(BaseCallback):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--workdir", type=pathlib.Path, required=True)
-    parser.add_argument("--num_train_steps", type=int, required=True)
-    parser.add_argument("--eval_freq", type=int, required=True)
-    parser.add_argument("--num_eval_episodes", type=int, required=True)
-    parser.add_argument("--max_episode_steps", type=int, required=True)
-    parser.add_argument("--hidden_dim", type=int, required=True)
-    parser.add_argument("--num_layers", type=int, required=True)
-    parser.add_argument("--batch_size", type=int, required=True)
-    parser.add_argument("--init_steps", type=int, required=True)
-    parser.add_argument("--capacity", type=int, required=True)
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--tau", type=float, required=True)
-    parser.add_argument("--discount", type=float, required=True)
-    parser.add_argument("--init_temperature", type=float, required=True)
+    options = {  # all required: bench/learning.py passes each from the mtsac_jax row's config
+        "task": str, "seed": int, "workdir": pathlib.Path, "num_train_steps": int, "eval_freq": int,
+        "num_eval_episodes": int, "max_episode_steps": int, "hidden_dim": int, "num_layers": int,
+        "batch_size": int, "init_steps": int, "capacity": int, "lr": float, "tau": float, "discount": float,
+        "init_temperature": float,
+    }
+    for name, kind in options.items():
+        parser.add_argument(f"--{name}", type=kind, required=True)
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
