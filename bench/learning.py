@@ -21,6 +21,7 @@ import argparse
 import json
 import pathlib
 import runpy
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,16 +89,30 @@ def _option(overrides: list[str], key: str) -> str:
 
 
 def _run_timed(path: pathlib.Path, command: list[str], name: str) -> None:
-    """Runs one training command; `wallclock.json` sums the time of every sitting."""
+    """Runs one training command; `wallclock.json` sums the time of every sitting. SIGTERM or
+    SIGINT is passed on to the run (which saves a checkpoint and exits) and ends the sitting."""
     print(f"[learning] {name} -> {path}", flush=True)
-    start = time.time()
-    result = subprocess.run(command, cwd=REPO)
+    start, stopped = time.time(), []
+    child = subprocess.Popen(command, cwd=REPO)
+
+    def pass_on(signum, frame):
+        stopped.append(signum)
+        child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     clock = path / "wallclock.json"
     spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     path.mkdir(parents=True, exist_ok=True)
     clock.write_text(json.dumps({"seconds": spent + time.time() - start}))
-    if result.returncode != 0:
-        sys.exit(f"error: {name} stopped with status {result.returncode}; rerun to resume.")
+    if stopped:
+        sys.exit(f"stopped: {name} was asked to stop; rerun the same command to resume.")
+    if returncode != 0:
+        sys.exit(f"error: {name} stopped with status {returncode}; rerun to resume.")
 
 
 def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:

@@ -46,3 +46,31 @@ def test_sbx_row_gets_the_network_batch_and_budget_of_its_mtsac_jax_row():
     assert (options["hidden_dim"], options["num_layers"], options["batch_size"]) == ("400", "3", "128")
     assert (options["num_train_steps"], options["num_eval_episodes"], options["init_steps"]) == ("50000", "50", "1500")
     assert options["workdir"].endswith("runs/learning/sbx-mt1-reach-v3/seed2")
+
+
+def test_a_stop_signal_reaches_the_run_and_ends_the_sitting(tmp_path):
+    """SIGTERM to `bench/learning.py` is passed on to the training run (which checkpoints and
+    exits), the sitting's wall-clock is kept, and no further run is started."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = ("import signal, sys, time, pathlib; "
+           "signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path(sys.argv[1]).write_text('saved'), sys.exit(0))); "
+           "pathlib.Path(sys.argv[2]).write_text('started'); time.sleep(60)")
+    sitting = (f"import importlib.util, pathlib, sys; "
+               f"spec = importlib.util.spec_from_file_location('learning', {str(REPO / 'bench' / 'learning.py')!r}); "
+               f"learning = importlib.util.module_from_spec(spec); spec.loader.exec_module(learning); "
+               f"path = pathlib.Path({str(tmp_path)!r}); "
+               f"learning._run_timed(path, [sys.executable, '-c', {run!r}, str(path / 'saved'), str(path / 'started')], 'demo'); "
+               f"(path / 'next_run').write_text('started')")
+    parent = subprocess.Popen([sys.executable, "-c", sitting], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "started").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGTERM)
+    _, stderr = parent.communicate(timeout=60)
+    assert parent.returncode != 0 and "rerun the same command to resume" in stderr
+    assert (tmp_path / "saved").read_text() == "saved"
+    assert (tmp_path / "wallclock.json").exists() and not (tmp_path / "next_run").exists()
