@@ -1,7 +1,7 @@
 """The learning benchmark: a results table that anyone can reproduce with one command.
 
     python bench/learning.py run [--rows mt1-reach-v3,...]   # trains what is missing; resumable
-    python bench/learning.py run --rows sbx-mt1-reach-v3 --sbx-python $PEERBENCH_VENV/bin/python
+    python bench/learning.py run --rows sbx-mt1-reach-v3 --sbx-python ~/sbx/bin/python  # see the README
     python bench/learning.py report [--json bench/results/learning.json]
 
 `run` trains every (row, seed) of ROWS with `train.py` into `runs/learning/<row>/seed<k>/`,
@@ -9,10 +9,10 @@ one after the other. Interrupt it whenever you like: running it again resumes un
 runs from their checkpoints and skips finished ones, so the table can be completed in several
 sittings. The `sbx-*` rows train SBX's SAC (bench/sbx_sac.py, in a Python that has sbx-rl and
 metaworld) with the network, batch and budget of the matching mtsac_jax row, and are evaluated
-the same way; an unfinished SBX run starts again. `report` reads the runs' `eval.jsonl` and prints, per row and over its seeds: mean
-success at the last evaluation, the interquartile mean (IQM) of the per-task, per-seed final
-success with a 95% percentile-bootstrap confidence interval, the steps at which mean
-success first reached 0.9, and the training wall-clock.
+the same way; an unfinished SBX run starts again. `report` reads the runs' `eval.jsonl` and
+prints, per row and over its seeds: mean success at the last evaluation, the interquartile
+mean (IQM) of the per-task, per-seed final success with a 95% percentile-bootstrap confidence
+interval, the steps at which mean success first reached 0.9, and the training wall-clock.
 """
 
 from __future__ import annotations
@@ -84,6 +84,12 @@ def read_evals(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
 
 
+def read_wallclock(path: pathlib.Path) -> float | None:
+    """Training seconds a run's sittings have summed in `wallclock.json`, if it has one."""
+    clock = path / "wallclock.json"
+    return json.loads(clock.read_text())["seconds"] if clock.exists() else None
+
+
 def _option(overrides: list[str], key: str) -> str:
     return next(o for o in overrides if o.startswith(f"--config.{key}=")).split("=", 1)[1]
 
@@ -105,10 +111,9 @@ def _run_timed(path: pathlib.Path, command: list[str], name: str) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    clock = path / "wallclock.json"
-    spent = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    spent = read_wallclock(path) or 0.0
     path.mkdir(parents=True, exist_ok=True)
-    clock.write_text(json.dumps({"seconds": spent + time.time() - start}))
+    (path / "wallclock.json").write_text(json.dumps({"seconds": spent + time.time() - start}))
     if stopped:
         sys.exit(f"stopped: {name} was asked to stop; rerun the same command to resume.")
     if returncode != 0:
@@ -197,11 +202,8 @@ def report(json_path: pathlib.Path | None) -> list[dict]:
         runs = {seed: evals for seed, evals in runs.items() if evals}
         if not runs:
             continue
-        wallclock = {}
-        for seed in runs:
-            clock = workdir(row, seed) / "wallclock.json"
-            if clock.exists():
-                wallclock[seed] = json.loads(clock.read_text())["seconds"]
+        wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
+        wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
         table.append(summarize(row, runs, wallclock))
     print("| row | seeds | steps | mean success | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
     print("|---|---|---|---|---|---|---|")
