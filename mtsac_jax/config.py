@@ -49,7 +49,7 @@ def agent_config(name: str) -> ml_collections.ConfigDict:
             "critic_tau": 0.005,
             "init_temperature": 1.0,
             # "log_alpha": d loss / d log_alpha = -(log pi + target), as softlearning, SB3, SBX;
-            # "alpha": mtrl's alpha * (...), whose step grows with alpha (it ran away on MT1 reach).
+            # "alpha": mtrl's alpha * (...), whose gradient scales with alpha (see docs/results.md).
             "temperature_loss": "log_alpha",
             "actor": {
                 "hidden_dim": 400,
