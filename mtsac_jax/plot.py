@@ -117,20 +117,21 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
         raise PlotError("no workdir given")
     if out_path.suffix.lower() != ".png":
         raise PlotError(f"{out_path}: the output must be a .png file")
-    experiments = []
+    experiments, tasks, first_name = [], None, None  # (legend label, own tasks, steps, success)
     for name, runs in _experiments(workdirs):
-        tasks, steps, success = _seed_curves(runs)
-        if experiments and set(tasks) != set(experiments[0][2]):
-            raise PlotError(f"experiments {experiments[0][0]} and {name} have different tasks")
+        own_tasks, steps, success = _seed_curves(runs)
+        if tasks is None:
+            tasks, first_name = own_tasks, name
+        elif set(own_tasks) != set(tasks):
+            raise PlotError(f"experiments {first_name} and {name} have different tasks")
         label = _legend_label(runs)
-        experiments.append((name, f"{name}: {label}" if name else label, tasks, steps, success))
-    tasks = experiments[0][2]
+        experiments.append((f"{name}: {label}" if name else label, own_tasks, steps, success))
     columns = min(MAX_COLUMNS, len(tasks) + 1)
     rows = math.ceil((len(tasks) + 1) / columns)
     figure = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
-    for _, label, own_tasks, steps, success in experiments:
+    for label, own_tasks, steps, success in experiments:
         success = success[:, :, [own_tasks.index(task) for task in tasks]]
         panels = [("mean over tasks", success.mean(axis=2))] + [(task, success[:, :, i]) for i, task in enumerate(tasks)]
         for ax, (title, values) in zip(axes, panels):
