@@ -84,10 +84,27 @@ def read_evals(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
 
 
+CLOCK_PERIOD_S = 60.0
+
+
 def read_wallclock(path: pathlib.Path) -> float | None:
     """Training seconds a run's sittings have summed in `wallclock.json`, if it has one."""
     clock = path / "wallclock.json"
     return json.loads(clock.read_text())["seconds"] if clock.exists() else None
+
+
+def _write_wallclock(path: pathlib.Path, seconds: float) -> None:
+    partial = path / "wallclock.json.partial"
+    partial.write_text(json.dumps({"seconds": seconds}))
+    partial.replace(path / "wallclock.json")
+
+
+def _wait(child: subprocess.Popen, timeout: float) -> int | None:
+    """The child's exit status, or None if it is still running after `timeout` seconds."""
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _option(overrides: list[str], key: str) -> str:
@@ -95,10 +112,12 @@ def _option(overrides: list[str], key: str) -> str:
 
 
 def _run_timed(path: pathlib.Path, command: list[str], name: str) -> None:
-    """Runs one training command; `wallclock.json` sums the time of every sitting. SIGTERM or
+    """Runs one training command; `wallclock.json` sums the time of every sitting, brought up to
+    date every `CLOCK_PERIOD_S` so a sitting killed outright loses at most that much. SIGTERM or
     SIGINT is passed on to the run (which saves a checkpoint and exits) and ends the sitting."""
     print(f"[learning] {name} -> {path}", flush=True)
-    start, stopped = time.time(), []
+    path.mkdir(parents=True, exist_ok=True)
+    start, spent, stopped = time.time(), read_wallclock(path) or 0.0, []
     child = subprocess.Popen(command, cwd=REPO)
 
     def pass_on(signum, frame):
@@ -107,13 +126,12 @@ def _run_timed(path: pathlib.Path, command: list[str], name: str) -> None:
 
     previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        returncode = child.wait()
+        while (returncode := _wait(child, CLOCK_PERIOD_S)) is None:
+            _write_wallclock(path, spent + time.time() - start)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    spent = read_wallclock(path) or 0.0
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "wallclock.json").write_text(json.dumps({"seconds": spent + time.time() - start}))
+    _write_wallclock(path, spent + time.time() - start)
     if stopped:
         sys.exit(f"stopped: {name} was asked to stop; rerun the same command to resume.")
     if returncode != 0:

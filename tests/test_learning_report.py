@@ -74,3 +74,27 @@ def test_a_stop_signal_reaches_the_run_and_ends_the_sitting(tmp_path):
     assert parent.returncode != 0 and "rerun the same command to resume" in stderr
     assert (tmp_path / "saved").read_text() == "saved"
     assert (tmp_path / "wallclock.json").exists() and not (tmp_path / "next_run").exists()
+
+
+def test_a_sitting_killed_outright_keeps_its_wall_clock_up_to_the_last_period(tmp_path):
+    """With the sitting killed by SIGKILL (no handler runs), `wallclock.json` still holds the
+    time up to the last clock period, on top of the earlier sittings' time."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "wallclock.json").write_text('{"seconds": 100.0}')  # an earlier sitting
+    sitting = (f"import importlib.util, pathlib, sys; "
+               f"spec = importlib.util.spec_from_file_location('learning', {str(REPO / 'bench' / 'learning.py')!r}); "
+               f"learning = importlib.util.module_from_spec(spec); spec.loader.exec_module(learning); "
+               f"learning.CLOCK_PERIOD_S = 0.2; "
+               f"learning._run_timed(pathlib.Path({str(tmp_path)!r}), [sys.executable, '-c', 'import time; time.sleep(60)'], 'demo')")
+    parent = subprocess.Popen([sys.executable, "-c", sitting], start_new_session=True)
+    deadline = time.time() + 60
+    while learning.read_wallclock(tmp_path) < 101.0 and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(parent.pid, signal.SIGKILL)  # the sitting and its run, as a machine reset would
+    parent.wait(timeout=60)
+    assert 101.0 <= learning.read_wallclock(tmp_path) < 160.0
