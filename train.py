@@ -13,8 +13,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
 from mtsac_jax.checkpoint import CheckpointError
+from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
 from mtsac_jax.envs import EnvWorkerError
 from mtsac_jax.host_memory import reuse_freed_memory
 from mtsac_jax.training import TrainingError, train_and_evaluate

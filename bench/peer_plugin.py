@@ -21,8 +21,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mtsac_jax import replay_buffer  # noqa: E402
-from mtsac_jax.host_memory import reuse_freed_memory  # noqa: E402
 from mtsac_jax.config import compose  # noqa: E402
+from mtsac_jax.host_memory import reuse_freed_memory  # noqa: E402
 from mtsac_jax.learner import SACLearner  # noqa: E402
 
 NUM_TASKS = 10
