@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
 from mtsac_jax.envs import EnvWorkerError
-from mtsac_jax.host_memory import reuse_freed_memory
+from mtsac_jax.cpu_runtime import tune_cpu_process
 from mtsac_jax.training import TrainingError, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,7 +33,7 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
-    reuse_freed_memory()  # each update reuses the last one's pages (mtsac_jax/host_memory.py)
+    tune_cpu_process()  # memory reuse and the matmul backend (mtsac_jax/cpu_runtime.py)
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from mtsac_jax import replay_buffer  # noqa: E402
 from mtsac_jax.config import compose  # noqa: E402
-from mtsac_jax.host_memory import reuse_freed_memory  # noqa: E402
+from mtsac_jax.cpu_runtime import tune_cpu_process  # noqa: E402
 from mtsac_jax.learner import SACLearner  # noqa: E402
 
 NUM_TASKS = 10
@@ -30,8 +30,8 @@ NUM_TASKS = 10
 
 def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = None, seed: int = 0):
     """The learner, a train state and a buffer filled with random transitions at `shape`, in a
-    process whose malloc is tuned as `train.py` tunes it."""
-    reuse_freed_memory()
+    process tuned as `train.py` tunes it (before its first JAX computation)."""
+    tune_cpu_process()
     config = compose("metaworld", "state_sac", "metaworld-mt10")
     config.unlock()
     agent = config.agent
