@@ -4,8 +4,8 @@
 
 The update at the reference shape is made of such matmuls (forward, input-gradient and
 weight-gradient products of 1280x400x400) plus elementwise work, so XLA's rate on them
-bounds the update's achievable fraction of numpy's matmul rate. Medians of repeats,
-measured in one run.
+bounds the update's achievable fraction of numpy's matmul rate. Measured under the process
+settings `train.py` applies (`mtsac_jax.cpu_runtime`); medians of repeats, measured in one run.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mtsac_jax.cpu_runtime import tune_cpu_process
 
 CASES = {  # name: (lhs shape, rhs shape, function)
     "forward 1280x400 @ 400x400": ((1280, 400), (400, 400), lambda a, b: a @ b),
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
+    tune_cpu_process()
     rng = np.random.default_rng(0)
     a, b = rng.random((1280, 400), np.float32), rng.random((400, 400), np.float32)
     runs = {"numpy 1280x400 @ 400x400": []} | {name: [] for name in CASES}
