@@ -146,7 +146,8 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
         ax.set_visible(False)
     for ax in axes[::columns]:
         ax.set_ylabel("success")
-    axes[0].legend(fontsize="small")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize="small")  # below the panels, covering none
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(out_path, dpi=100)
