@@ -30,9 +30,15 @@ XLA_DOTS = f"{YNN_FUSION_FLAG}=-individual_dot"
 MEASURED_JAXLIB = (0, 10)  # the jaxlib release line whose flags and speeds were measured
 
 
-def tune_cpu_process() -> dict[str, bool]:
-    """Applies both settings; call it before JAX's first computation. Returns which applied."""
-    return {"reuse_freed_memory": reuse_freed_memory(), "xla_dots": keep_matmuls_in_xla()}
+def tune_cpu_process() -> None:
+    """Applies both settings; call it before JAX's first computation."""
+    reuse_freed_memory()
+    keep_matmuls_in_xla()
+
+
+def on_measured_jaxlib() -> bool:
+    """Whether the installed jaxlib is from `MEASURED_JAXLIB`'s release line."""
+    return tuple(int(part) for part in jaxlib.__version__.split(".")[:2]) == MEASURED_JAXLIB
 
 
 def reuse_freed_memory() -> bool:
@@ -55,8 +61,7 @@ def keep_matmuls_in_xla() -> bool:
     may lack the flag (XLA aborts on an unknown flag) or choose better itself. Takes effect only
     if JAX has not yet started its CPU backend."""
     flags = os.environ.get("XLA_FLAGS", "")
-    release = tuple(int(part) for part in jaxlib.__version__.split(".")[:2])
-    if YNN_FUSION_FLAG in flags or release != MEASURED_JAXLIB:
+    if YNN_FUSION_FLAG in flags or not on_measured_jaxlib():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {XLA_DOTS}".strip()
     return True

@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 
-import jaxlib
 import pytest
 
-from mtsac_jax.cpu_runtime import MEASURED_JAXLIB, XLA_DOTS, YNN_FUSION_FLAG
+from mtsac_jax.cpu_runtime import XLA_DOTS, YNN_FUSION_FLAG, on_measured_jaxlib
 from tests.conftest import REPO
 
-MEASURED = tuple(int(part) for part in jaxlib.__version__.split(".")[:2]) == MEASURED_JAXLIB
+MEASURED = on_measured_jaxlib()
 
 PROBE = """
 import ctypes, ctypes.util
