@@ -12,7 +12,9 @@ metaworld) with the network, batch and budget of the matching mtsac_jax row, and
 the same way; an unfinished SBX run starts again. `report` reads the runs' `eval.jsonl` and
 prints, per row and over its seeds: mean success at the last evaluation, the interquartile
 mean (IQM) of the per-task, per-seed final success with a 95% percentile-bootstrap confidence
-interval, the steps at which mean success first reached 0.9, and the training wall-clock.
+interval, the steps at which mean success first reached 0.9, and the training wall-clock; and,
+for each `sbx-*` row, its curve against the mtsac_jax row's (mean success over the evaluations,
+per seed, and the difference of the two rows' means with a bootstrap confidence interval).
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ def network(hidden_dim: int, num_layers: int) -> list[str]:
 
 
 ROWS = {  # row name: (config argument, overrides, seeds)
+    # reach-v3 is compared with SBX (SBX_ROWS), and its success at 50k moves by up to 0.4 from one
+    # evaluation to the next: six seeds, so that the two curves can be told apart
+    "mt1-reach-v3": ("configs/metaworld_mt1.py:reach-v3", MT1_PROTOCOL, (1, 2, 3, 4, 5, 6)),
     **{
         f"mt1-{task}": (f"configs/metaworld_mt1.py:{task}", MT1_PROTOCOL, (1, 2, 3))
-        for task in ("reach-v3", "push-v3", "drawer-close-v3", "button-press-topdown-v3")
+        for task in ("push-v3", "drawer-close-v3", "button-press-topdown-v3")
     },
     # the same with mtrl's temperature loss (alpha, not log-alpha, times the entropy error)
     "mt1-reach-v3-alpha-loss": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
@@ -165,15 +170,26 @@ def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
     return [sbx_python, "bench/sbx_sac.py", *(f"--{key}={value}" for key, value in numbers.items())]
 
 
+def budget(row: str) -> int:
+    """The training steps (per task) of a row."""
+    return int(_option(ROWS[SBX_ROWS.get(row, row)][1], "experiment.num_train_steps"))
+
+
+def evaluated_runs(row: str, finished: bool = False) -> dict[int, list[dict]]:
+    """Each seed's eval records, for the seeds of `row` that have any (`finished`: that have
+    reached the row's budget)."""
+    runs = {seed: read_evals(workdir(row, seed)) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
+    return {seed: evals for seed, evals in runs.items() if evals and (not finished or evals[-1]["step"] >= budget(row))}
+
+
 def run(rows: list[str], sbx_python: str | None, only_seeds: list[int] | None = None) -> None:
     """Trains each (row, seed) whose last evaluation is not yet at the row's final step."""
     for row in rows:
         config, overrides, seeds = ROWS[SBX_ROWS.get(row, row)]
-        num_train_steps = int(_option(overrides, "experiment.num_train_steps"))
+        finished = evaluated_runs(row, finished=True)
         for seed in [seed for seed in seeds if only_seeds is None or seed in only_seeds]:
             path = workdir(row, seed)
-            evals = read_evals(path)
-            if evals and evals[-1]["step"] >= num_train_steps:
+            if seed in finished:
                 continue
             if row in SBX_ROWS:
                 (path / "wallclock.json").unlink(missing_ok=True)  # an SBX run starts again
@@ -212,12 +228,35 @@ def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float]
     }
 
 
-def report(json_path: pathlib.Path | None) -> list[dict]:
+def compare_curves(row: str, runs: dict[int, list[dict]], peer: str, peer_runs: dict[int, list[dict]],
+                   seed: int = 0) -> dict:
+    """Two rows' learning curves side by side: per seed, the mean success over the evaluations
+    both rows have reached (the area under the curve, normalised), its mean over seeds for each
+    row, and the difference with a 95% percentile-bootstrap confidence interval (seeds resampled
+    within each row). A positive difference favours `row`; an interval containing 0 cannot tell."""
+    steps = sorted(set.intersection(*({r["step"] for r in evals} for evals in [*runs.values(), *peer_runs.values()])))
+
+    def areas(row_runs: dict[int, list[dict]]) -> np.ndarray:
+        return np.array([np.mean([r["success"] for r in evals if r["step"] in steps]) for evals in row_runs.values()])
+
+    ours, theirs = areas(runs), areas(peer_runs)
+    result = stats.bootstrap((ours, theirs), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                             n_resamples=2000, method="percentile", random_state=seed)
+    return {
+        "row": row,
+        "peer": peer,
+        "steps": steps,
+        "seeds": [len(ours), len(theirs)],
+        "area": [float(ours.mean()), float(theirs.mean())],
+        "difference": float(ours.mean() - theirs.mean()),
+        "difference_ci95": [float(result.confidence_interval.low), float(result.confidence_interval.high)],
+    }
+
+
+def report(json_path: pathlib.Path | None) -> dict:
     table = []
     for row in [*ROWS, *SBX_ROWS]:
-        seeds = ROWS[SBX_ROWS.get(row, row)][2]
-        runs = {seed: read_evals(workdir(row, seed)) for seed in seeds}
-        runs = {seed: evals for seed, evals in runs.items() if evals}
+        runs = evaluated_runs(row)
         if not runs:
             continue
         wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
@@ -231,9 +270,22 @@ def report(json_path: pathlib.Path | None) -> list[dict]:
         print(f"| {entry['row']} | {len(entry['seeds'])} | {', '.join(map(str, entry['steps']))} | "
               f"{entry['mean_success']:.2f} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
               f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
+    comparisons = []
+    for peer, row in SBX_ROWS.items():
+        runs, peer_runs = evaluated_runs(row, finished=True), evaluated_runs(peer, finished=True)
+        if len(runs) >= 2 and len(peer_runs) >= 2:
+            comparisons.append(compare_curves(row, runs, peer, peer_runs))
+    if comparisons:
+        print("\n| row | against | seeds | mean success over the evaluations | difference [95% CI] |")
+        print("|---|---|---|---|---|")
+    for entry in comparisons:
+        low, high = entry["difference_ci95"]
+        print(f"| {entry['row']} | {entry['peer']} | {entry['seeds'][0]}, {entry['seeds'][1]} | "
+              f"{entry['area'][0]:.2f}, {entry['area'][1]:.2f} | {entry['difference']:+.2f} [{low:+.2f}, {high:+.2f}] |")
+    result = {"rows": table, "comparisons": comparisons}
     if json_path:
-        json_path.write_text(json.dumps(table, indent=2))
-    return table
+        json_path.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def main() -> None:

@@ -98,3 +98,17 @@ def test_a_sitting_killed_outright_keeps_its_wall_clock_up_to_the_last_period(tm
     os.killpg(parent.pid, signal.SIGKILL)  # the sitting and its run, as a machine reset would
     parent.wait(timeout=60)
     assert 101.0 <= learning.read_wallclock(tmp_path) < 160.0
+
+
+def test_curve_comparison_uses_the_common_evaluations_and_brackets_the_difference():
+    ours = {seed: [record(10, [0.5 + d]), record(20, [0.9 + d / 2]), record(30, [0.0])] for seed, d in
+            enumerate([0.0, 0.05, 0.1], start=1)}
+    peer = {seed: [record(10, [0.1 + d]), record(20, [0.3 + d])] for seed, d in enumerate([0.0, 0.1, 0.2], start=1)}
+    entry = learning.compare_curves("ours", ours, "peer", peer)
+    assert entry["steps"] == [10, 20]  # step 30 is only in one row: left out
+    assert entry["area"][0] == pytest.approx(np.mean([0.7, 0.7375, 0.775]))
+    assert entry["area"][1] == pytest.approx(np.mean([0.2, 0.3, 0.4]))
+    low, high = entry["difference_ci95"]
+    assert 0.0 < low <= entry["difference"] <= high
+    tie = learning.compare_curves("ours", peer, "peer", peer)
+    assert tie["difference"] == 0.0 and tie["difference_ci95"][0] < 0.0 < tie["difference_ci95"][1]
