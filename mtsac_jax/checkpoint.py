@@ -96,10 +96,39 @@ class Checkpointer:
             return step, restored["arrays"], envs, dict(restored["meta"])
         return None
 
-    def restore_arrays(self, step: int) -> Any:
-        """Checkpoint `step`'s arrays as nested dicts of arrays, without a target structure."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))
-        return restored["arrays"]
+    def array_metadata(self, step: int) -> Any:
+        """The tree of checkpoint `step`'s arrays as metadata (each leaf has `.shape` and
+        `.dtype`), read without loading any array."""
+        reader = self._reader()
+        try:
+            return reader.item_metadata(step)["arrays"]
+        finally:
+            reader.close()
+
+    def restore_part(self, step: int, part: Any) -> Any:
+        """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`) of checkpoint `step`'s
+        arrays, as arrays on the default device; the rest, the replay buffer above all, is not read."""
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), part)
+        args = ocp.args.PyTreeRestore(
+            item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True
+        )
+        reader = self._reader()
+        try:
+            return reader.restore(step, args=ocp.args.Composite(arrays=args))["arrays"]
+        finally:
+            reader.close()
+
+    def _reader(self) -> ocp.CheckpointManager:
+        """A manager that reads the `arrays` item as a plain PyTree (the format `StandardSave`
+        writes), which allows metadata reads and partial restores."""
+        handlers = {
+            "arrays": ocp.PyTreeCheckpointHandler(),
+            "envs": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        }
+        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(create=False),
+                                     item_handlers=handlers)
 
     def _move_aside(self, step: int) -> pathlib.Path:
         aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"

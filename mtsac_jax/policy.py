@@ -65,10 +65,11 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None) -> Determi
         step = steps[-1] if step is None else step
         if step not in steps:
             raise PolicyError(f"{workdir} has no checkpoint for step {step}; it has {steps}.")
-        arrays = checkpointer.restore_arrays(step)
+        metadata = checkpointer.array_metadata(step)
+        part = checkpointer.restore_part(step, {"train_state": {"actor_params": metadata["train_state"]["actor_params"]}})
     finally:
         checkpointer.close()
-    obs_dim = arrays["obs"].shape[1]
-    action_dim = arrays["buffer"]["action"].shape[2]
+    obs_dim = metadata["obs"].shape[1]
+    action_dim = metadata["buffer"]["action"].shape[2]
     learner = SACLearner(config.agent, obs_dim, action_dim, batch_size_per_task=1)
-    return DeterministicPolicy(learner.deterministic_actions, arrays["train_state"]["actor_params"], step)
+    return DeterministicPolicy(learner.deterministic_actions, part["train_state"]["actor_params"], step)

@@ -74,6 +74,30 @@ def test_policy_is_deterministic_numpy_and_matches_the_chosen_checkpoint(smoke_r
         mtsac_jax.load_policy(workdir, step=7)
 
 
+def test_load_policy_restores_the_checkpoints_actor_and_leaves_the_buffer_unread(smoke_run):
+    import jax
+    import orbax.checkpoint as ocp
+
+    from mtsac_jax.checkpoint import Checkpointer
+
+    workdir, _ = smoke_run
+    checkpointer = Checkpointer(workdir, keep=2)
+    try:
+        metadata = checkpointer.array_metadata(240)
+        part = checkpointer.restore_part(240, {"train_state": {"actor_params": metadata["train_state"]["actor_params"]}})
+    finally:
+        checkpointer.close()
+    assert metadata["buffer"]["action"].shape[2] == 4 and metadata["obs"].shape == (1, 39)
+    assert list(part) == ["train_state"] and list(part["train_state"]) == ["actor_params"]
+    manager = ocp.CheckpointManager(checkpointer.directory, item_names=("arrays",))
+    full = manager.restore(240, args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))["arrays"]
+    manager.close()
+    wanted, whole = part["train_state"]["actor_params"], full["train_state"]["actor_params"]
+    assert jax.tree.structure(wanted) == jax.tree.structure(whole)
+    for ours, theirs in zip(jax.tree.leaves(wanted), jax.tree.leaves(whole)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_load_policy_on_a_folder_without_a_run(tmp_path):
     with pytest.raises(PolicyError, match="not a training workdir"):
         mtsac_jax.load_policy(tmp_path)
