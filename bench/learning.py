@@ -61,6 +61,10 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     # the same with log-std bounds [-5, 2] (pytorch_sac, CleanRL) instead of mtrl's [-20, 2]
     "mt1-reach-v3-log-std-min-5": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
                                    "--config.agent.actor.log_std_min=-5"], (1, 2, 3)),
+    # the same with initial temperature 0.1 instead of 1: the temperature reaches ~0.1 only after
+    # ~8k updates from 1 (Adam moves log-alpha by at most lr per update); also what a reward scale of 10 would do
+    "mt1-reach-v3-init-temperature-0.1": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL,
+                                          "--config.agent.init_temperature=0.1"], (1, 2, 3)),
     # the same with SBX's default network and batch (2x256, 256) instead of mtrl's (3x400, 128)
     "mt1-reach-v3-2x256": ("configs/metaworld_mt1.py:reach-v3", [*MT1_PROTOCOL, *network(256, 2),
                                                                 "--config.replay_buffer.batch_size=256"], (1, 2, 3)),
