@@ -179,21 +179,25 @@ def budget(row: str) -> int:
     return int(_option(ROWS[SBX_ROWS.get(row, row)][1], "experiment.num_train_steps"))
 
 
-def evaluated_runs(row: str, finished: bool = False) -> dict[int, list[dict]]:
-    """Each seed's eval records, for the seeds of `row` that have any (`finished`: that have
-    reached the row's budget)."""
+def evaluated_runs(row: str) -> dict[int, list[dict]]:
+    """Each seed's eval records, for the seeds of `row` that have any."""
     runs = {seed: read_evals(workdir(row, seed)) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
-    return {seed: evals for seed, evals in runs.items() if evals and (not finished or evals[-1]["step"] >= budget(row))}
+    return {seed: evals for seed, evals in runs.items() if evals}
+
+
+def finished(row: str, runs: dict[int, list[dict]]) -> dict[int, list[dict]]:
+    """The runs of `row` whose last evaluation is at the row's budget."""
+    return {seed: evals for seed, evals in runs.items() if evals[-1]["step"] >= budget(row)}
 
 
 def run(rows: list[str], sbx_python: str | None, only_seeds: list[int] | None = None) -> None:
     """Trains each (row, seed) whose last evaluation is not yet at the row's final step."""
     for row in rows:
         config, overrides, seeds = ROWS[SBX_ROWS.get(row, row)]
-        finished = evaluated_runs(row, finished=True)
+        done = finished(row, evaluated_runs(row))
         for seed in [seed for seed in seeds if only_seeds is None or seed in only_seeds]:
             path = workdir(row, seed)
-            if seed in finished:
+            if seed in done:
                 continue
             if row in SBX_ROWS:
                 (path / "wallclock.json").unlink(missing_ok=True)  # an SBX run starts again
@@ -259,8 +263,8 @@ def compare_curves(row: str, runs: dict[int, list[dict]], peer: str, peer_runs: 
 
 def report(json_path: pathlib.Path | None) -> dict:
     table = []
-    for row in [*ROWS, *SBX_ROWS]:
-        runs = evaluated_runs(row)
+    runs_of = {row: evaluated_runs(row) for row in [*ROWS, *SBX_ROWS]}
+    for row, runs in runs_of.items():
         if not runs:
             continue
         wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
@@ -276,7 +280,7 @@ def report(json_path: pathlib.Path | None) -> dict:
               f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
     comparisons = []
     for peer, row in SBX_ROWS.items():
-        runs, peer_runs = evaluated_runs(row, finished=True), evaluated_runs(peer, finished=True)
+        runs, peer_runs = finished(row, runs_of[row]), finished(peer, runs_of[peer])
         if len(runs) >= 2 and len(peer_runs) >= 2:
             comparisons.append(compare_curves(row, runs, peer, peer_runs))
     if comparisons:
