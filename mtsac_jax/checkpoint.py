@@ -13,6 +13,7 @@ one before it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pathlib
 import shutil
@@ -99,11 +100,7 @@ class Checkpointer:
     def array_metadata(self, step: int) -> Any:
         """The tree of checkpoint `step`'s arrays as metadata (each leaf has `.shape` and
         `.dtype`), read without loading any array."""
-        reader = self._reader()
-        try:
-            return reader.item_metadata(step)["arrays"]
-        finally:
-            reader.close()
+        return self._reader.item_metadata(step)["arrays"]
 
     def restore_part(self, step: int, part: Any) -> Any:
         """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`) of checkpoint `step`'s
@@ -113,15 +110,12 @@ class Checkpointer:
         args = ocp.args.PyTreeRestore(
             item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True
         )
-        reader = self._reader()
-        try:
-            return reader.restore(step, args=ocp.args.Composite(arrays=args))["arrays"]
-        finally:
-            reader.close()
+        return self._reader.restore(step, args=ocp.args.Composite(arrays=args))["arrays"]
 
+    @functools.cached_property
     def _reader(self) -> ocp.CheckpointManager:
         """A manager that reads the `arrays` item as a plain PyTree (the format `StandardSave`
-        writes), which allows metadata reads and partial restores."""
+        writes), which allows metadata reads and partial restores; made on first use."""
         handlers = {
             "arrays": ocp.PyTreeCheckpointHandler(),
             "envs": ocp.StandardCheckpointHandler(),
@@ -134,11 +128,15 @@ class Checkpointer:
         aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
         aside.parent.mkdir(exist_ok=True)
         shutil.move(self.directory / str(step), aside)
-        self._manager.reload()
+        for manager in (self._manager, self.__dict__.get("_reader")):
+            if manager is not None:
+                manager.reload()
         return aside
 
     def close(self) -> None:
-        self._manager.close()
+        for manager in (self._manager, self.__dict__.get("_reader")):
+            if manager is not None:
+                manager.close()
 
 
 def _check_shapes(expected: Any, restored: Any) -> None:
