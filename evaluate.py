@@ -12,10 +12,11 @@ import sys
 
 from absl import app, flags, logging
 
-from mtsac_jax import envs, evaluation, video
+from mtsac_jax import envs, video
 from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.config import ConfigError, task_names
 from mtsac_jax.policy import PolicyError, load_config, load_policy
+from mtsac_jax.setups import SETUPS
 from mtsac_jax.run_log import format_eval
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder (holds config.json and checkpoints/).")
@@ -41,7 +42,8 @@ def main(argv):
     eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
     try:
         record = {"step": policy.step}
-        record.update(evaluation.evaluate(policy, eval_envs, episodes, task_names(config.env)))
+        setup = SETUPS.get(config.setup.name)
+        record.update(setup.evaluate(policy, eval_envs, episodes, task_names(config.env)))
     finally:
         eval_envs.close()
     print(f"{workdir}, checkpoint {policy.step}, {episodes} episode(s) per task")

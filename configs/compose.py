@@ -1,12 +1,13 @@
-"""Any setup x agent x env, as mtrl composed them on its command line.
+"""Any setup x agent x env (and network, gradient method), as mtrl composed them on its command line.
 
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10
+    python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,network=mlp,gradient=mean
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt1,task=push-v3,smoke
 """
 
 from mtsac_jax.config import ConfigError, compose, parse_config_arg
 
-KEYS = ("setup", "agent", "env", "task")
+KEYS = ("setup", "agent", "env", "task", "network", "gradient")
 
 
 def get_config(arg=None):
@@ -15,12 +16,15 @@ def get_config(arg=None):
     if unknown:
         raise ConfigError(
             f"configs/compose.py does not understand {', '.join(unknown)}. It takes "
-            "setup=...,agent=...,env=... (task=... for metaworld-mt1) and an optional smoke."
+            "setup=...,agent=...,env=... (task=... for metaworld-mt1), network=..., gradient=... "
+            "and an optional smoke."
         )
     return compose(
         pairs.get("setup", "metaworld"),
         pairs.get("agent", "state_sac"),
         pairs.get("env", "metaworld-mt10"),
-        task_name=pairs.get("task", "reach-v3"),
+        task_name=pairs.get("task"),
         smoke="smoke" in flags,
+        network=pairs.get("network", "mlp"),
+        gradient=pairs.get("gradient", "mean"),
     )

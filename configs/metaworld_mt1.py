@@ -11,5 +11,5 @@ def get_config(arg=None):
     flags, _ = parse_config_arg(arg)
     tasks = [flag for flag in flags if flag != "smoke"]
     return compose(
-        "metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else "reach-v3", smoke="smoke" in flags
+        "metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else None, smoke="smoke" in flags
     )

@@ -4,7 +4,8 @@ A checkpoint holds three items:
 - `arrays`: the TrainState, the replay buffer (contents and cursor) and the current
   observation, restored into the exact structure of a freshly built run;
 - `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes;
-- `meta`: JSON with the step, the warm-up action RNG and the unfinished episode statistics.
+- `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics and
+  the checkpoint `format`.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
 kill during a save leaves the previous checkpoints intact; a checkpoint that fails to
 restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the
@@ -13,6 +14,7 @@ one before it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -26,6 +28,12 @@ import orbax.checkpoint as ocp
 
 # orbax logs every save and restore at INFO level; keep the console for the run itself.
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+# 2: the train state carries every field of the agent's state. 1 (no `format` in the meta):
+# written before the registries, when the train state had no field without arrays (such as
+# the gradient state of `mean`); such fields are restored as they are in a fresh state.
+FORMAT = 2
 
 
 class CheckpointError(RuntimeError):
@@ -56,7 +64,7 @@ class Checkpointer:
                 args=ocp.args.Composite(
                     arrays=ocp.args.StandardSave(arrays),
                     envs=ocp.args.StandardSave(envs),
-                    meta=ocp.args.JsonSave(meta),
+                    meta=ocp.args.JsonSave({**meta, "format": FORMAT}),
                 ),
                 force=True,
             )
@@ -76,15 +84,15 @@ class Checkpointer:
         """
         for step in reversed(self.steps()):
             try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                legacy = meta.get("format", 1) == 1
+                target = _format_1(abstract_arrays) if legacy else abstract_arrays
                 restored = self._manager.restore(
                     step,
-                    args=ocp.args.Composite(
-                        arrays=ocp.args.StandardRestore(abstract_arrays),
-                        envs=ocp.args.StandardRestore(),
-                        meta=ocp.args.JsonRestore(),
-                    ),
+                    args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target), envs=ocp.args.StandardRestore()),
                 )
-                _check_shapes(abstract_arrays, restored["arrays"])
+                _check_shapes(target, restored["arrays"])
+                arrays = _from_format_1(abstract_arrays, restored["arrays"]) if legacy else restored["arrays"]
             except Exception as error:  # a corrupt, truncated or foreign checkpoint
                 aside = self._move_aside(step)
                 reason = str(error).splitlines()[0] if str(error) else ""
@@ -94,7 +102,7 @@ class Checkpointer:
                 )
                 continue
             envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
-            return step, restored["arrays"], envs, dict(restored["meta"])
+            return step, arrays, envs, dict(meta)
         return None
 
     def array_metadata(self, step: int) -> Any:
@@ -137,6 +145,18 @@ class Checkpointer:
         for manager in (self._manager, self.__dict__.get("_reader")):
             if manager is not None:
                 manager.close()
+
+
+def _format_1(abstract_arrays: dict) -> dict:
+    """The arrays' tree as format 1 wrote it: the train state without its array-less fields."""
+    state = abstract_arrays["train_state"]
+    fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+    return {**abstract_arrays, "train_state": {name: value for name, value in fields.items() if jax.tree.leaves(value)}}
+
+
+def _from_format_1(abstract_arrays: dict, restored: dict) -> dict:
+    """Format-1 arrays in today's tree: the array-less fields as in a fresh state."""
+    return {**restored, "train_state": abstract_arrays["train_state"].replace(**restored["train_state"])}
 
 
 def _check_shapes(expected: Any, restored: Any) -> None:

@@ -15,7 +15,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mtsac_jax.config import ConfigError, task_names, validate
+from mtsac_jax.config import CHOICES, ConfigError, task_names, validate
 
 USAGE = "Usage: python train.py --config=configs/metaworld_mt10.py [--config.seed=1] [--workdir=runs/mt10]"
 
@@ -26,6 +26,15 @@ def fail(message: str) -> None:
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flags parser for `app.run` that reports config errors plainly."""
+    for arg in argv[1:]:
+        key = arg.split("=", 1)[0].removeprefix("--config.")
+        if arg.startswith("--config.") and key in CHOICES:
+            fail(
+                f"{arg} would change the {CHOICES[key]} without changing the config's shape. A {CHOICES[key]} "
+                f"is chosen in the config file's argument, which builds its keys: e.g. "
+                f"--config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,"
+                f"{CHOICES[key]}=<name>."
+            )
     try:
         return flags.FLAGS(argv)
     except AttributeError as error:  # unknown --config.key

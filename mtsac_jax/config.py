@@ -1,98 +1,49 @@
-"""Config building blocks (setup x agent x env), the smoke variant, and validation.
+"""Config composition (setup x agent x env, network, gradient method), validation and upgrades.
+
+A config is composed from the registries' default sections: `setup` (`SETUPS`), `agent`
+(`AGENTS`) with its `network` (`NETWORKS`) and `gradient` (`GRADIENTS`) sub-sections, and
+`env` (`ENV_FAMILIES`), plus `experiment` and `replay_buffer`. A choice that changes the
+config's shape is made when composing (the config file's argument); the locked config then
+holds exactly the keys that choice needs, and `validate` refuses a section whose keys belong
+to another choice. `extensions` lists the Python files that registered a user's own choices,
+so a saved `config.json` can be loaded again in another process.
 
 Key names follow facebookresearch/mtrl so its users feel at home. Step counts
-(`num_train_steps`, `init_steps`, `eval_freq`, `log_freq`) are vector-env steps:
-each adds one transition per task, as in mtrl.
+(`num_train_steps`, `init_steps`, `eval_freq`, `log_freq`) are vector-env steps: each adds
+one transition per task, as in mtrl.
 """
 
 from __future__ import annotations
 
-import difflib
+import copy
+import hashlib
+import importlib.util
+import pathlib
+import sys
 
 import ml_collections
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT10_V3
 
-SETUPS = ("metaworld",)
-AGENTS = ("state_sac",)
-TEMPERATURE_LOSSES = ("log_alpha", "alpha")
-ENVS = ("metaworld-mt1", "metaworld-mt10", "metaworld-mt50")
-META_WORLD_TASKS = tuple(ALL_V3_ENVIRONMENTS)
-MAX_EPISODE_STEPS = 500  # Meta-World refuses longer episodes.
+from mtsac_jax import agents, envs, gradients, networks, setups
+from mtsac_jax.envs import task_names
+from mtsac_jax.registry import ConfigError, check_choice
 
+__all__ = ["ConfigError", "compose", "parse_config_arg", "task_names", "upgrade", "validate"]
 
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the keys and the fix."""
-
-
-def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """The Meta-World task names of an env section, in benchmark order."""
-    if env_config.name == "metaworld-mt1":
-        return (env_config.task_name,)
-    if env_config.name == "metaworld-mt10":
-        return tuple(MT10_V3)
-    return META_WORLD_TASKS
+# The config keys naming a choice, with the config-file argument that makes it.
+CHOICES = {
+    "setup.name": "setup",
+    "agent.name": "agent",
+    "agent.network.name": "network",
+    "agent.gradient.name": "gradient",
+    "env.name": "env",
+}
 
 
-def setup_config(name: str) -> ml_collections.ConfigDict:
-    """What the work cares about: `metaworld` evaluates on the training tasks (success rate)."""
-    _check_choice("setup", name, SETUPS)
-    return ml_collections.ConfigDict({"name": name})
-
-
-def agent_config(name: str) -> ml_collections.ConfigDict:
-    """mtrl's `state_sac` at its MT10 reference: 3x400 actor and twin critics, Adam 3e-4."""
-    _check_choice("agent", name, AGENTS)
-    return ml_collections.ConfigDict(
-        {
-            "name": name,
-            "discount": 0.99,
-            "critic_tau": 0.005,
-            "init_temperature": 1.0,
-            # "log_alpha": d loss / d log_alpha = -(log pi + target), as softlearning, SB3, SBX;
-            # "alpha": mtrl's alpha * (...), whose gradient scales with alpha (see docs/results.md).
-            "temperature_loss": "log_alpha",
-            "actor": {
-                "hidden_dim": 400,
-                "num_layers": 3,
-                "log_std_min": -20.0,
-                "log_std_max": 2.0,
-            },
-            "critic": {"hidden_dim": 400, "num_layers": 3},
-            "optimizers": {
-                "actor": {"lr": 3e-4},
-                "critic": {"lr": 3e-4},
-                "alpha": {"lr": 3e-4},
-            },
-            "multitask": {
-                "num_envs": 1,
-                "should_use_disentangled_alpha": True,
-                "should_use_multi_head_policy": False,
-                "should_use_task_encoder": False,
-                "should_use_disjoint_policy": False,
-                "task_encoder": {"embedding_dim": 50},
-            },
-        }
-    )
-
-
-def env_config(name: str, task_name: str = "reach-v3") -> ml_collections.ConfigDict:
-    """Meta-World+ protocol by default: 500-step episodes, a random goal of 50 per
-    reset, one-hot task id (multi-task only), v2 rewards. mtrl's protocol is
-    `fixed_goal=True, max_episode_steps=150, use_one_hot=False`."""
-    _check_choice("env", name, ENVS)
-    config = ml_collections.ConfigDict(
-        {
-            "name": name,
-            "vector_strategy": "auto",
-            "max_episode_steps": MAX_EPISODE_STEPS,
-            "use_one_hot": name != "metaworld-mt1",
-            "fixed_goal": False,
-            "reward_function_version": "v2",
-        }
-    )
-    if name == "metaworld-mt1":
-        _check_choice("task", task_name, META_WORLD_TASKS)
-        config.task_name = task_name
+def agent_config(name: str, network: str = "mlp", gradient: str = "mean") -> ml_collections.ConfigDict:
+    """The `agent` section: the agent's own keys, its `network` and its `gradient` method."""
+    config = ml_collections.ConfigDict({"name": name, **agents.AGENTS.get(name).default_config()})
+    config.network = networks.network_config(network)
+    config.gradient = gradients.gradient_config(gradient)
     return config
 
 
@@ -118,18 +69,26 @@ def replay_buffer_config(num_tasks: int) -> ml_collections.ConfigDict:
 
 
 def compose(
-    setup: str, agent: str, env: str, task_name: str = "reach-v3", smoke: bool = False
+    setup: str,
+    agent: str,
+    env: str,
+    task_name: str | None = None,
+    smoke: bool = False,
+    network: str = "mlp",
+    gradient: str = "mean",
 ) -> ml_collections.ConfigDict:
-    """One config from a setup, an agent and an env; locked against new keys."""
+    """One config from a setup, an agent, an env, a network and a gradient method; locked
+    against new keys. `task_name` is the task of a single-task env (`metaworld-mt1`)."""
     config = ml_collections.ConfigDict()
     config.seed = 1
-    config.setup = setup_config(setup)
-    config.agent = agent_config(agent)
-    config.env = env_config(env, task_name)
+    config.setup = setups.setup_config(setup)
+    config.agent = agent_config(agent, network, gradient)
+    config.env = envs.env_config(env, task_name)
     config.experiment = experiment_config()
     num_tasks = len(task_names(config.env))
     config.replay_buffer = replay_buffer_config(num_tasks)
     config.agent.multitask.num_envs = num_tasks
+    config.extensions = _extension_files(config)
     if smoke:
         shrink_to_smoke(config)
     config.lock()
@@ -166,28 +125,121 @@ def parse_config_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:
     return flags, pairs
 
 
+# ----- user extensions -----
+
+
+def _extension_files(config: ml_collections.ConfigDict) -> list[str]:
+    """The files outside the package that registered this config's choices."""
+    registries = {
+        "setup.name": setups.SETUPS,
+        "agent.name": agents.AGENTS,
+        "agent.network.name": networks.NETWORKS,
+        "agent.gradient.name": gradients.GRADIENTS,
+    }
+    sources = [registry.source(_get(config, key)) for key, registry in registries.items()]
+    sources.append(envs.ENV_FAMILIES.source(config.env.name.split("-", 1)[0]))
+    return sorted({source for source in sources if source})
+
+
+def import_extensions(files) -> None:
+    """Imports the files that registered a run's own setups, agents, networks, gradient
+    methods or env families (the config's `extensions`), unless they already did."""
+    registered = {
+        registry.source(name)
+        for registry in (setups.SETUPS, agents.AGENTS, networks.NETWORKS, gradients.GRADIENTS, envs.ENV_FAMILIES)
+        for name in registry.names()
+    }
+    for file in files:
+        path = pathlib.Path(file)
+        if str(path) in registered:
+            continue
+        if not path.is_file():
+            raise ConfigError(
+                f"The run's config lists the extension {path} (a file that registers its own setup, agent, "
+                "network, gradient method or env family), and that file does not exist. Fix: put the file "
+                "back at that path, or import your module that registers them before loading the run."
+            )
+        name = f"mtsac_jax_extension_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+
+
+# ----- config.json of earlier versions -----
+
+
+def upgrade(saved: dict) -> dict:
+    """A `config.json` written by an earlier version, in today's shape: configs from before the
+    registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
+    (today's `mean`) and no `extensions`."""
+    saved = copy.deepcopy(saved)
+    saved.setdefault("extensions", [])
+    agent = saved.get("agent", {})
+    agent.setdefault("network", {"name": "mlp"})
+    agent.setdefault("gradient", {"name": "mean"})
+    return saved
+
+
+# ----- validation -----
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected: ml_collections.ConfigDict) -> None:
+    """The keys of `section` (recursively) must be those of the chosen entry's default."""
+
+    def keys(tree, prefix=""):
+        out = set()
+        for key, value in tree.items():
+            out |= keys(value, f"{prefix}{key}.") if isinstance(value, (dict, ml_collections.ConfigDict)) else {prefix + key}
+        return out
+
+    have, want = keys(section), keys(expected)
+    if have != want:
+        choice = CHOICES[f"{section_key}.name"]
+        differing = sorted(have ^ want)
+        raise ConfigError(
+            f"{section_key}.name={section.name!r}, but the {section_key} section holds the keys of another "
+            f"choice (differing: {', '.join(differing)}). A {choice} changes the config's shape: choose it in "
+            f"the config file's argument, e.g. --config=configs/compose.py:...,{choice}={section.name}, instead "
+            f"of --config.{section_key}.name."
+        )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks values and cross-section facts; raises ConfigError naming keys and fix."""
-    _check_choice("setup.name", config.setup.name, SETUPS)
-    _check_choice("agent.name", config.agent.name, AGENTS)
-    _check_choice("env.name", config.env.name, ENVS)
-    if config.env.name == "metaworld-mt1":
-        _check_choice("env.task_name", config.env.task_name, META_WORLD_TASKS)
-    _check_choice("agent.temperature_loss", config.agent.temperature_loss, TEMPERATURE_LOSSES)
-    _check_choice("env.vector_strategy", config.env.vector_strategy, ("auto", "sync", "async"))
-    _check_choice("env.reward_function_version", config.env.reward_function_version, ("v1", "v2"))
+    setup = setups.SETUPS.get(config.setup.name)
+    agent = agents.AGENTS.get(config.agent.name)
+    networks.NETWORKS.get(config.agent.network.name)
+    gradients.GRADIENTS.get(config.agent.gradient.name)
+    envs.validate(config.env)
+    env_section = envs.env_config(config.env.name, config.env.get("task_name"))
+    agent_section = agent_config(config.agent.name, config.agent.network.name, config.agent.gradient.name)
+    for key, expected in (
+        ("setup", setups.setup_config(config.setup.name)),
+        ("env", env_section),
+        ("agent.network", agent_section.network),
+        ("agent.gradient", agent_section.gradient),
+        ("agent", agent_section),
+    ):
+        _check_shape(key, _get(config, key), expected)
+    family = config.env.name.split("-", 1)[0]
+    if family not in setup.env_families:
+        raise ConfigError(
+            f"setup.name={config.setup.name!r} evaluates on the env families {', '.join(setup.env_families)}, "
+            f"not on env.name={config.env.name!r}. Fix: choose another env or setup in the config file's argument."
+        )
+    agent.validate(config.agent)
 
     positive = {
-        "agent.actor.hidden_dim": config.agent.actor.hidden_dim,
-        "agent.actor.num_layers": config.agent.actor.num_layers,
-        "agent.critic.hidden_dim": config.agent.critic.hidden_dim,
-        "agent.critic.num_layers": config.agent.critic.num_layers,
-        "agent.init_temperature": config.agent.init_temperature,
-        "agent.optimizers.actor.lr": config.agent.optimizers.actor.lr,
-        "agent.optimizers.critic.lr": config.agent.optimizers.critic.lr,
-        "agent.optimizers.alpha.lr": config.agent.optimizers.alpha.lr,
-        "agent.multitask.num_envs": config.agent.multitask.num_envs,
-        "agent.multitask.task_encoder.embedding_dim": config.agent.multitask.task_encoder.embedding_dim,
         "replay_buffer.capacity": config.replay_buffer.capacity,
         "replay_buffer.batch_size": config.replay_buffer.batch_size,
         "experiment.num_train_steps": config.experiment.num_train_steps,
@@ -197,7 +249,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "experiment.save_freq": config.experiment.save_freq,
         "experiment.keep_checkpoints": config.experiment.keep_checkpoints,
         "experiment.num_updates_per_step": config.experiment.num_updates_per_step,
-        "env.max_episode_steps": config.env.max_episode_steps,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -207,27 +258,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"experiment.init_steps={config.experiment.init_steps} must be >= 0 "
             "(vector-env steps of uniform random actions before learning starts)."
         )
-    if not 0.0 < config.agent.discount <= 1.0:
-        raise ConfigError(
-            f"agent.discount={config.agent.discount} must lie in (0, 1]. Fix: e.g. --config.agent.discount=0.99."
-        )
-    if not 0.0 < config.agent.critic_tau <= 1.0:
-        raise ConfigError(
-            f"agent.critic_tau={config.agent.critic_tau} must lie in (0, 1] (1 copies the critic into its target)."
-        )
-    if config.agent.actor.log_std_min >= config.agent.actor.log_std_max:
-        raise ConfigError(
-            f"agent.actor.log_std_min={config.agent.actor.log_std_min} must be below "
-            f"agent.actor.log_std_max={config.agent.actor.log_std_max}."
-        )
-    if config.env.max_episode_steps > MAX_EPISODE_STEPS:
-        raise ConfigError(
-            f"env.max_episode_steps={config.env.max_episode_steps} exceeds Meta-World's limit of "
-            f"{MAX_EPISODE_STEPS} steps per episode. Fix: pass a value <= {MAX_EPISODE_STEPS}."
-        )
 
-    tasks = task_names(config.env)
-    num_tasks = len(tasks)
+    num_tasks = len(task_names(config.env))
     multitask = config.agent.multitask
     if multitask.num_envs != num_tasks:
         raise ConfigError(
@@ -235,12 +267,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"{num_tasks} task(s). The agent keeps one head/alpha per task, so the two must agree. "
             f"Fix: pass --config.agent.multitask.num_envs={num_tasks} or leave it out "
             "(every config file sets it from the env)."
-        )
-    if multitask.should_use_multi_head_policy and multitask.should_use_disjoint_policy:
-        raise ConfigError(
-            "agent.multitask.should_use_multi_head_policy and agent.multitask.should_use_disjoint_policy "
-            "are both True. A disjoint policy already gives every task its own network. "
-            "Fix: set one of them to False."
         )
     for key in ("batch_size", "capacity"):
         value = config.replay_buffer[key]
@@ -250,11 +276,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 f"env.name={config.env.name!r}; the buffer holds and samples an equal share per task. "
                 f"Fix: pass --config.replay_buffer.{key}={max(1, value // num_tasks) * num_tasks}."
             )
-
-
-def _check_choice(key: str, value: str, valid: tuple[str, ...]) -> None:
-    if value in valid:
-        return
-    close = difflib.get_close_matches(str(value), valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(f"Unknown {key} {value!r}.{hint} Valid choices: {', '.join(valid)}.")

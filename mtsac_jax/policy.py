@@ -14,13 +14,14 @@ import json
 import pathlib
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mtsac_jax import agents
 from mtsac_jax.checkpoint import Checkpointer
-from mtsac_jax.config import validate
-from mtsac_jax.learner import SACLearner
+from mtsac_jax.config import import_extensions, task_names, upgrade, validate
 
 
 class PolicyError(RuntimeError):
@@ -28,28 +29,31 @@ class PolicyError(RuntimeError):
 
 
 class DeterministicPolicy:
-    """tanh(mean) of the actor, for (T, obs_dim) observations: row t goes through task t's
-    parameters (its head, embedding or network), so rows must follow the env's task order."""
+    """An agent's evaluation policy (SAC: tanh(mean) of the actor), for (T, obs_dim)
+    observations: row t goes through task t's parameters (its head, embedding or network),
+    so rows must follow the env's task order."""
 
-    def __init__(self, deterministic_actions: Callable, actor_params, step: int | None = None):
-        self._deterministic_actions = deterministic_actions
-        self._actor_params = actor_params
+    def __init__(self, eval_actions: Callable, policy_params: dict, step: int | None = None):
+        self._eval_actions = eval_actions
+        self._policy_params = policy_params
         self.step = step  # the training step of the checkpoint, when loaded from one
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
         obs = jnp.asarray(observations, jnp.float32)
-        return np.asarray(self._deterministic_actions(self._actor_params, obs), np.float64)
+        return np.asarray(self._eval_actions(self._policy_params, obs), np.float64)
 
     def reset(self, env_mask: np.ndarray) -> None:
         """The policy is memoryless: nothing to reset between episodes."""
 
 
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """The resolved config a run saved in `WORKDIR/config.json`."""
+    """The resolved config a run saved in `WORKDIR/config.json` (in today's shape), with the
+    run's own registered extensions imported."""
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
         raise PolicyError(f"{path} does not exist: {workdir} is not a training workdir (train.py writes one).")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config = ml_collections.ConfigDict(upgrade(json.loads(path.read_text())))
+    import_extensions(config.extensions)
     validate(config)
     return config
 
@@ -66,10 +70,12 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None) -> Determi
         if step not in steps:
             raise PolicyError(f"{workdir} has no checkpoint for step {step}; it has {steps}.")
         metadata = checkpointer.array_metadata(step)
-        part = checkpointer.restore_part(step, {"train_state": {"actor_params": metadata["train_state"]["actor_params"]}})
+        obs_dim = metadata["obs"].shape[1]
+        action_dim = metadata["buffer"]["action"].shape[2]
+        env_spec = agents.EnvSpec(len(task_names(config.env)), obs_dim, action_dim)
+        agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
+        fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
+        part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
     finally:
         checkpointer.close()
-    obs_dim = metadata["obs"].shape[1]
-    action_dim = metadata["buffer"]["action"].shape[2]
-    learner = SACLearner(config.agent, obs_dim, action_dim, batch_size_per_task=1)
-    return DeterministicPolicy(learner.deterministic_actions, part["train_state"]["actor_params"], step)
+    return DeterministicPolicy(agent.eval_actions, part["train_state"], step)

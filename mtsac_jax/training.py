@@ -20,11 +20,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtsac_jax import envs, evaluation, replay_buffer
+from mtsac_jax import agents, envs, replay_buffer
 from mtsac_jax.checkpoint import Checkpointer
-from mtsac_jax.config import task_names, validate
-from mtsac_jax.learner import SACLearner
+from mtsac_jax.config import task_names, upgrade, validate
 from mtsac_jax.policy import DeterministicPolicy
+from mtsac_jax.setups import SETUPS
 from mtsac_jax.run_log import RunLog
 
 # Keys that may change between a run and its resumption: they change neither shapes nor
@@ -63,7 +63,7 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
     new = _flatten(config.to_dict())
     changes = []
     if config_path.exists():
-        saved = _flatten(json.loads(config_path.read_text()))
+        saved = _flatten(upgrade(json.loads(config_path.read_text())))
         differing = sorted(key for key in saved.keys() | new.keys() if saved.get(key) != new.get(key))
         changes = [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differing]
         blocking = [line for key, line in zip(differing, changes) if key not in RESUMABLE_CHANGES]
@@ -179,15 +179,15 @@ class Trainer:
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
         self.obs_dim = self.train_envs.single_observation_space.shape[0]
         self.action_dim = self.train_envs.single_action_space.shape[0]
-        self.learner = SACLearner(
+        self.setup = SETUPS.get(config.setup.name)
+        self.agent = agents.build(
             config.agent,
-            self.obs_dim,
-            self.action_dim,
+            agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim),
             batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
             num_updates_per_call=self.experiment.num_updates_per_step,
         )
         init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
-        self.state = self.learner.init(init_key)
+        self.state = self.agent.init(init_key)
         self.buffer = replay_buffer.init(
             self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
         )
@@ -238,12 +238,13 @@ class Trainer:
     def act(self, step: int) -> np.ndarray:
         if step <= self.experiment.init_steps:
             return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, self.action_dim)).astype(np.float32)
-        return np.asarray(self.learner.sample_actions(self.state.actor_params, self.obs, self.act_key, step))
+        policy_params = self.agent.policy_params(self.state)
+        return np.asarray(self.agent.sample_actions(policy_params, self.obs, self.act_key, step))
 
     def evaluate(self, step: int) -> dict:
-        policy = DeterministicPolicy(self.learner.deterministic_actions, self.state.actor_params)
+        policy = DeterministicPolicy(self.agent.eval_actions, self.agent.policy_params(self.state))
         record = {"step": step, "env_steps": step * self.num_tasks}
-        record.update(evaluation.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
+        record.update(self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
         return record
 
     def run(self) -> None:
@@ -275,7 +276,7 @@ class Trainer:
             actions = self.act(step)
             # Learning starts once the warm-up transitions (at least one) are in the buffer.
             if step > max(experiment.init_steps, 1):
-                self.state, metrics = self.learner.update(self.state, self.buffer)  # dispatched asynchronously
+                self.state, metrics = self.agent.update(self.state, self.buffer)  # dispatched asynchronously
                 interval_updates += experiment.num_updates_per_step
             transition = envs.step(self.train_envs, actions)
             self.buffer = replay_buffer.insert_jit(

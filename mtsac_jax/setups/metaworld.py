@@ -1,20 +1,23 @@
-"""Evaluation with Meta-World's own evaluator and the deterministic policy.
+"""`metaworld`: evaluate on the training tasks with Meta-World's own evaluator; the headline
+metric is the success rate.
 
-The policy is any object with Meta-World's `Agent` protocol (`eval_action`, `reset`), such
-as `mtsac_jax.policy.DeterministicPolicy`. `metaworld.evaluation.evaluation` runs episodes
-with terminate-on-success until every task has `num_episodes`, counts success per episode
-and sums episode rewards up to the end of each episode; we report exactly what it returns.
+`metaworld.evaluation.evaluation` runs episodes with terminate-on-success until every task
+has `num_episodes`, counts success per episode and sums episode rewards up to the end of each
+episode; we report exactly what it returns. The policy is the deterministic one.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
-import metaworld.evaluation
 import numpy as np
+
+from mtsac_jax.setups import Setup
 
 
 def evaluate(policy, eval_envs: gym.vector.VectorEnv, num_episodes: int, task_names) -> dict:
     """Mean success and episode reward over tasks, plus the per-task figures."""
+    import metaworld.evaluation  # only a run that evaluates on Meta-World imports it
+
     _, _, success_per_task, returns_per_task = metaworld.evaluation.evaluation(policy, eval_envs, num_episodes)
     tasks = {
         name: {
@@ -28,3 +31,6 @@ def evaluate(policy, eval_envs: gym.vector.VectorEnv, num_episodes: int, task_na
         "episode_reward": float(np.mean([task["episode_reward"] for task in tasks.values()])),
         "tasks": tasks,
     }
+
+
+SETUP = Setup(env_families=("metaworld",), headline_metric="success", evaluate=evaluate)
