@@ -2,8 +2,8 @@ import chex
 import jax
 import numpy as np
 
-from mtsac_jax import replay_buffer
-from mtsac_jax.learner import SACLearner
+from mtsac_jax import agents, replay_buffer
+from mtsac_jax.agents import EnvSpec, sac
 from tests.conftest import tiny_config
 
 T, OBS, ACT, B = 2, 5, 3, 4
@@ -11,7 +11,7 @@ T, OBS, ACT, B = 2, 5, 3, 4
 
 def setup_learner(num_updates=1):
     config = tiny_config(num_envs=T, should_use_multi_head_policy=True)
-    learner = SACLearner(config.agent, OBS, ACT, batch_size_per_task=B, num_updates_per_call=num_updates)
+    learner = agents.build(config.agent, EnvSpec(T, OBS, ACT), batch_size_per_task=B, num_updates_per_call=num_updates)
     buffer = replay_buffer.init(T, 16, OBS, ACT)
     rng = np.random.default_rng(0)
     for _ in range(10):
@@ -47,6 +47,7 @@ def test_update_moves_params_and_targets_move_by_tau():
     chex.assert_trees_all_close(after.target_critic_params, expected_target, rtol=1e-6, atol=1e-7)
     assert int(after.step) == 1
     assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q"}
+    assert after.gradient_state == {"critic": None, "actor": None, "alpha": None}, "mean keeps no state"
     for value in metrics.values():
         assert value.shape == (T,) and np.all(np.isfinite(value))
 
@@ -86,8 +87,8 @@ def test_temperature_loss_forms_step_log_alpha_by_the_error_or_by_alpha_times_it
     for form in ("log_alpha", "alpha"):
         config = tiny_config(num_envs=T)
         config.agent.temperature_loss = form
-        learner = SACLearner(config.agent, OBS, ACT, batch_size_per_task=B)
-        grads[form] = np.asarray(jax.grad(lambda a: learner.alpha_losses(a, log_prob).sum())(log_alpha))
+        learner = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
+        grads[form] = np.asarray(jax.grad(lambda a: sac.alpha_losses(learner, a, log_prob)[0].sum())(log_alpha))
     entropy_error = np.asarray(-log_prob - learner.target_entropy).mean(axis=-1)
     np.testing.assert_allclose(grads["log_alpha"], entropy_error, rtol=1e-6)
     np.testing.assert_allclose(grads["alpha"], np.exp(log_alpha) * entropy_error, rtol=1e-6)

@@ -10,7 +10,8 @@ import pytest
 from metaworld.evaluation import evaluation
 
 import mtsac_jax
-from mtsac_jax import envs, evaluation as our_evaluation
+from mtsac_jax import envs
+from mtsac_jax.setups import metaworld as our_evaluation
 from mtsac_jax.policy import PolicyError, load_config
 from tests.conftest import REPO
 
