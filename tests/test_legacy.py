@@ -1,0 +1,75 @@
+"""Runs and checkpoints of the code before the registries (tests/fixtures/legacy): the same
+commands write the same logs, and their checkpoints and config.json resume and load."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mtsac_jax
+from tests.conftest import REPO, read_jsonl
+
+LEGACY = REPO / "tests" / "fixtures" / "legacy"
+MT = "--config.agent.multitask"
+MT1 = "--config=configs/metaworld_mt1.py:reach-v3,smoke"
+MT10 = "--config=configs/metaworld_mt10.py:smoke"
+COMMANDS = {
+    "mt1": [MT1],
+    "mt1-task-encoder-alpha-loss": [MT1, f"{MT}.should_use_task_encoder=True", "--config.agent.temperature_loss=alpha"],
+    "mt10": [MT10],
+    "mt10-multi-head-task-encoder-shared-alpha": [
+        MT10,
+        f"{MT}.should_use_multi_head_policy=True",
+        f"{MT}.should_use_task_encoder=True",
+        f"{MT}.should_use_disentangled_alpha=False",
+    ],
+    "mt10-disjoint": [MT10, f"{MT}.should_use_disjoint_policy=True"],
+}
+
+
+def run(workdir, *args):
+    result = subprocess.run([sys.executable, "train.py", f"--workdir={workdir}", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_the_mt1_smoke_run_writes_the_logs_of_the_code_before_the_registries(smoke_run):
+    workdir, _ = smoke_run
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert read_jsonl(workdir / name) == read_jsonl(LEGACY / "mt1" / name), name
+
+
+@pytest.mark.parametrize("variant", [name for name in COMMANDS if name != "mt1"])
+def test_every_network_variant_writes_the_logs_of_the_code_before_the_registries(variant, tmp_path):
+    """The first 120 steps (two log lines, one evaluation, 60 updates) of each variant."""
+    run(tmp_path / variant, *COMMANDS[variant], "--config.experiment.num_train_steps=120")
+    expected = {name: [r for r in read_jsonl(LEGACY / variant / name) if r["step"] <= 120]
+                for name in ("train.jsonl", "eval.jsonl")}
+    assert [r["step"] for r in expected["train.jsonl"]] == [60, 120]
+    for name, records in expected.items():
+        assert read_jsonl(tmp_path / variant / name) == records, name
+
+
+@pytest.mark.parametrize("variant", ["mt1", "mt10-multi-head-task-encoder-shared-alpha"])
+def test_a_checkpoint_of_the_code_before_the_registries_resumes_with_the_same_continuation(variant, tmp_path):
+    workdir = tmp_path / variant
+    shutil.copytree(LEGACY / variant, workdir, ignore=shutil.ignore_patterns("README.md"))
+    result = run(workdir, *COMMANDS[variant])
+    assert "at step 200 of 240" in result.stdout and "warning" not in result.stdout
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert read_jsonl(workdir / name) == read_jsonl(LEGACY / variant / name), name
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["agent"]["network"] == {"name": "mlp"} and config["agent"]["gradient"] == {"name": "mean"}
+
+
+def test_load_policy_reads_a_run_of_the_code_before_the_registries(tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(LEGACY / "mt10-multi-head-task-encoder-shared-alpha", workdir)
+    policy = mtsac_jax.load_policy(workdir)
+    assert policy.step == 200
+    actions = policy.eval_action(np.zeros((10, 49)))
+    assert actions.shape == (10, 4) and np.all(np.abs(actions) <= 1.0)
