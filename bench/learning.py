@@ -32,6 +32,8 @@ import time
 import numpy as np
 from scipy import stats
 
+from mtsac_jax.setups import headline_metric
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "learning"
 MT1_PROTOCOL = [
@@ -218,17 +220,20 @@ def iqm_with_ci(scores: np.ndarray, seed: int = 0) -> tuple[float, float, float]
     return iqm, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float]) -> dict:
-    """The table row of one experiment from the eval records of its seeds."""
+def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float], metric: str = "success") -> dict:
+    """The table row of one experiment from the eval records of its seeds, on the headline
+    `metric` of its setup (steps to 0.9 only for success)."""
     final = [evals[-1] for evals in runs.values()]
-    per_task = np.array([task["success"] for record in final for task in record["tasks"].values()])
+    per_task = np.array([task[metric] for record in final for task in record["tasks"].values()])
     iqm, low, high = iqm_with_ci(per_task)
-    solved_at = [next((r["step"] for r in evals if r["success"] >= SOLVED), None) for evals in runs.values()]
+    solved_at = [next((r["step"] for r in evals if metric == "success" and r[metric] >= SOLVED), None)
+                 for evals in runs.values()]
     return {
         "row": row,
+        "metric": metric,
         "seeds": sorted(runs),
         "steps": [record["step"] for record in final],
-        "mean_success": statistics.mean(record["success"] for record in final),
+        f"mean_{metric}": statistics.mean(record[metric] for record in final),
         "iqm": iqm,
         "iqm_ci95": [low, high],
         "steps_to_0.9": solved_at,
@@ -237,15 +242,15 @@ def summarize(row: str, runs: dict[int, list[dict]], wallclock: dict[int, float]
 
 
 def compare_curves(row: str, runs: dict[int, list[dict]], peer: str, peer_runs: dict[int, list[dict]],
-                   seed: int = 0) -> dict:
-    """Two rows' learning curves side by side: per seed, the mean success over the evaluations
+                   seed: int = 0, metric: str = "success") -> dict:
+    """Two rows' learning curves side by side: per seed, the mean `metric` over the evaluations
     both rows have reached (the area under the curve, normalised), its mean over seeds for each
     row, and the difference with a 95% percentile-bootstrap confidence interval (seeds resampled
     within each row). A positive difference favours `row`; an interval containing 0 cannot tell."""
     steps = sorted(set.intersection(*({r["step"] for r in evals} for evals in [*runs.values(), *peer_runs.values()])))
 
     def areas(row_runs: dict[int, list[dict]]) -> np.ndarray:
-        return np.array([np.mean([r["success"] for r in evals if r["step"] in steps]) for evals in row_runs.values()])
+        return np.array([np.mean([r[metric] for r in evals if r["step"] in steps]) for evals in row_runs.values()])
 
     ours, theirs = areas(runs), areas(peer_runs)
     result = stats.bootstrap((ours, theirs), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
@@ -269,14 +274,14 @@ def report(json_path: pathlib.Path | None) -> dict:
             continue
         wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
         wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
-        table.append(summarize(row, runs, wallclock))
-    print("| row | seeds | steps | mean success | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
+        table.append(summarize(row, runs, wallclock, headline_metric(workdir(row, min(runs)))))
+    print("| row | seeds | steps | mean of the headline metric | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
     print("|---|---|---|---|---|---|---|")
     for entry in table:
         solved = ", ".join("-" if s is None else str(s) for s in entry["steps_to_0.9"])
         clock = ", ".join("-" if np.isnan(h) else f"{h:.2f}" for h in entry["wallclock_h"])  # - : still running
         print(f"| {entry['row']} | {len(entry['seeds'])} | {', '.join(map(str, entry['steps']))} | "
-              f"{entry['mean_success']:.2f} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
+              f"{entry['mean_' + entry['metric']]:.2f} {entry['metric']} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
               f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
     comparisons = []
     for peer, row in SBX_ROWS.items():

@@ -4,7 +4,7 @@
         --plugin bench/peer_plugin.py:make --plugin bench/peer_plugin.py:make_multi_head \
         --plugin-python .venv/bin/python --json out.json
 
-`train(G)` runs G full updates of the learner `train.py` uses (`SACLearner.update`, one
+`train(G)` runs G full updates of the agent `train.py` uses (`state_sac`'s `update`, one
 update per call as in the MT10 reference config) on its device-resident replay buffer,
 at the benchmark's shape: MT10 (T=10 tasks), per-task temperatures, batch split evenly
 over the tasks.
@@ -20,32 +20,31 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtsac_jax import replay_buffer  # noqa: E402
+from mtsac_jax import agents, replay_buffer  # noqa: E402
 from mtsac_jax.config import compose  # noqa: E402
 from mtsac_jax.cpu_runtime import tune_cpu_process  # noqa: E402
-from mtsac_jax.learner import SACLearner  # noqa: E402
 
 NUM_TASKS = 10
 
 
 def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = None, seed: int = 0):
-    """The learner, a train state and a buffer filled with random transitions at `shape`, in a
+    """The agent, a train state and a buffer filled with random transitions at `shape`, in a
     process tuned as `train.py` tunes it (before its first JAX computation)."""
     tune_cpu_process()
     config = compose("metaworld", "state_sac", "metaworld-mt10")
     config.unlock()
-    agent = config.agent
-    agent.actor.hidden_dim = shape["hidden"][0]
-    agent.actor.num_layers = len(shape["hidden"])
-    agent.critic.hidden_dim = critic_hidden or shape["hidden"][0]
-    agent.critic.num_layers = len(shape["hidden"])
-    agent.discount, agent.critic_tau = shape["gamma"], shape["tau"]
-    for optimizer in agent.optimizers.values():
+    section = config.agent
+    section.actor.hidden_dim = shape["hidden"][0]
+    section.actor.num_layers = len(shape["hidden"])
+    section.critic.hidden_dim = critic_hidden or shape["hidden"][0]
+    section.critic.num_layers = len(shape["hidden"])
+    section.discount, section.critic_tau = shape["gamma"], shape["tau"]
+    for optimizer in section.optimizers.values():
         optimizer.lr = shape["lr"]
-    agent.multitask.should_use_multi_head_policy = multi_head
-    agent.multitask.num_envs = NUM_TASKS
+    section.multitask.should_use_multi_head_policy = multi_head
+    section.multitask.num_envs = NUM_TASKS
     obs_dim, action_dim = shape["obs_dim"], shape["act_dim"]
-    learner = SACLearner(agent, obs_dim, action_dim, batch_size_per_task=shape["batch"] // NUM_TASKS)
+    agent = agents.build(section, agents.EnvSpec(NUM_TASKS, obs_dim, action_dim), shape["batch"] // NUM_TASKS)
     per_task = shape["buffer_fill"] // NUM_TASKS
     buffer = replay_buffer.init(NUM_TASKS, per_task, obs_dim, action_dim)
     rng = np.random.default_rng(seed)
@@ -58,17 +57,17 @@ def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = Non
             rng.normal(size=(NUM_TASKS, obs_dim)),
             np.zeros(NUM_TASKS),
         )
-    return learner, learner.init(jax.random.key(seed)), buffer
+    return agent, agent.init(jax.random.key(seed)), buffer
 
 
 def _system(shape: dict, multi_head: bool) -> dict:
-    learner, state, buffer = build(shape, multi_head)
+    agent, state, buffer = build(shape, multi_head)
     holder = {"state": state}
 
     def train(num_updates: int) -> None:
         state = holder["state"]
         for _ in range(num_updates):
-            state, _ = learner.update(state, buffer)
+            state, _ = agent.update(state, buffer)
         jax.block_until_ready(state)
         holder["state"] = state
 

@@ -2,7 +2,7 @@
 
     python bench/profile_update.py [--updates 10] [--json bench/results/profile_update.json]
 
-Traces `--updates` calls of the learner `train.py` uses (bench/peer_plugin.py's shape) with
+Traces `--updates` calls of the agent `train.py` uses (bench/peer_plugin.py's shape) with
 `jax.profiler`, reads the trace back with `jax.profiler.ProfileData`, and joins each traced op
 with the compiled HLO: for every dot (alone, or inside a library fusion such as YNNPACK's) its
 shapes, FLOPs, time per update and achieved GFLOP/s, next to numpy's 1280x400x400 rate measured
@@ -78,12 +78,12 @@ def dots_by_op(hlo: str) -> dict[str, tuple[float, list[str]]]:
     return ops
 
 
-def op_times(updates: int, learner, state, buffer) -> dict[str, float]:
+def op_times(updates: int, agent, state, buffer) -> dict[str, float]:
     """Traced time per op name, in seconds per update."""
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):
             for _ in range(updates):
-                state, _ = learner.update(state, buffer)
+                state, _ = agent.update(state, buffer)
             jax.block_until_ready(state)
         trace = next(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
         profile = jax.profiler.ProfileData.from_file(str(trace))
@@ -110,12 +110,12 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
-    learner, state, buffer = build(SHAPE)
-    hlo = learner.update.lower(state, buffer).compile().as_text()
+    agent, state, buffer = build(SHAPE)
+    hlo = agent.update.lower(state, buffer).compile().as_text()
     for _ in range(3):
-        state, _ = learner.update(state, buffer)
+        state, _ = agent.update(state, buffer)
     jax.block_until_ready(state)
-    times = op_times(args.updates, learner, state, buffer)
+    times = op_times(args.updates, agent, state, buffer)
     rng = np.random.default_rng(0)
     a, b = rng.random((1280, 400), np.float32), rng.random((400, 400), np.float32)
     numpy_gflops = gflops(lambda: a @ b, 2.0 * 1280 * 400 * 400, 2.0)

@@ -2,7 +2,7 @@
 
     python bench/width_scaling.py --json bench/results/width_scaling.json --png docs/width_scaling.png
 
-Each width runs the learner `train.py` uses (`SACLearner.update`, one update per call) on a
+Each width runs the agent `train.py` uses (`state_sac`'s `update`, one update per call) on a
 device-resident buffer of random transitions; repeats are interleaved across widths and
 the median updates/s is reported, with the ratio to the narrowest width.
 """
@@ -26,10 +26,10 @@ SHAPE = {"obs_dim": 49, "act_dim": 4, "batch": 1280, "hidden": [400, 400, 400], 
          "tau": 0.005, "buffer_fill": 20_000}
 
 
-def updates_per_second(learner, state, buffer, seconds: float):
+def updates_per_second(agent, state, buffer, seconds: float):
     start, done = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        state, _ = learner.update(state, buffer)
+        state, _ = agent.update(state, buffer)
         jax.block_until_ready(state)
         done += 1
     return done / (time.perf_counter() - start), state
@@ -46,9 +46,9 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     systems = {}
     for width in widths:
-        learner, state, buffer = build(SHAPE, critic_hidden=width)
-        state, _ = learner.update(state, buffer)  # compile
-        systems[width] = [learner, jax.block_until_ready(state), buffer]
+        agent, state, buffer = build(SHAPE, critic_hidden=width)
+        state, _ = agent.update(state, buffer)  # compile
+        systems[width] = [agent, jax.block_until_ready(state), buffer]
     rates = {width: [] for width in widths}
     for _ in range(args.repeats):
         for width, system in systems.items():

@@ -4,7 +4,7 @@
 
 Each variant (a set of `XLA_FLAGS`) runs in its own process, which measures numpy's float32
 1280x400x400 matmul rate, XLA's jitted matmul of the same shape, and the updates/s of the
-learner `train.py` uses at the peer benchmark's shape (bench/peer_plugin.py). The figure per
+agent `train.py` uses at the peer benchmark's shape (bench/peer_plugin.py). The figure per
 variant is the update's achieved GFLOP/s as a fraction of numpy's rate measured in the same
 process; rounds of all variants are interleaved and medians reported.
 """
@@ -41,7 +41,7 @@ def child(seconds: float) -> dict:
     from width_scaling import SHAPE
     from xla_matmul import gflops
 
-    learner, state, buffer = build(SHAPE)
+    agent, state, buffer = build(SHAPE)
     rng = np.random.default_rng(0)
     a, b = rng.random((1280, 400), np.float32), rng.random((400, 400), np.float32)
     x, y = jax.numpy.asarray(a), jax.numpy.asarray(b)
@@ -49,7 +49,7 @@ def child(seconds: float) -> dict:
     holder = [state]
 
     def update():
-        holder[0], _ = learner.update(holder[0], buffer)
+        holder[0], _ = agent.update(holder[0], buffer)
         return holder[0]
 
     numpy_gflops = gflops(lambda: a @ b, MATMUL_GFLOP * 1e9, seconds)

@@ -30,7 +30,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         key = arg.split("=", 1)[0].removeprefix("--config.")
         if arg.startswith("--config.") and key in CHOICES:
             fail(
-                f"{arg} would change the {CHOICES[key]} without changing the config's shape. A {CHOICES[key]} "
+                f"{arg} would change the {CHOICES[key]} without changing the config's shape. The {CHOICES[key]} "
                 f"is chosen in the config file's argument, which builds its keys: e.g. "
                 f"--config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,"
                 f"{CHOICES[key]}=<name>."
@@ -80,6 +80,11 @@ def load_config_or_exit(config_flag) -> ml_collections.ConfigDict:
 
 
 def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
-    """runs/<env>[-<task>]_<agent>_seed<seed>: the same command lands in the same folder."""
+    """runs/<env>[-<task>]_<agent>[_<network>][_<gradient>]_seed<seed>, the network and the
+    gradient method named unless they are `mlp` and `mean`: the same command lands in the same
+    folder, and different choices in different ones."""
     env = config.env.name if config.env.name != "metaworld-mt1" else f"{config.env.name}-{task_names(config.env)[0]}"
-    return pathlib.Path("runs") / f"{env}_{config.agent.name}_seed{config.seed}"
+    choices = [config.agent.name]
+    choices += [name for name, default in ((config.agent.network.name, "mlp"), (config.agent.gradient.name, "mean"))
+                if name != default]
+    return pathlib.Path("runs") / f"{env}_{'_'.join(choices)}_seed{config.seed}"

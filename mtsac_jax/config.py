@@ -208,7 +208,7 @@ def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected:
         differing = sorted(have ^ want)
         raise ConfigError(
             f"{section_key}.name={section.name!r}, but the {section_key} section holds the keys of another "
-            f"choice (differing: {', '.join(differing)}). A {choice} changes the config's shape: choose it in "
+            f"choice (differing: {', '.join(differing)}). The {choice} sets the config's shape: choose it in "
             f"the config file's argument, e.g. --config=configs/compose.py:...,{choice}={section.name}, instead "
             f"of --config.{section_key}.name."
         )

@@ -1,7 +1,7 @@
-"""Exact snapshots of a running Meta-World env, for bit-exact resume mid-episode.
+"""Exact snapshots of a running env, for bit-exact resume mid-episode.
 
 Meta-World's own `get_checkpoint` keeps only RNG states and the goal list; pickling an
-env rebuilds it from its constructor. A snapshot here holds instead:
+env rebuilds it from its constructor. A snapshot here holds instead, for a MuJoCo env:
 - MuJoCo's integration state (`mjSTATE_INTEGRATION`: positions, velocities, controls,
   mocap, warm start, time), which fully determines the next `mj_step`;
 - the small numeric fields of the model, which Meta-World rewrites at every reset (goal
@@ -9,12 +9,17 @@ env rebuilds it from its constructor. A snapshot here holds instead:
 - the attributes of every wrapper and of the env itself (episode counters, goal, RNGs,
   task list). Arrays that are live views into MuJoCo's model or data buffers (Meta-World
   keeps some, e.g. pad positions) are stored as views and re-attached on restore.
+An env without MuJoCo (a pure-Python env such as gymnasium's Pendulum) is snapshotted by the
+attributes of its wrappers and of itself alone. Functions that wrappers keep as attributes are
+referred to, not copied.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
+import types
 
 import gymnasium as gym
 import mujoco
@@ -23,6 +28,7 @@ import numpy as np
 # Large, constant asset tables of the model (meshes, textures, ...), never rewritten.
 _ASSET_PREFIXES = ("mesh_", "tex_", "hfield_", "skin_", "flex_", "bvh_", "oct_", "names", "paths", "text_")
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+_FUNCTIONS = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
 
 
 def _layers(env: gym.Env) -> list:
@@ -43,20 +49,36 @@ def _array_fields(struct) -> dict[str, np.ndarray]:
     return fields
 
 
+def _mujoco(env: gym.Env) -> tuple[mujoco.MjModel, mujoco.MjData] | None:
+    """The env's MuJoCo model and data, or None for an env without MuJoCo."""
+    model, data = getattr(env.unwrapped, "model", None), getattr(env.unwrapped, "data", None)
+    return (model, data) if isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData) else None
+
+
 class _Externals:
-    """The live objects a snapshot refers to rather than copies: the wrapper layers,
-    MuJoCo's model, data and renderer, and views into the model's and data's buffers."""
+    """The live objects a snapshot refers to rather than copies: the wrapper layers and, for
+    a MuJoCo env, its model, data and renderer, and views into the model's and data's buffers."""
 
     def __init__(self, env: gym.Env):
-        unwrapped = env.unwrapped
         self.objects = {f"layer{index}": layer for index, layer in enumerate(_layers(env))}
-        self.objects.update(model=unwrapped.model, data=unwrapped.data, renderer=unwrapped.mujoco_renderer)
-        self.ids = {id(obj): key for key, obj in self.objects.items()}
-        self.buffers = {
-            (owner, name): array
-            for owner, struct in (("model", unwrapped.model), ("data", unwrapped.data))
-            for name, array in _array_fields(struct).items()
-        }
+        # Functions a wrapper keeps (e.g. an action transform) are code, not state: they are
+        # referred to, which also covers closures that pickle cannot copy.
+        self.objects.update({
+            f"layer{index}.{name}": value
+            for index, layer in enumerate(_layers(env))
+            for name, value in vars(layer).items()
+            if isinstance(value, _FUNCTIONS)
+        })
+        self.buffers = {}
+        if _mujoco(env):
+            model, data = _mujoco(env)
+            self.objects.update(model=model, data=data, renderer=getattr(env.unwrapped, "mujoco_renderer", None))
+            self.buffers = {
+                (owner, name): array
+                for owner, struct in (("model", model), ("data", data))
+                for name, array in _array_fields(struct).items()
+            }
+        self.ids = {id(obj): key for key, obj in self.objects.items() if obj is not None}
 
     def persistent_id(self, obj):
         if id(obj) in self.ids:
@@ -78,14 +100,15 @@ class _Externals:
 
 
 def snapshot(env: gym.Env) -> bytes:
-    """The complete state of a Meta-World env (any wrapper stack) as bytes."""
-    unwrapped = env.unwrapped
-    model, data = unwrapped.model, unwrapped.data
-    state = np.empty(mujoco.mj_stateSize(model, _STATE_SPEC))
-    mujoco.mj_getState(model, data, state, _STATE_SPEC)
-    model_fields = {
-        name: np.copy(array) for name, array in _array_fields(model).items() if not name.startswith(_ASSET_PREFIXES)
-    }
+    """The complete state of an env (any wrapper stack) as bytes."""
+    state, model_fields = None, {}
+    if _mujoco(env):
+        model, data = _mujoco(env)
+        state = np.empty(mujoco.mj_stateSize(model, _STATE_SPEC))
+        mujoco.mj_getState(model, data, state, _STATE_SPEC)
+        model_fields = {
+            name: np.copy(array) for name, array in _array_fields(model).items() if not name.startswith(_ASSET_PREFIXES)
+        }
     externals = _Externals(env)
     pickler_class = type("_Pickler", (pickle.Pickler,), {"persistent_id": lambda self, obj: externals.persistent_id(obj)})
     stream = io.BytesIO()
@@ -102,13 +125,14 @@ def restore(env: gym.Env, blob: bytes) -> None:
         "_Unpickler", (pickle.Unpickler,), {"persistent_load": lambda self, pid: externals.persistent_load(pid)}
     )
     saved = unpickler_class(io.BytesIO(blob)).load()
-    model, data = env.unwrapped.model, env.unwrapped.data
-    for name, value in saved["model"].items():
-        getattr(model, name)[...] = value
-    # mj_forward refreshes derived quantities but rewrites the warm start: set the state again.
-    mujoco.mj_setState(model, data, saved["state"], _STATE_SPEC)
-    mujoco.mj_forward(model, data)
-    mujoco.mj_setState(model, data, saved["state"], _STATE_SPEC)
+    if saved["state"] is not None:
+        model, data = _mujoco(env)
+        for name, value in saved["model"].items():
+            getattr(model, name)[...] = value
+        # mj_forward refreshes derived quantities but rewrites the warm start: set the state again.
+        mujoco.mj_setState(model, data, saved["state"], _STATE_SPEC)
+        mujoco.mj_forward(model, data)
+        mujoco.mj_setState(model, data, saved["state"], _STATE_SPEC)
     for layer, attributes in zip(_layers(env), saved["attributes"]):
         layer.__dict__.update(attributes)
 

@@ -3,8 +3,9 @@
     python -m mtsac_jax.plot WORKDIR [WORKDIR ...] [--out PATH]
     python -m mtsac_jax.plot EXPERIMENT_DIR [EXPERIMENT_DIR ...] [--out PATH]
 
-Reads `eval.jsonl` of each run and draws success against `step` (vector-env steps): a first
-panel with the mean success over tasks, then one panel per task. Several workdirs are taken
+Reads `eval.jsonl` of each run and draws the headline metric of the run's setup (success for
+`metaworld`; `mtsac_jax.setups`) against `step` (vector-env steps): a first panel with its
+mean over tasks, then one panel per task. Several workdirs are taken
 as seeds of one experiment: each panel shows their mean as a line and their min..max as a
 shaded band, at the evaluation steps all runs share. An experiment folder (one whose
 subfolders are runs, such as `runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ...) stands
@@ -25,6 +26,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mtsac_jax.registry import ConfigError
+from mtsac_jax.setups import headline_metric
+
 FILENAME = "learning_curves.png"
 MAX_COLUMNS = 5
 
@@ -33,8 +37,8 @@ class PlotError(ValueError):
     """Bad input to `plot_runs`; the message says what is wrong and where."""
 
 
-def load_run(workdir: pathlib.Path) -> tuple[list[str], dict[int, dict[str, float]]]:
-    """The task names of a run, in logged order, and the success per task at each step.
+def load_run(workdir: pathlib.Path, metric: str = "success") -> tuple[list[str], dict[int, dict[str, float]]]:
+    """The task names of a run, in logged order, and `metric` per task at each step.
 
     A step logged twice (a resumed run) keeps its last record."""
     if not workdir.is_dir():
@@ -51,11 +55,11 @@ def load_run(workdir: pathlib.Path) -> tuple[list[str], dict[int, dict[str, floa
         except json.JSONDecodeError as error:
             raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
         try:
-            success = {name: float(task["success"]) for name, task in record["tasks"].items()}
+            success = {name: float(task[metric]) for name, task in record["tasks"].items()}
             step = int(record["step"])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise PlotError(f"{path}, line {number}: expected "
-                            '{"step": ..., "tasks": {TASK: {"success": ...}, ...}}') from None
+                            f'{{"step": ..., "tasks": {{TASK: {{"{metric}": ...}}, ...}}}}') from None
         if tasks is None:
             tasks = list(success)
         elif set(success) != set(tasks):
@@ -94,9 +98,9 @@ def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathl
     return [(path.name, runs_inside[path]) for path in paths]
 
 
-def _seed_curves(workdirs: list[pathlib.Path]) -> tuple[list[str], list[int], np.ndarray]:
-    """Tasks, the evaluation steps all runs share, and success[run, step, task]."""
-    runs = [load_run(workdir) for workdir in workdirs]
+def _seed_curves(workdirs: list[pathlib.Path], metric: str) -> tuple[list[str], list[int], np.ndarray]:
+    """Tasks, the evaluation steps all runs share, and metric[run, step, task]."""
+    runs = [load_run(workdir, metric) for workdir in workdirs]
     tasks = runs[0][0]
     for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
         differing = sorted(set(tasks) ^ set(other_tasks))
@@ -117,9 +121,14 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
         raise PlotError("no workdir given")
     if out_path.suffix.lower() != ".png":
         raise PlotError(f"{out_path}: the output must be a .png file")
-    experiments, tasks, first_name = [], None, None  # (legend label, own tasks, steps, success)
-    for name, runs in _experiments(workdirs):
-        own_tasks, steps, success = _seed_curves(runs)
+    experiments, tasks, first_name = [], None, None  # (legend label, own tasks, steps, metric)
+    grouped = _experiments(workdirs)
+    try:
+        metric = headline_metric(grouped[0][1][0])
+    except ConfigError as error:
+        raise PlotError(f"{grouped[0][1][0]}: {error}") from None
+    for name, runs in grouped:
+        own_tasks, steps, success = _seed_curves(runs, metric)
         if tasks is None:
             tasks, first_name = own_tasks, name
         elif set(own_tasks) != set(tasks):
@@ -139,13 +148,13 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
             if len(values) > 1:
                 ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, color=line.get_color(),
                                 label="min..max" if len(experiments) == 1 else None)
-            ax.set(title=title, xlabel="step", ylim=(0, 1))
+            ax.set(title=title, xlabel="step", ylim=(0, 1) if metric == "success" else None)
     for ax in axes[:len(tasks) + 1]:
         ax.grid(alpha=0.3)
     for ax in axes[len(tasks) + 1:]:
         ax.set_visible(False)
     for ax in axes[::columns]:
-        ax.set_ylabel("success")
+        ax.set_ylabel(metric)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="small")  # below the panels, covering none
     try:

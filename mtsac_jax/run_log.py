@@ -4,7 +4,9 @@ Every key of a record is deterministic on CPU for a fixed config and seed, excep
 wall-clock figures whose names start with `perf/`. A resumed run first drops the records
 past its checkpoint, so the logs continue without duplicated or missing lines. On a
 terminal the console shows a live progress bar (steps, env-steps/s, updates/s, ETA,
-latest mean success); otherwise it prints plain lines only.
+the latest evaluation's headline metric, e.g. mean success); otherwise it prints plain lines
+only. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
+same metrics per task.
 """
 
 from __future__ import annotations
@@ -29,8 +31,19 @@ def keep_records_up_to(workdir: pathlib.Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
+EVAL_KEYS = ("step", "env_steps", "tasks")  # the keys of an evaluation record that are not metrics
+_LABELS = {"episode_reward": "reward"}  # shorter names in the per-task table
+
+
 class RunLog:
-    def __init__(self, workdir: pathlib.Path, num_train_steps: int, start_step: int, stream=sys.stdout):
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        num_train_steps: int,
+        start_step: int,
+        stream=sys.stdout,
+        headline_metric: str = "success",
+    ):
         keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
@@ -47,6 +60,7 @@ class RunLog:
             dynamic_ncols=True,
         )
         self._bar_stats: dict[str, str] = {}
+        self._headline_metric = headline_metric
 
     def advance(self, steps: int = 1) -> None:
         self._bar.update(steps)
@@ -75,12 +89,12 @@ class RunLog:
     def eval(self, record: dict) -> None:
         _append(self._eval, record)
         step = record["step"]
-        self._tensorboard.add_scalar("eval/success", record["success"], step)
-        self._tensorboard.add_scalar("eval/episode_reward", record["episode_reward"], step)
-        for name, task in record["tasks"].items():
-            self._tensorboard.add_scalar(f"eval/success/{name}", task["success"], step)
-            self._tensorboard.add_scalar(f"eval/episode_reward/{name}", task["episode_reward"], step)
-        self._bar_stats["success"] = f"{record['success']:.2f}"
+        for metric in _metrics(record):
+            self._tensorboard.add_scalar(f"eval/{metric}", record[metric], step)
+            for name, task in record["tasks"].items():
+                self._tensorboard.add_scalar(f"eval/{metric}/{name}", task[metric], step)
+        headline = record[self._headline_metric]
+        self._bar_stats[self._headline_metric] = f"{headline:.2f}" if self._headline_metric == "success" else f"{headline:.1f}"
         self._bar.set_postfix(self._bar_stats, refresh=False)
         self._print(format_eval(record))
 
@@ -100,13 +114,23 @@ class RunLog:
             self._bar.write(text, file=self._stream)
 
 
+def _metrics(record: dict) -> list[str]:
+    return [key for key in record if key not in EVAL_KEYS]
+
+
 def format_eval(record: dict) -> str:
     """An evaluation record as a mean line and a per-task table."""
-    lines = [f"eval step {record['step']}: success {record['success']:.3f}, episode_reward {record['episode_reward']:.1f}"]
+    metrics = _metrics(record)
+    means = ", ".join(f"{metric} {record[metric]:.3f}" if metric == "success" else f"{metric} {record[metric]:.1f}"
+                      for metric in metrics)
+    lines = [f"eval step {record['step']}: {means}"]
     width = max(len(name) for name in record["tasks"])
     for name, task in record["tasks"].items():
-        lines.append(f"  {name:<{width}}  success {task['success']:.2f}  reward {task['episode_reward']:.1f}")
+        cells = "  ".join(f"success {task[m]:.2f}" if m == "success" else f"{_LABELS.get(m, m)} {task[m]:.1f}"
+                          for m in metrics)
+        lines.append(f"  {name:<{width}}  {cells}")
     return "\n".join(lines)
+
 
 
 def _append(handle, record: dict) -> None:

@@ -252,7 +252,8 @@ class Trainer:
         with StopSignals() as stop:
             messages = []
             start_step = self.restore(warn=messages.append)
-            log = RunLog(self.workdir, experiment.num_train_steps, start_step)
+            log = RunLog(self.workdir, experiment.num_train_steps, start_step,
+                         headline_metric=self.setup.headline_metric)
             try:
                 for message in messages:
                     log.message(message)

@@ -83,6 +83,12 @@ def test_unknown_task_lists_valid_ones():
         (["--config=configs/metaworld_mt10.py", "--config.agent.discount=abc"], "could not convert string to float"),
         (["--config=configs/metaworld_mt10.py", "--config.agent.multitask.num_envs=3"], "Fix: pass --config.agent.multitask.num_envs=10"),
         ([], "no --config given"),
+        (["--config=configs/metaworld_mt10.py", "--config.agent.network.name=care"],
+         "The network is chosen in the config file's argument"),
+        (["--config=configs/metaworld_mt10.py", "--config.env.name=metaworld-mt50"],
+         "The env is chosen in the config file's argument"),
+        (["--config=configs/compose.py:env=metaworld-mt10,network=cnn"], "Unknown agent.network.name 'cnn'"),
+        (["--config=configs/compose.py:env=metaworld-mt10,gradient=pcgradd"], "Valid choices: mean"),
     ],
 )
 def test_command_line_errors_are_one_clear_message(args, message, tmp_path):
@@ -103,3 +109,32 @@ def test_every_config_file_has_a_valid_smoke_variant(path):
     assert config.experiment.num_train_steps == 240 and config.agent.critic.hidden_dim == 32
     with pytest.raises(AttributeError):  # locked: no new keys
         config.experiment.new_key = 1
+
+
+def test_a_section_with_the_keys_of_another_choice_is_refused():
+    from mtsac_jax.networks import NETWORKS, Network
+
+    NETWORKS.register("two_widths", Network(make=lambda *args, **kwargs: None, default_config=lambda: {"width": 2}))
+    assert "two_widths" in compose("metaworld", "state_sac", "metaworld-mt1", network="two_widths").agent.network.name
+    config = tiny_config()
+    config.agent.network.name = "two_widths"  # the mlp's section has no `width`
+    with pytest.raises(ConfigError, match=r"holds the keys of another choice \(differing: width\).*network=two_widths"):
+        validate(config)
+
+
+def test_registering_a_taken_name_from_another_file_is_refused(tmp_path):
+    other = tmp_path / "other.py"
+    other.write_text("from mtsac_jax.networks import NETWORKS\nNETWORKS.register('mlp', None)\n")
+    result = subprocess.run([sys.executable, str(other)], capture_output=True, text=True, timeout=120)
+    assert "The network 'mlp' is already registered" in result.stderr and "give the new network another name" in result.stderr
+
+
+def test_a_config_json_of_an_earlier_version_is_upgraded():
+    from mtsac_jax.config import upgrade
+
+    saved = tiny_config().to_dict()
+    del saved["agent"]["network"], saved["agent"]["gradient"], saved["extensions"]
+    upgraded = upgrade(saved)
+    assert upgraded["agent"]["network"] == {"name": "mlp"} and upgraded["agent"]["gradient"] == {"name": "mean"}
+    assert upgraded["extensions"] == [] and "network" not in saved["agent"]
+    validate(__import__("ml_collections").ConfigDict(upgraded))

@@ -92,7 +92,7 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
         actor_optimizer=optax.adam(config.optimizers.actor.lr),
         critic_optimizer=optax.adam(config.optimizers.critic.lr),
         alpha_optimizer=optax.adam(config.optimizers.alpha.lr),
-        gradient=gradients.build(config.gradient),
+        gradient=gradients.build(config.gradient, env_spec.num_tasks),
         num_tasks=env_spec.num_tasks,
         obs_dim=env_spec.obs_dim,
         action_dim=env_spec.action_dim,

@@ -28,10 +28,10 @@ from mtsac_jax.registry import Registry
 class GradientMethod:
     """A registered gradient method (see the module docstring for the two functions).
 
-    make: `(config) -> GradientFunctions`, with `config` the `agent.gradient` section.
+    make: `(config, num_tasks) -> GradientFunctions`, with `config` the `agent.gradient` section.
     default_config: the keys of `agent.gradient` besides `name`, with their defaults."""
 
-    make: Callable[[ml_collections.ConfigDict], "GradientFunctions"]
+    make: Callable[[ml_collections.ConfigDict, int], "GradientFunctions"]
     default_config: Callable[[], dict] = dict
 
 
@@ -50,5 +50,5 @@ def gradient_config(name: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"name": name, **GRADIENTS.get(name).default_config()})
 
 
-def build(config: ml_collections.ConfigDict) -> GradientFunctions:
-    return GRADIENTS.get(config.name).make(config)
+def build(config: ml_collections.ConfigDict, num_tasks: int) -> GradientFunctions:
+    return GRADIENTS.get(config.name).make(config, num_tasks)

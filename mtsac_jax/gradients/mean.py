@@ -24,4 +24,4 @@ def value_and_grad(per_task_loss, params, state):
     return losses, aux, grads, state
 
 
-METHOD = GradientMethod(make=lambda config: GradientFunctions(init=init, value_and_grad=value_and_grad))
+METHOD = GradientMethod(make=lambda config, num_tasks: GradientFunctions(init=init, value_and_grad=value_and_grad))

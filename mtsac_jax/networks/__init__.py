@@ -76,6 +76,15 @@ class TaskEmbedding(nn.Module):
         return self.param("embedding", nn.initializers.normal(1.0), (num_tasks, self.embedding_dim))
 
 
+def output_layer(x, num_tasks: int, features: int, per_task: bool):
+    """The output layer `head` on hidden features x, (T*B, H) or (T, B, H), -> (T, B, features):
+    one shared `nn.Dense` on the folded batch, or one per task (`PerTaskDense`, a multi-head
+    output). Call it inside a compact module's `__call__`."""
+    if per_task:
+        return PerTaskDense(features, name="head")(x.reshape(num_tasks, -1, x.shape[-1]))
+    return nn.Dense(features, name="head")(x.reshape(-1, x.shape[-1])).reshape(num_tasks, -1, features)
+
+
 def broadcast_concat(x, context):
     """x (T, B, D) with a per-task context (T, E) appended to every sample: (T, B, D + E)."""
     num_tasks, batch = x.shape[:2]

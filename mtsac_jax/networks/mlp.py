@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import ml_collections
 
-from mtsac_jax.networks import Network, PerTaskDense, broadcast_concat
+from mtsac_jax.networks import Network, PerTaskDense, broadcast_concat, output_layer
 
 
 class MLP(nn.Module):
@@ -34,10 +34,7 @@ class MLP(nn.Module):
         hidden = PerTaskDense if self.disjoint else nn.Dense
         for index in range(self.num_layers):
             x = nn.relu(hidden(self.hidden_dim, name=f"hidden_{index}")(x))
-        if not self.disjoint and self.multi_head:
-            x = x.reshape(num_tasks, batch, -1)
-        head = PerTaskDense if (self.disjoint or self.multi_head) else nn.Dense
-        return head(self.output_dim, name="head")(x).reshape(num_tasks, batch, -1)
+        return output_layer(x, num_tasks, self.output_dim, per_task=self.disjoint or self.multi_head)
 
 
 def make(

@@ -48,11 +48,16 @@ def setup_config(name: str) -> ml_collections.ConfigDict:
 
 
 def headline_metric(workdir: str | pathlib.Path, default: str = "success") -> str:
-    """The headline metric of the run in `workdir` (its config.json's setup), or `default` for
-    a folder without one (a peer's run)."""
+    """The headline metric of the run in `workdir` (its config.json's setup, registered by the
+    run's extensions if it is a user's own), or `default` for a folder without one (a peer's run)."""
+    from mtsac_jax.config import import_extensions  # config composes setups: imported when used
+
     path = pathlib.Path(workdir) / "config.json"
     try:
-        name = json.loads(path.read_text())["setup"]["name"]
+        saved = json.loads(path.read_text())
+        name = saved["setup"]["name"]
     except (OSError, ValueError, KeyError, TypeError):
         return default
-    return SETUPS.get(name).headline_metric if name in SETUPS else default
+    if name not in SETUPS:
+        import_extensions(saved.get("extensions", []))
+    return SETUPS.get(name).headline_metric
