@@ -4,7 +4,7 @@
 
 For each vector strategy (sync, async) it measures raw Meta-World MT10 stepping with random
 actions (gymnasium `VectorEnv.step`, nothing else) and the training loop's env-steps/s with
-tiny networks (2x32, batch 80), where the learner is cheap: act, dispatch the update, step,
+tiny networks (2x32, batch 80), where the update is cheap: act, dispatch the update, step,
 insert, as `train.py` runs it. The loop figure is the median of its `perf/env_steps_per_s`
 log intervals after the first (which holds the compiles); raw stepping is timed over the
 same number of steps. Repeats alternate raw and loop; medians are reported with the ratio.

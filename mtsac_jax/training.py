@@ -168,7 +168,7 @@ class StopSignals:
 
 
 class Trainer:
-    """One run: envs, learner, buffer and logs, resumable from its checkpoints."""
+    """One run: envs, agent, buffer and logs, resumable from its checkpoints."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
         self.config, self.workdir = config, workdir

@@ -16,7 +16,7 @@ VARIANTS = {
 }
 
 
-def learner_for(variant, num_tasks=T):
+def sac_for(variant, num_tasks=T):
     config = tiny_config(num_envs=num_tasks, **VARIANTS[variant])
     return sac.make_sac(config.agent, EnvSpec(num_tasks, OBS, ACT))
 
@@ -35,22 +35,22 @@ def random_batch(key):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_output_shapes_and_actions_in_bounds(variant):
-    learner = learner_for(variant)
-    state = sac.init_state(learner, jax.random.key(0))
+    sac_parts = sac_for(variant)
+    state = sac.init_state(sac_parts, jax.random.key(0))
     obs = 10.0 * jax.random.normal(jax.random.key(1), (T, B, OBS))
-    mean, log_std = learner.actor.apply(state.actor_params, obs)
+    mean, log_std = sac_parts.actor.apply(state.actor_params, obs)
     assert mean.shape == log_std.shape == (T, B, ACT)
     assert np.all(log_std >= -20.0) and np.all(log_std <= 2.0)
     action, log_prob = heads.sample_tanh_gaussian(mean, log_std, jax.random.key(2))
     assert action.shape == (T, B, ACT) and log_prob.shape == (T, B)
     assert np.all(np.abs(action) <= 1.0)
-    q = learner.critic.apply(state.critic_params, obs, action)
+    q = sac_parts.critic.apply(state.critic_params, obs, action)
     assert q.shape == (2, T, B)
     assert not np.allclose(q[0], q[1]), "the twin critics must be initialised independently"
     policy_params = {"actor_params": state.actor_params}
-    acting = sac.sample_actions(learner, policy_params, obs[:, 0], jax.random.key(3), 5)
+    acting = sac.sample_actions(sac_parts, policy_params, obs[:, 0], jax.random.key(3), 5)
     assert acting.shape == (T, ACT) and np.all(np.abs(acting) <= 1.0)
-    assert sac.eval_actions(learner, policy_params, obs[:, 0]).shape == (T, ACT)
+    assert sac.eval_actions(sac_parts, policy_params, obs[:, 0]).shape == (T, ACT)
 
 
 def test_tanh_gaussian_log_prob_matches_density():
@@ -74,17 +74,17 @@ def per_task_leaves(params, variant):
 
 @pytest.mark.parametrize("variant", ["multi_head", "disjoint", "task_encoder"])
 def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
-    learner = learner_for(variant)
-    state = sac.init_state(learner, jax.random.key(0))
+    sac_parts = sac_for(variant)
+    state = sac.init_state(sac_parts, jax.random.key(0))
     batch = random_batch(jax.random.key(1))
     task = 1
     others = [t for t in range(T) if t != task]
 
-    critic_grads = jax.grad(lambda p: sac.critic_losses(learner, p, state, batch, jax.random.key(2))[0][task])(
+    critic_grads = jax.grad(lambda p: sac.critic_losses(sac_parts, p, state, batch, jax.random.key(2))[0][task])(
         state.critic_params
     )
     actor_grads = jax.grad(
-        lambda p: sac.actor_losses(learner, p, state.critic_params, state.log_alpha, batch["obs"],
+        lambda p: sac.actor_losses(sac_parts, p, state.critic_params, state.log_alpha, batch["obs"],
                                    jax.random.key(3))[0][task]
     )(state.actor_params)
     checked = 0
@@ -98,20 +98,20 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
     assert checked >= 2
 
     log_prob = jax.random.normal(jax.random.key(4), (T, B))
-    alpha_grad = jax.grad(lambda a: sac.alpha_losses(learner, a, log_prob)[0][task])(state.log_alpha)
+    alpha_grad = jax.grad(lambda a: sac.alpha_losses(sac_parts, a, log_prob)[0][task])(state.log_alpha)
     assert alpha_grad.shape == (T,)
     assert np.all(alpha_grad[np.array(others)] == 0.0) and alpha_grad[task] != 0.0
 
 
 def test_shared_alpha_when_not_disentangled():
     config = tiny_config(num_envs=T, should_use_disentangled_alpha=False)
-    learner = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
-    assert sac.init_state(learner, jax.random.key(0)).log_alpha.shape == (1,)
+    sac_parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
+    assert sac.init_state(sac_parts, jax.random.key(0)).log_alpha.shape == (1,)
 
 
 def test_disjoint_networks_have_no_shared_weights():
-    learner = learner_for("disjoint")
-    state = sac.init_state(learner, jax.random.key(0))
+    sac_parts = sac_for("disjoint")
+    state = sac.init_state(sac_parts, jax.random.key(0))
     for leaf in jax.tree.leaves(state.actor_params):
         assert leaf.shape[0] == T
     for leaf in jax.tree.leaves(state.critic_params):
@@ -139,12 +139,12 @@ def mlp_layers(params):
 def test_batched_networks_compute_what_a_plain_per_task_loop_computes(variant):
     """The vmapped, flattened and ensemble-broadcast networks equal a plain loop over tasks
     and critics, so the optimised layout changes no number the update computes."""
-    learner = learner_for(variant)
-    state = sac.init_state(learner, jax.random.key(0))
+    sac_parts = sac_for(variant)
+    state = sac.init_state(sac_parts, jax.random.key(0))
     batch = random_batch(jax.random.key(1))
     obs, action = np.asarray(batch["obs"]), np.asarray(batch["action"])
-    mean, log_std = learner.actor.apply(state.actor_params, batch["obs"])
-    q = learner.critic.apply(state.critic_params, batch["obs"], batch["action"])
+    mean, log_std = sac_parts.actor.apply(state.actor_params, batch["obs"])
+    q = sac_parts.critic.apply(state.critic_params, batch["obs"], batch["action"])
     actor_layers = mlp_layers(state.actor_params["params"]["mlp"])
     critic_params = state.critic_params["params"]["ensemble"]["mlp"]
     for task in range(T):

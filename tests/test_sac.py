@@ -9,9 +9,9 @@ from tests.conftest import tiny_config
 T, OBS, ACT, B = 2, 5, 3, 4
 
 
-def setup_learner(num_updates=1):
+def setup_agent(num_updates=1):
     config = tiny_config(num_envs=T, should_use_multi_head_policy=True)
-    learner = agents.build(config.agent, EnvSpec(T, OBS, ACT), batch_size_per_task=B, num_updates_per_call=num_updates)
+    agent = agents.build(config.agent, EnvSpec(T, OBS, ACT), batch_size_per_task=B, num_updates_per_call=num_updates)
     buffer = replay_buffer.init(T, 16, OBS, ACT)
     rng = np.random.default_rng(0)
     for _ in range(10):
@@ -23,7 +23,7 @@ def setup_learner(num_updates=1):
             rng.normal(size=(T, OBS)),
             np.zeros(T),
         )
-    return config, learner, buffer
+    return config, agent, buffer
 
 
 def host_copy(tree):
@@ -31,10 +31,10 @@ def host_copy(tree):
 
 
 def test_update_moves_params_and_targets_move_by_tau():
-    config, learner, buffer = setup_learner()
-    state = learner.init(jax.random.key(0))
+    config, agent, buffer = setup_agent()
+    state = agent.init(jax.random.key(0))
     before = host_copy(state)
-    state, metrics = learner.update(state, buffer)
+    state, metrics = agent.update(state, buffer)
     after = host_copy(state)
 
     for name in ("actor_params", "critic_params", "log_alpha"):
@@ -53,19 +53,19 @@ def test_update_moves_params_and_targets_move_by_tau():
 
 
 def test_update_does_not_retrace_on_second_call():
-    _, learner, buffer = setup_learner()
-    state = learner.init(jax.random.key(0))
-    state, _ = learner.update(state, buffer)
-    state, _ = learner.update(state, buffer)
+    _, agent, buffer = setup_agent()
+    state = agent.init(jax.random.key(0))
+    state, _ = agent.update(state, buffer)
+    state, _ = agent.update(state, buffer)
     buffer = replay_buffer.insert_jit(buffer, *(np.ones(s.shape[:1] + s.shape[2:]) for s in
                                                 (buffer.obs, buffer.action, buffer.reward, buffer.next_obs, buffer.terminated)))
-    learner.update(state, buffer)
-    assert learner.update._cache_size() == 1
+    agent.update(state, buffer)
+    assert agent.update._cache_size() == 1
 
 
 def test_scanned_updates_equal_repeated_single_updates():
-    _, single, buffer = setup_learner(num_updates=1)
-    _, scanned, _ = setup_learner(num_updates=3)
+    _, single, buffer = setup_agent(num_updates=1)
+    _, scanned, _ = setup_agent(num_updates=3)
     state_a = single.init(jax.random.key(0))
     for _ in range(3):
         state_a, _ = single.update(state_a, buffer)
@@ -74,8 +74,8 @@ def test_scanned_updates_equal_repeated_single_updates():
 
 
 def test_same_seed_same_update():
-    _, learner, buffer = setup_learner()
-    results = [host_copy(learner.update(learner.init(jax.random.key(7)), buffer)) for _ in range(2)]
+    _, agent, buffer = setup_agent()
+    results = [host_copy(agent.update(agent.init(jax.random.key(7)), buffer)) for _ in range(2)]
     chex.assert_trees_all_equal(results[0], results[1])
 
 
@@ -87,8 +87,8 @@ def test_temperature_loss_forms_step_log_alpha_by_the_error_or_by_alpha_times_it
     for form in ("log_alpha", "alpha"):
         config = tiny_config(num_envs=T)
         config.agent.temperature_loss = form
-        learner = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
-        grads[form] = np.asarray(jax.grad(lambda a: sac.alpha_losses(learner, a, log_prob)[0].sum())(log_alpha))
-    entropy_error = np.asarray(-log_prob - learner.target_entropy).mean(axis=-1)
+        sac_parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
+        grads[form] = np.asarray(jax.grad(lambda a: sac.alpha_losses(sac_parts, a, log_prob)[0].sum())(log_alpha))
+    entropy_error = np.asarray(-log_prob - sac_parts.target_entropy).mean(axis=-1)
     np.testing.assert_allclose(grads["log_alpha"], entropy_error, rtol=1e-6)
     np.testing.assert_allclose(grads["alpha"], np.exp(log_alpha) * entropy_error, rtol=1e-6)
