@@ -1,23 +1,32 @@
-"""Train multi-task SAC from a config file.
+"""Train multi-task SAC from a config file, or from mtrl's command line.
 
     python train.py --config=configs/metaworld_mt10.py --config.seed=1 --workdir=runs/mt10
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,smoke
+    python train.py setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1     # mtrl's words
+    python train.py -m setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1,2,3
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import pathlib
+import subprocess
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from mtsac_jax import mtrl_args
 from mtsac_jax.checkpoint import CheckpointError
-from mtsac_jax.cli import default_workdir, load_config_or_exit, parse_flags
-from mtsac_jax.envs import EnvWorkerError
+from mtsac_jax.cli import config_keys, default_workdir, fail, load_config_or_exit, parse_flags
+from mtsac_jax.config import ConfigError
 from mtsac_jax.cpu_runtime import tune_cpu_process
+from mtsac_jax.envs import EnvWorkerError
 from mtsac_jax.training import TrainingError, train_and_evaluate
+
+COMPOSE = str(pathlib.Path(__file__).resolve().parent / "configs" / "compose.py")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/metaworld_mt1.py:reach-v3,smoke"
@@ -28,16 +37,22 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     str(pathlib.Path.home() / ".cache" / "mtsac_jax" / "xla"),
     "Folder of JAX's persistent compilation cache, so a second start skips compiling ('' disables it).",
 )
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config as JSON and exit (Hydra's `--cfg job` does the same)."
+)
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
+    config = load_config_or_exit(_CONFIG)
+    if _PRINT_CONFIG.value:
+        print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        return
     tune_cpu_process()  # memory reuse and the matmul backend (mtsac_jax/cpu_runtime.py)
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    config = load_config_or_exit(_CONFIG)
     workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
     try:
         train_and_evaluate(config, workdir)
@@ -45,5 +60,27 @@ def main(argv):
         sys.exit(f"error: {error}")
 
 
+def run(argv: list[str]) -> None:
+    """Runs `argv` (a command line of `--config` flags, mtrl's `key=value` words, or both)."""
+    flags_argv, words, multirun = mtrl_args.split(mtrl_args.hydra_flags(argv))
+    if multirun:
+        runs = mtrl_args.expand(words)
+        failed = []
+        for number, combination in enumerate(runs, start=1):
+            print(f"multirun {number}/{len(runs)}: {' '.join(combination)}", flush=True)
+            if subprocess.run([sys.executable, *flags_argv, *combination]).returncode:
+                failed.append(" ".join(combination))
+        if failed:
+            fail(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(failed))
+        return
+    if words:
+        try:
+            argv = mtrl_args.translate(words, flags_argv, COMPOSE, functools.partial(config_keys, COMPOSE))
+        except ConfigError as error:
+            fail(str(error))
+    sys.argv[:] = argv  # ml_collections finds the `--config.` overrides in sys.argv
+    app.run(main, argv=argv, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run(sys.argv)

@@ -7,6 +7,7 @@ helpers catch each case and say what to fix.
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import re
 import sys
@@ -77,6 +78,21 @@ def load_config_or_exit(config_flag) -> ml_collections.ConfigDict:
     except ConfigError as error:
         fail(str(error))
     return config
+
+
+def config_keys(config_file: str, arg: str) -> set[str]:
+    """The dotted keys of the config that `config_file:arg` builds."""
+    spec = importlib.util.spec_from_file_location("mtsac_jax_config_file", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def keys(tree, prefix=""):
+        out = set()
+        for key, value in tree.items():
+            out |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+        return out
+
+    return keys(module.get_config(arg).to_dict())
 
 
 def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:

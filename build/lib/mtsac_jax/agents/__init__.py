@@ -1,0 +1,73 @@
+"""Agents: the `AGENTS` registry and the bundle of pure functions every agent provides.
+
+An agent is a frozen bundle of jitted pure functions over its own `flax.struct` state
+(`Agent`): the training loop, checkpoints, evaluation and `load_policy` use nothing else.
+Agents are composed, not subclassed: SAC's critic, actor, temperature and target steps are
+plain functions in `mtsac_jax.agents.sac` that another agent's `update` calls next to its
+own steps, on a state that has the fields they read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+
+from mtsac_jax.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know of the env: tasks and the sizes of observation and action."""
+
+    num_tasks: int
+    obs_dim: int
+    action_dim: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+    """The jitted pure functions of an agent; observations and actions are (T, ...), one row per task.
+
+    init(key) -> state
+    update(state, buffer) -> (state, metrics): `num_updates_per_call` gradient updates, the
+        state donated; metrics are (T,) arrays (an `alpha` entry is logged per task too).
+    policy_params(state) -> dict: the fields of the state the policy reads, `{field: value}`;
+        `load_policy` restores only these from a checkpoint.
+    sample_actions(policy_params, obs, key, step) -> actions: the exploration policy, with the
+        key `fold_in(key, step)`.
+    eval_actions(policy_params, obs) -> actions: the evaluation policy (deterministic).
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any], tuple[Any, dict]]
+    policy_params: Callable[[Any], dict]
+    sample_actions: Callable[..., Any]
+    eval_actions: Callable[[dict, Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSpec:
+    """A registered agent.
+
+    make: `(config, env_spec, batch_size_per_task, num_updates_per_call) -> Agent`, with
+        `config` the whole `agent` section (its `network` and `gradient` sub-sections included).
+    default_config: the `agent` section's own keys with their defaults (besides `name`,
+        `network` and `gradient`, which the registries of those fill in).
+    validate: `(config) -> None`, raises `ConfigError` naming the key and the fix.
+    """
+
+    make: Callable[..., Agent]
+    default_config: Callable[[], dict]
+    validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+
+
+AGENTS: Registry[AgentSpec] = Registry("agent", "agent.name")
+AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
+
+
+def build(
+    config: ml_collections.ConfigDict, env_spec: EnvSpec, batch_size_per_task: int, num_updates_per_call: int = 1
+) -> Agent:
+    return AGENTS.get(config.name).make(config, env_spec, batch_size_per_task, num_updates_per_call)

@@ -1,0 +1,167 @@
+"""Orbax checkpoints of a whole run: `WORKDIR/checkpoints/<step>/`.
+
+A checkpoint holds three items:
+- `arrays`: the TrainState, the replay buffer (contents and cursor) and the current
+  observation, restored into the exact structure of a freshly built run;
+- `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes;
+- `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics and
+  the checkpoint `format`.
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
+kill during a save leaves the previous checkpoints intact; a checkpoint that fails to
+restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the
+one before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import pathlib
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+# orbax logs every save and restore at INFO level; keep the console for the run itself.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+# 2: the train state carries every field of the agent's state. 1 (no `format` in the meta):
+# written before the registries, when the train state had no field without arrays (such as
+# the gradient state of `mean`); such fields are restored as they are in a fresh state.
+FORMAT = 2
+
+
+class CheckpointError(RuntimeError):
+    """Saving or restoring failed; the message names the cause and the fix."""
+
+
+def _to_bytes_arrays(blobs) -> list[np.ndarray]:
+    return [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
+
+
+class Checkpointer:
+    def __init__(self, workdir: pathlib.Path, keep: int):
+        self.directory = (pathlib.Path(workdir) / "checkpoints").absolute()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "envs", "meta"))
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, arrays: Any, env_blobs: dict[str, list[bytes]], meta: dict) -> None:
+        """Writes checkpoint `step`; on failure the earlier checkpoints stay as they were."""
+        envs = {group: _to_bytes_arrays(blobs) for group, blobs in env_blobs.items()}
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    arrays=ocp.args.StandardSave(arrays),
+                    envs=ocp.args.StandardSave(envs),
+                    meta=ocp.args.JsonSave({**meta, "format": FORMAT}),
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except (OSError, ValueError) as error:
+            raise CheckpointError(
+                f"Could not write the checkpoint for step {step} to {self.directory}: {error}. The previous "
+                f"checkpoints ({self.steps() or 'none'}) are untouched. Fix: free disk space or make the "
+                "workdir writable, then rerun the same command to resume."
+            ) from error
+
+    def restore_latest(self, abstract_arrays: Any, warn) -> tuple[int, Any, dict[str, list[bytes]], dict] | None:
+        """The newest checkpoint that restores cleanly, or None when there is none.
+
+        `abstract_arrays` gives the structure, shapes and dtypes (e.g. from `jax.eval_shape`);
+        a shape mismatch means the checkpoint belongs to another configuration.
+        """
+        for step in reversed(self.steps()):
+            try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                legacy = meta.get("format", 1) == 1
+                target = _format_1(abstract_arrays) if legacy else abstract_arrays
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target), envs=ocp.args.StandardRestore()),
+                )
+                _check_shapes(target, restored["arrays"])
+                arrays = _from_format_1(abstract_arrays, restored["arrays"]) if legacy else restored["arrays"]
+            except Exception as error:  # a corrupt, truncated or foreign checkpoint
+                aside = self._move_aside(step)
+                reason = str(error).splitlines()[0] if str(error) else ""
+                warn(
+                    f"warning: checkpoint {step} could not be restored ({type(error).__name__}: {reason}); "
+                    f"moved it to {aside} and trying the previous one."
+                )
+                continue
+            envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
+            return step, arrays, envs, dict(meta)
+        return None
+
+    def array_metadata(self, step: int) -> Any:
+        """The tree of checkpoint `step`'s arrays as metadata (each leaf has `.shape` and
+        `.dtype`), read without loading any array."""
+        return self._reader.item_metadata(step)["arrays"]
+
+    def restore_part(self, step: int, part: Any) -> Any:
+        """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`) of checkpoint `step`'s
+        arrays, as arrays on the default device; the rest, the replay buffer above all, is not read."""
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), part)
+        args = ocp.args.PyTreeRestore(
+            item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True
+        )
+        return self._reader.restore(step, args=ocp.args.Composite(arrays=args))["arrays"]
+
+    @functools.cached_property
+    def _reader(self) -> ocp.CheckpointManager:
+        """A manager that reads the `arrays` item as a plain PyTree (the format `StandardSave`
+        writes), which allows metadata reads and partial restores; made on first use."""
+        handlers = {
+            "arrays": ocp.PyTreeCheckpointHandler(),
+            "envs": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        }
+        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(create=False),
+                                     item_handlers=handlers)
+
+    def _move_aside(self, step: int) -> pathlib.Path:
+        aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.parent.mkdir(exist_ok=True)
+        shutil.move(self.directory / str(step), aside)
+        for manager in (self._manager, self.__dict__.get("_reader")):
+            if manager is not None:
+                manager.reload()
+        return aside
+
+    def close(self) -> None:
+        for manager in (self._manager, self.__dict__.get("_reader")):
+            if manager is not None:
+                manager.close()
+
+
+def _format_1(abstract_arrays: dict) -> dict:
+    """The arrays' tree as format 1 wrote it: the train state without its array-less fields."""
+    state = abstract_arrays["train_state"]
+    fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+    return {**abstract_arrays, "train_state": {name: value for name, value in fields.items() if jax.tree.leaves(value)}}
+
+
+def _from_format_1(abstract_arrays: dict, restored: dict) -> dict:
+    """Format-1 arrays in today's tree: the array-less fields as in a fresh state."""
+    return {**restored, "train_state": abstract_arrays["train_state"].replace(**restored["train_state"])}
+
+
+def _check_shapes(expected: Any, restored: Any) -> None:
+    def check(path, want, got):
+        if tuple(want.shape) != tuple(np.shape(got)):
+            raise ValueError(f"{jax.tree_util.keystr(path)} has shape {np.shape(got)}, expected {tuple(want.shape)}")
+
+    jax.tree_util.tree_map_with_path(check, expected, restored)

@@ -1,0 +1,278 @@
+"""Config composition (setup x agent x env, network, gradient method), validation and upgrades.
+
+A config is composed from the registries' default sections: `setup` (`SETUPS`), `agent`
+(`AGENTS`) with its `network` (`NETWORKS`) and `gradient` (`GRADIENTS`) sub-sections, and
+`env` (`ENV_FAMILIES`), plus `experiment` and `replay_buffer`. A choice that changes the
+config's shape is made when composing (the config file's argument); the locked config then
+holds exactly the keys that choice needs, and `validate` refuses a section whose keys belong
+to another choice. `extensions` lists the Python files that registered a user's own choices,
+so a saved `config.json` can be loaded again in another process.
+
+Key names follow facebookresearch/mtrl so its users feel at home. Step counts
+(`num_train_steps`, `init_steps`, `eval_freq`, `log_freq`) are vector-env steps: each adds
+one transition per task, as in mtrl.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import pathlib
+import sys
+
+import ml_collections
+
+from mtsac_jax import agents, envs, gradients, networks, setups
+from mtsac_jax.envs import task_names
+from mtsac_jax.registry import ConfigError, check_choice
+
+__all__ = ["ConfigError", "compose", "parse_config_arg", "task_names", "upgrade", "validate"]
+
+# The config keys naming a choice, with the config-file argument that makes it.
+CHOICES = {
+    "setup.name": "setup",
+    "agent.name": "agent",
+    "agent.network.name": "network",
+    "agent.gradient.name": "gradient",
+    "env.name": "env",
+}
+
+
+def agent_config(name: str, network: str = "mlp", gradient: str = "mean") -> ml_collections.ConfigDict:
+    """The `agent` section: the agent's own keys, its `network` and its `gradient` method."""
+    config = ml_collections.ConfigDict({"name": name, **agents.AGENTS.get(name).default_config()})
+    config.network = networks.network_config(network)
+    config.gradient = gradients.gradient_config(gradient)
+    return config
+
+
+def experiment_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "num_train_steps": 2_000_000,
+            "init_steps": 1500,
+            "eval_freq": 10_000,
+            "num_eval_episodes": 10,
+            "log_freq": 1000,
+            "save_freq": 10_000,
+            "keep_checkpoints": 2,
+            "num_updates_per_step": 1,
+        }
+    )
+
+
+def replay_buffer_config(num_tasks: int) -> ml_collections.ConfigDict:
+    """mtrl's sizes: 1M transitions over all tasks (split evenly), 128 samples per task
+    per batch (1280 on MT10)."""
+    return ml_collections.ConfigDict({"capacity": 1_000_000, "batch_size": 128 * num_tasks})
+
+
+def compose(
+    setup: str,
+    agent: str,
+    env: str,
+    task_name: str | None = None,
+    smoke: bool = False,
+    network: str = "mlp",
+    gradient: str = "mean",
+) -> ml_collections.ConfigDict:
+    """One config from a setup, an agent, an env, a network and a gradient method; locked
+    against new keys. `task_name` is the task of a single-task env (`metaworld-mt1`)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 1
+    config.setup = setups.setup_config(setup)
+    config.agent = agent_config(agent, network, gradient)
+    config.env = envs.env_config(env, task_name)
+    config.experiment = experiment_config()
+    num_tasks = len(task_names(config.env))
+    config.replay_buffer = replay_buffer_config(num_tasks)
+    config.agent.multitask.num_envs = num_tasks
+    config.extensions = _extension_files(config)
+    if smoke:
+        shrink_to_smoke(config)
+    config.lock()
+    return config
+
+
+def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
+    """Tiny networks, batch, steps and eval: every code path in well under two minutes."""
+    num_tasks = config.agent.multitask.num_envs
+    for network in (config.agent.actor, config.agent.critic):
+        network.hidden_dim = 32
+        network.num_layers = 2
+    config.agent.multitask.task_encoder.embedding_dim = 8
+    config.replay_buffer.batch_size = 8 * num_tasks
+    config.replay_buffer.capacity = 1000 * num_tasks
+    config.experiment.num_train_steps = 240
+    config.experiment.init_steps = 60
+    config.experiment.eval_freq = 120
+    config.experiment.num_eval_episodes = 1
+    config.experiment.log_freq = 60
+    config.experiment.save_freq = 50
+    config.env.max_episode_steps = 50
+
+
+def parse_config_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:
+    """Splits a config-file argument `a,b,key=value` into flags and key/value pairs."""
+    flags, pairs = [], {}
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        if sep:
+            pairs[key.strip()] = value.strip()
+        else:
+            flags.append(key.strip())
+    return flags, pairs
+
+
+# ----- user extensions -----
+
+
+def _extension_files(config: ml_collections.ConfigDict) -> list[str]:
+    """The files outside the package that registered this config's choices."""
+    registries = {
+        "setup.name": setups.SETUPS,
+        "agent.name": agents.AGENTS,
+        "agent.network.name": networks.NETWORKS,
+        "agent.gradient.name": gradients.GRADIENTS,
+    }
+    sources = [registry.source(_get(config, key)) for key, registry in registries.items()]
+    sources.append(envs.ENV_FAMILIES.source(config.env.name.split("-", 1)[0]))
+    return sorted({source for source in sources if source})
+
+
+def import_extensions(files) -> None:
+    """Imports the files that registered a run's own setups, agents, networks, gradient
+    methods or env families (the config's `extensions`), unless they already did."""
+    registered = {
+        registry.source(name)
+        for registry in (setups.SETUPS, agents.AGENTS, networks.NETWORKS, gradients.GRADIENTS, envs.ENV_FAMILIES)
+        for name in registry.names()
+    }
+    for file in files:
+        path = pathlib.Path(file)
+        if str(path) in registered:
+            continue
+        if not path.is_file():
+            raise ConfigError(
+                f"The run's config lists the extension {path} (a file that registers its own setup, agent, "
+                "network, gradient method or env family), and that file does not exist. Fix: put the file "
+                "back at that path, or import your module that registers them before loading the run."
+            )
+        name = f"mtsac_jax_extension_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+
+
+# ----- config.json of earlier versions -----
+
+
+def upgrade(saved: dict) -> dict:
+    """A `config.json` written by an earlier version, in today's shape: configs from before the
+    registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
+    (today's `mean`) and no `extensions`."""
+    saved = copy.deepcopy(saved)
+    saved.setdefault("extensions", [])
+    agent = saved.get("agent", {})
+    agent.setdefault("network", {"name": "mlp"})
+    agent.setdefault("gradient", {"name": "mean"})
+    return saved
+
+
+# ----- validation -----
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected: ml_collections.ConfigDict) -> None:
+    """The keys of `section` (recursively) must be those of the chosen entry's default."""
+
+    def keys(tree, prefix=""):
+        out = set()
+        for key, value in tree.items():
+            out |= keys(value, f"{prefix}{key}.") if isinstance(value, (dict, ml_collections.ConfigDict)) else {prefix + key}
+        return out
+
+    have, want = keys(section), keys(expected)
+    if have != want:
+        choice = CHOICES[f"{section_key}.name"]
+        differing = sorted(have ^ want)
+        raise ConfigError(
+            f"{section_key}.name={section.name!r}, but the {section_key} section holds the keys of another "
+            f"choice (differing: {', '.join(differing)}). The {choice} sets the config's shape: choose it in "
+            f"the config file's argument, e.g. --config=configs/compose.py:...,{choice}={section.name}, instead "
+            f"of --config.{section_key}.name."
+        )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks values and cross-section facts; raises ConfigError naming keys and fix."""
+    setup = setups.SETUPS.get(config.setup.name)
+    agent = agents.AGENTS.get(config.agent.name)
+    networks.NETWORKS.get(config.agent.network.name)
+    gradients.GRADIENTS.get(config.agent.gradient.name)
+    envs.validate(config.env)
+    env_section = envs.env_config(config.env.name, config.env.get("task_name"))
+    agent_section = agent_config(config.agent.name, config.agent.network.name, config.agent.gradient.name)
+    for key, expected in (
+        ("setup", setups.setup_config(config.setup.name)),
+        ("env", env_section),
+        ("agent.network", agent_section.network),
+        ("agent.gradient", agent_section.gradient),
+        ("agent", agent_section),
+    ):
+        _check_shape(key, _get(config, key), expected)
+    family = config.env.name.split("-", 1)[0]
+    if family not in setup.env_families:
+        raise ConfigError(
+            f"setup.name={config.setup.name!r} evaluates on the env families {', '.join(setup.env_families)}, "
+            f"not on env.name={config.env.name!r}. Fix: choose another env or setup in the config file's argument."
+        )
+    agent.validate(config.agent)
+
+    positive = {
+        "replay_buffer.capacity": config.replay_buffer.capacity,
+        "replay_buffer.batch_size": config.replay_buffer.batch_size,
+        "experiment.num_train_steps": config.experiment.num_train_steps,
+        "experiment.eval_freq": config.experiment.eval_freq,
+        "experiment.num_eval_episodes": config.experiment.num_eval_episodes,
+        "experiment.log_freq": config.experiment.log_freq,
+        "experiment.save_freq": config.experiment.save_freq,
+        "experiment.keep_checkpoints": config.experiment.keep_checkpoints,
+        "experiment.num_updates_per_step": config.experiment.num_updates_per_step,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")
+    if config.experiment.init_steps < 0:
+        raise ConfigError(
+            f"experiment.init_steps={config.experiment.init_steps} must be >= 0 "
+            "(vector-env steps of uniform random actions before learning starts)."
+        )
+
+    num_tasks = len(task_names(config.env))
+    multitask = config.agent.multitask
+    if multitask.num_envs != num_tasks:
+        raise ConfigError(
+            f"agent.multitask.num_envs={multitask.num_envs} but env.name={config.env.name!r} has "
+            f"{num_tasks} task(s). The agent keeps one head/alpha per task, so the two must agree. "
+            f"Fix: pass --config.agent.multitask.num_envs={num_tasks} or leave it out "
+            "(every config file sets it from the env)."
+        )
+    for key in ("batch_size", "capacity"):
+        value = config.replay_buffer[key]
+        if value % num_tasks:
+            raise ConfigError(
+                f"replay_buffer.{key}={value} is not divisible by the {num_tasks} tasks of "
+                f"env.name={config.env.name!r}; the buffer holds and samples an equal share per task. "
+                f"Fix: pass --config.replay_buffer.{key}={max(1, value // num_tasks) * num_tasks}."
+            )

@@ -1,0 +1,144 @@
+"""mtrl's command lines, as its documentation writes them: Hydra-style `key=value` words.
+
+    python train.py setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1 \\
+        agent.multitask.should_use_multi_head_policy=True replay_buffer.batch_size=1280
+    python main.py -m setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1,2,3
+
+`setup=`, `agent=` and `env=` (and this project's `network=`, `gradient=`) choose the
+composition (`configs/compose.py`); every other word becomes a `--config.` override, through
+`MTRL_KEYS` where mtrl's key differs from ours. A key that is neither ours nor in `MTRL_KEYS`
+stops the command with a message naming it. With `-m` (Hydra's multirun), comma-separated
+values run one after the other, one run per combination. Words and `--config.` flags mix: a
+`--config=` file with composition words is refused, since the file already chose them.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from mtsac_jax.registry import ConfigError
+
+COMPOSITION = ("setup", "agent", "env", "network", "gradient")
+MULTIRUN = ("-m", "--multirun")
+
+# mtrl's actor_cfg / critic_cfg task-info flags: True for either means the task id is part of the
+# network's input, which here is the one-hot task id appended to the observation.
+_TASK_INFO = tuple(
+    f"agent.multitask.{network}_cfg.{flag}"
+    for network in ("actor", "critic")
+    for flag in (
+        "should_condition_model_on_task_info",
+        "should_condition_encoder_on_task_info",
+        "should_concatenate_task_info_with_encoder",
+    )
+)
+
+# mtrl key -> (our key, what it means here). Keys that are the same here (experiment.*,
+# replay_buffer.*, agent.multitask.*, ...) need no entry.
+MTRL_KEYS = {
+    "setup.seed": ("seed", "the run's seed"),
+    "agent.multitask.task_encoder_cfg.model_cfg.embedding_dim": (
+        "agent.multitask.task_encoder.embedding_dim", "size of the learned task embedding"),
+    "experiment.save.model.retain_last_n": (
+        "experiment.keep_checkpoints", "checkpoints kept (-1, keep all: 1000000 here)"),
+    "agent.encoder.type_to_select": (None, "`identity` only: the state is used as it is, as state_sac always does"),
+    **{key: ("env.use_one_hot", "task id in the input: the one-hot task id in the observation") for key in _TASK_INFO},
+}
+
+
+def hydra_flags(argv: list[str]) -> list[str]:
+    """Hydra's `--cfg job` (print the resolved config) as `--print_config`."""
+    out, previous = [], None
+    for arg in argv:
+        if arg == "--cfg=job" or (arg == "job" and previous == "--cfg"):
+            out.append("--print_config")
+        elif arg != "--cfg":
+            out.append(arg)
+        previous = arg
+    return out
+
+
+def split(argv: list[str]) -> tuple[list[str], list[str], bool]:
+    """(flags and program, `key=value` words, multirun?) of a command line."""
+    flags, words, multirun = argv[:1], [], False
+    for arg in argv[1:]:
+        if arg in MULTIRUN:
+            multirun = True
+        elif not arg.startswith("-") and "=" in arg:
+            words.append(arg)
+        else:
+            flags.append(arg)
+    return flags, words, multirun
+
+
+def expand(words: list[str]) -> list[list[str]]:
+    """Hydra's multirun sweep: one list of words per combination of comma-separated values."""
+    keys = [word.partition("=")[0] for word in words]
+    values = [word.partition("=")[2].split(",") for word in words]
+    return [[f"{key}={value}" for key, value in zip(keys, combination)] for combination in itertools.product(*values)]
+
+
+def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -> list[str]:
+    """absl flags for `words` (one run's), added to `flags`. `our_keys(config_arg)` gives the
+    dotted keys of the config that `compose_file:config_arg` builds; with a `--config=` file of
+    the user's, the locked config itself names a key it lacks."""
+    pairs = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        if "," in value and key not in COMPOSITION:
+            raise ConfigError(f"{word}: several values run as a sweep with -m (Hydra's multirun), e.g. -m {word}.")
+        pairs[key.lstrip("+")] = value
+    choices = {key: pairs.pop(key) for key in COMPOSITION if key in pairs}
+    config_flags = [flag for flag in flags if flag.startswith("--config=") or flag == "--config"]
+    if config_flags and choices:
+        raise ConfigError(
+            f"{' '.join(f'{k}={v}' for k, v in choices.items())} and {config_flags[0]} both choose the "
+            "composition. Fix: give either the config file or the setup=/agent=/env= words."
+        )
+    if config_flags:
+        config_arg = None
+    else:
+        config_arg = ",".join(f"{key}={value}" for key, value in {
+            "setup": "metaworld", "agent": "state_sac", "env": "metaworld-mt10", **choices}.items())
+        flags = [*flags, f"--config={compose_file}:{config_arg}"]
+    known = our_keys(config_arg) if config_arg is not None else None
+    overrides, one_hot = [], {}
+    for key, value in pairs.items():
+        if key in MTRL_KEYS:
+            ours, meaning = MTRL_KEYS[key]
+            if key in _TASK_INFO:
+                one_hot[key] = _bool(key, value)
+                continue
+            if ours is None:
+                if value != "identity":
+                    raise ConfigError(f"{key}={value} has no equivalent here: {meaning}.")
+                continue
+            if key == "experiment.save.model.retain_last_n" and value == "-1":
+                value = "1000000"
+            key = ours
+        if known is not None and key not in known:
+            raise ConfigError(
+                f"{key}={value}: mtrl's key {key!r} has no equivalent here. Supported: every key of the config "
+                "(python train.py ... --print_config lists them) and these mtrl keys: "
+                + ", ".join(sorted(MTRL_KEYS)) + "."
+            )
+        overrides.append(f"--config.{key}={value}")
+    if one_hot:
+        actor = {v for k, v in one_hot.items() if ".actor_cfg." in k}
+        critic = {v for k, v in one_hot.items() if ".critic_cfg." in k}
+        actor_sees, critic_sees = any(actor), any(critic)
+        if actor and critic and actor_sees != critic_sees:
+            raise ConfigError(
+                "mtrl's actor_cfg and critic_cfg task-info flags disagree. Here actor and critics see the same "
+                "observation (with or without the one-hot task id, env.use_one_hot). Fix: make them agree."
+            )
+        overrides.append(f"--config.env.use_one_hot={actor_sees if actor else critic_sees}")
+    return [*flags, *overrides]
+
+
+def _bool(key: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ConfigError(f"{key}={value}: expected True or False.")

@@ -1,0 +1,134 @@
+"""Networks: the `NETWORKS` registry and the layout every network keeps.
+
+A network maps inputs shaped (T, B, D) and a per-task context shaped (T, E) (or None) to
+outputs shaped (T, B, H); the actor and the twin critics (`networks.heads`) put a policy or
+a Q-value on it. Three layout facts keep the update at the matmul ceiling
+(docs/performance.md) and every network keeps them:
+- a shared layer sees the task axis folded into the batch, (T*B, D): one plain matmul whose
+  backward pass needs no transposed copies of the activations;
+- a per-task layer (an output head per task, every layer of a disjoint network) carries a
+  leading T axis on its parameters and is vmapped over the task axis of parameters and input
+  (`PerTaskDense`), so each sample goes through its own task's weights only;
+- task-only quantities (an embedding, attention weights, a scale and shift) are computed once
+  on (T, ...) and broadcast over the batch.
+
+A registered `Network` is `make(config, hidden_dim=, num_layers=, output_dim=, multitask=)`,
+which returns the unbound flax module, plus the default of its `agent.network` config
+section. `agent.multitask.should_use_multi_head_policy` and `should_use_disjoint_policy`
+choose the per-task layers; `should_use_task_encoder` adds mtrl's learned task embedding as
+the context (`TaskConditioned`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from mtsac_jax.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A registered network.
+
+    make: `(config, *, hidden_dim, num_layers, output_dim, multitask) -> nn.Module`, where
+        `config` is the `agent.network` section and `multitask` the `agent.multitask` one; the
+        module's `__call__(x: (T, B, D), context: (T, E) | None) -> (T, B, output_dim)`.
+    default_config: the keys of `agent.network` besides `name`, with their defaults.
+    supports_disjoint: whether `should_use_disjoint_policy` (a whole network per task) applies.
+    """
+
+    make: Callable[..., nn.Module]
+    default_config: Callable[[], dict] = dict
+    supports_disjoint: bool = False
+
+
+NETWORKS: Registry[Network] = Registry("network", "agent.network.name")
+NETWORKS.register("mlp", "mtsac_jax.networks.mlp:NETWORK")
+
+
+def network_config(name: str) -> ml_collections.ConfigDict:
+    """The `agent.network` section of a registered network, at its defaults."""
+    return ml_collections.ConfigDict({"name": name, **NETWORKS.get(name).default_config()})
+
+
+PerTaskDense = nn.vmap(
+    nn.Dense,
+    variable_axes={"params": 0},
+    split_rngs={"params": True},
+    in_axes=0,
+    out_axes=0,
+)
+
+
+class TaskEmbedding(nn.Module):
+    """A learned embedding per task (mtrl's `should_use_task_encoder`): the (T, E) context."""
+
+    embedding_dim: int
+
+    @nn.compact
+    def __call__(self, num_tasks: int):
+        return self.param("embedding", nn.initializers.normal(1.0), (num_tasks, self.embedding_dim))
+
+
+def output_layer(x, num_tasks: int, features: int, per_task: bool):
+    """The output layer `head` on hidden features x, (T*B, H) or (T, B, H), -> (T, B, features):
+    one shared `nn.Dense` on the folded batch, or one per task (`PerTaskDense`, a multi-head
+    output). Call it inside a compact module's `__call__`."""
+    if per_task:
+        return PerTaskDense(features, name="head")(x.reshape(num_tasks, -1, x.shape[-1]))
+    return nn.Dense(features, name="head")(x.reshape(-1, x.shape[-1])).reshape(num_tasks, -1, features)
+
+
+def broadcast_concat(x, context):
+    """x (T, B, D) with a per-task context (T, E) appended to every sample: (T, B, D + E)."""
+    num_tasks, batch = x.shape[:2]
+    tiled = jnp.broadcast_to(context[:, None, :], (num_tasks, batch, context.shape[-1]))
+    return jnp.concatenate([x, tiled.astype(x.dtype)], axis=-1)
+
+
+class TaskConditioned(nn.Module):
+    """A registered network and its context in one parameter scope: `(T, B, D) -> (T, B, H)`.
+
+    The context is the learned task embedding (`task_embedding`) when `task_embedding_dim` is
+    positive, else None. The network's parameters sit directly in this module's scope
+    (`nn.share_scope`), beside `task_embedding`."""
+
+    make_network: Callable[[], nn.Module]
+    task_embedding_dim: int = 0
+
+    def setup(self):
+        self.network = self.make_network()
+        nn.share_scope(self, self.network)
+        if self.task_embedding_dim:
+            self.task_embedding = TaskEmbedding(self.task_embedding_dim)
+
+    def __call__(self, x):
+        context = self.task_embedding(x.shape[0]) if self.task_embedding_dim else None
+        return self.network(x, context)
+
+
+def build(
+    network: ml_collections.ConfigDict,
+    multitask: ml_collections.ConfigDict,
+    hidden_dim: int,
+    num_layers: int,
+    output_dim: int,
+) -> TaskConditioned:
+    """The registered network `network.name` with its context, as a module named after the
+    network (its parameters live under that name). Call it inside a compact module."""
+    make = functools.partial(
+        NETWORKS.get(network.name).make,
+        network,
+        hidden_dim=hidden_dim,
+        num_layers=num_layers,
+        output_dim=output_dim,
+        multitask=multitask,
+    )
+    embedding_dim = multitask.task_encoder.embedding_dim if multitask.should_use_task_encoder else 0
+    return TaskConditioned(make, embedding_dim, name=network.name)

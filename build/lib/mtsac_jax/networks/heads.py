@@ -1,0 +1,74 @@
+"""SAC's actor and twin critics on a registered network, with a leading task axis.
+
+Both take a `make_network(output_dim)` that returns the registered network with its context
+(`networks.build`, partially applied); everything is shaped (T, B, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class Actor(nn.Module):
+    """Gaussian policy before the tanh squashing: returns (mean, log_std), each (T, B, A)."""
+
+    action_dim: int
+    make_network: Callable[[int], nn.Module]
+    log_std_min: float
+    log_std_max: float
+
+    @nn.compact
+    def __call__(self, obs):
+        out = self.make_network(2 * self.action_dim)(obs)
+        mean, raw_log_std = jnp.split(out, 2, axis=-1)
+        # mtrl's bound: tanh maps the raw output smoothly into [log_std_min, log_std_max].
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(raw_log_std) + 1.0)
+        return mean, log_std
+
+
+class Critic(nn.Module):
+    """Q(s, a): (T, B, D), (T, B, A) -> (T, B)."""
+
+    make_network: Callable[[int], nn.Module]
+
+    @nn.compact
+    def __call__(self, obs, action):
+        return self.make_network(1)(jnp.concatenate([obs, action], axis=-1))[..., 0]
+
+
+_CriticEnsemble = nn.vmap(
+    Critic,
+    variable_axes={"params": 0},
+    split_rngs={"params": True},
+    in_axes=0,
+    out_axes=0,
+)
+
+
+class TwinCritic(nn.Module):
+    """Two independent critics as one vmapped ensemble: (T, B, D), (T, B, A) -> (2, T, B).
+
+    The inputs are broadcast along the ensemble axis first, so every layer is one batched
+    matmul over a leading ensemble axis (no activation transposes in the backward pass)."""
+
+    make_network: Callable[[int], nn.Module]
+
+    @nn.compact
+    def __call__(self, obs, action):
+        twin = lambda x: jnp.broadcast_to(x, (2, *x.shape))  # noqa: E731
+        return _CriticEnsemble(self.make_network, name="ensemble")(twin(obs), twin(action))
+
+
+def sample_tanh_gaussian(mean, log_std, key):
+    """a = tanh(u), u ~ N(mean, std); log pi(a|s) with the tanh change of variables
+    (Haarnoja et al. 2018a, appendix C, eq. 21), summed over action dimensions."""
+    noise = jax.random.normal(key, mean.shape, mean.dtype)
+    pre_tanh = mean + jnp.exp(log_std) * noise
+    gaussian_log_prob = -0.5 * noise**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+    # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).
+    log_det = 2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+    return jnp.tanh(pre_tanh), jnp.sum(gaussian_log_prob - log_det, axis=-1)

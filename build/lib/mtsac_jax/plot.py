@@ -1,0 +1,187 @@
+"""Learning curves of training runs, drawn into one PNG.
+
+    python -m mtsac_jax.plot WORKDIR [WORKDIR ...] [--out PATH]
+    python -m mtsac_jax.plot EXPERIMENT_DIR [EXPERIMENT_DIR ...] [--out PATH]
+
+Reads `eval.jsonl` of each run and draws the headline metric of the run's setup (success for
+`metaworld`; `mtsac_jax.setups`) against `step` (vector-env steps): a first panel with its
+mean over tasks, then one panel per task. Several workdirs are taken
+as seeds of one experiment: each panel shows their mean as a line and their min..max as a
+shaded band, at the evaluation steps all runs share. An experiment folder (one whose
+subfolders are runs, such as `runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ...) stands
+for its runs; several experiment folders are compared on the same panels, one line each. The
+PNG goes to `WORKDIR/learning_curves.png` for one run, `./learning_curves.png` otherwise, or
+`--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mtsac_jax.registry import ConfigError
+from mtsac_jax.setups import headline_metric
+
+FILENAME = "learning_curves.png"
+MAX_COLUMNS = 5
+
+
+class PlotError(ValueError):
+    """Bad input to `plot_runs`; the message says what is wrong and where."""
+
+
+def load_run(workdir: pathlib.Path, metric: str = "success") -> tuple[list[str], dict[int, dict[str, float]]]:
+    """The task names of a run, in logged order, and `metric` per task at each step.
+
+    A step logged twice (a resumed run) keeps its last record."""
+    if not workdir.is_dir():
+        raise PlotError(f"{workdir}: no such directory")
+    path = workdir / "eval.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{path} not found: no evaluations yet")
+    tasks, curves = None, {}
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
+        try:
+            success = {name: float(task[metric]) for name, task in record["tasks"].items()}
+            step = int(record["step"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise PlotError(f"{path}, line {number}: expected "
+                            f'{{"step": ..., "tasks": {{TASK: {{"{metric}": ...}}, ...}}}}') from None
+        if tasks is None:
+            tasks = list(success)
+        elif set(success) != set(tasks):
+            raise PlotError(f"{path}, line {number}: tasks differ from the first record")
+        curves[step] = success
+    if tasks is None:
+        raise PlotError(f"{path} is empty: no evaluations yet")
+    if not tasks:
+        raise PlotError(f"{path}: the records name no tasks")
+    return tasks, curves
+
+
+def _legend_label(workdirs: list[pathlib.Path]) -> str:
+    """'1 run' or 'mean of N runs', with the seeds when every run's config.json names one."""
+    seeds = []
+    for workdir in workdirs:
+        try:
+            seeds.append(json.loads((workdir / "config.json").read_text(encoding="utf-8"))["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            break
+    label = "1 run" if len(workdirs) == 1 else f"mean of {len(workdirs)} runs"
+    if len(seeds) == len(workdirs):
+        label += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+    return label
+
+
+def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathlib.Path]]]:
+    """(name, run folders) per experiment: run folders are seeds of one unnamed experiment;
+    each experiment folder is one experiment named after it, of the runs inside it."""
+    runs_inside = {path: sorted(child for child in path.iterdir() if (child / "eval.jsonl").is_file())
+                   for path in paths if path.is_dir() and not (path / "eval.jsonl").exists()}
+    if not runs_inside or not all(runs_inside.values()):
+        return [(None, paths)]
+    if len(runs_inside) < len(paths):
+        raise PlotError("give either run folders (seeds of one experiment) or experiment folders, not both")
+    return [(path.name, runs_inside[path]) for path in paths]
+
+
+def _seed_curves(workdirs: list[pathlib.Path], metric: str) -> tuple[list[str], list[int], np.ndarray]:
+    """Tasks, the evaluation steps all runs share, and metric[run, step, task]."""
+    runs = [load_run(workdir, metric) for workdir in workdirs]
+    tasks = runs[0][0]
+    for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
+        differing = sorted(set(tasks) ^ set(other_tasks))
+        if differing:
+            raise PlotError(f"runs have different tasks: {workdirs[0]} and {workdir} differ in {', '.join(differing)}")
+    steps = sorted(set.intersection(*(set(curves) for _, curves in runs)))
+    if not steps:
+        raise PlotError("the runs share no evaluation step")
+    return tasks, steps, np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
+
+
+def plot_runs(workdirs, out_path) -> pathlib.Path:
+    """Draw the learning curves of `workdirs` (seeds of one experiment, or experiment folders
+    to compare) into the PNG `out_path`."""
+    workdirs = [pathlib.Path(workdir) for workdir in workdirs]
+    out_path = pathlib.Path(out_path)
+    if not workdirs:
+        raise PlotError("no workdir given")
+    if out_path.suffix.lower() != ".png":
+        raise PlotError(f"{out_path}: the output must be a .png file")
+    experiments, tasks, first_name = [], None, None  # (legend label, own tasks, steps, metric)
+    grouped = _experiments(workdirs)
+    try:
+        metric = headline_metric(grouped[0][1][0])
+    except ConfigError as error:
+        raise PlotError(f"{grouped[0][1][0]}: {error}") from None
+    for name, runs in grouped:
+        own_tasks, steps, success = _seed_curves(runs, metric)
+        if tasks is None:
+            tasks, first_name = own_tasks, name
+        elif set(own_tasks) != set(tasks):
+            raise PlotError(f"experiments {first_name} and {name} have different tasks")
+        label = _legend_label(runs)
+        experiments.append((f"{name}: {label}" if name else label, own_tasks, steps, success))
+    columns = min(MAX_COLUMNS, len(tasks) + 1)
+    rows = math.ceil((len(tasks) + 1) / columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    for label, own_tasks, steps, success in experiments:
+        success = success[:, :, [own_tasks.index(task) for task in tasks]]
+        panels = [("mean over tasks", success.mean(axis=2))] + [(task, success[:, :, i]) for i, task in enumerate(tasks)]
+        for ax, (title, values) in zip(axes, panels):
+            line, = ax.plot(steps, values.mean(axis=0), marker=".", label=label)
+            if len(values) > 1:
+                ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, color=line.get_color(),
+                                label="min..max" if len(experiments) == 1 else None)
+            ax.set(title=title, xlabel="step", ylim=(0, 1) if metric == "success" else None)
+    for ax in axes[:len(tasks) + 1]:
+        ax.grid(alpha=0.3)
+    for ax in axes[len(tasks) + 1:]:
+        ax.set_visible(False)
+    for ax in axes[::columns]:
+        ax.set_ylabel(metric)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize="small")  # below the panels, covering none
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out_path, dpi=100)
+    except OSError as error:
+        raise PlotError(f"cannot write {out_path}: {error.strerror or error}") from None
+    return out_path
+
+
+def main(argv=None) -> int:
+    """Command-line entry point: plot the runs, print the PNG path; 0 on success, 1 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m mtsac_jax.plot", description=__doc__.splitlines()[0])
+    parser.add_argument("workdirs", nargs="+", metavar="WORKDIR",
+                        help="run folder with eval.jsonl (several = seeds), or experiment folders to compare")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help=f"PNG path (default: WORKDIR/{FILENAME} for one run, ./{FILENAME} for several)")
+    args = parser.parse_args(argv)
+    default = pathlib.Path(args.workdirs[0]) / FILENAME if len(args.workdirs) == 1 else pathlib.Path(FILENAME)
+    try:
+        path = plot_runs(args.workdirs, args.out or default)
+    except PlotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A trained agent's deterministic policy, usable from plain numpy.
+
+    import mtsac_jax
+    policy = mtsac_jax.load_policy("runs/mt10")
+    actions = policy.eval_action(obs_batch)   # (T, obs_dim) -> (T, action_dim), one row per task
+
+The policy follows Meta-World's evaluator protocol (`eval_action`, `reset`), so it plugs
+straight into `metaworld.evaluation.evaluation(policy, envs)`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mtsac_jax import agents
+from mtsac_jax.checkpoint import Checkpointer
+from mtsac_jax.config import import_extensions, task_names, upgrade, validate
+
+
+class PolicyError(RuntimeError):
+    """The workdir holds no usable trained agent; the message says why and what to do."""
+
+
+class DeterministicPolicy:
+    """An agent's evaluation policy (SAC: tanh(mean) of the actor), for (T, obs_dim)
+    observations: row t goes through task t's parameters (its head, embedding or network),
+    so rows must follow the env's task order."""
+
+    def __init__(self, eval_actions: Callable, policy_params: dict, step: int | None = None):
+        self._eval_actions = eval_actions
+        self._policy_params = policy_params
+        self.step = step  # the training step of the checkpoint, when loaded from one
+
+    def eval_action(self, observations: np.ndarray) -> np.ndarray:
+        obs = jnp.asarray(observations, jnp.float32)
+        return np.asarray(self._eval_actions(self._policy_params, obs), np.float64)
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        """The policy is memoryless: nothing to reset between episodes."""
+
+
+def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The resolved config a run saved in `WORKDIR/config.json` (in today's shape), with the
+    run's own registered extensions imported."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        raise PolicyError(f"{path} does not exist: {workdir} is not a training workdir (train.py writes one).")
+    config = ml_collections.ConfigDict(upgrade(json.loads(path.read_text())))
+    import_extensions(config.extensions)
+    validate(config)
+    return config
+
+
+def load_policy(workdir: str | pathlib.Path, step: int | None = None) -> DeterministicPolicy:
+    """The deterministic policy of the newest checkpoint in `workdir` (or of `step`)."""
+    config = load_config(workdir)
+    checkpointer = Checkpointer(pathlib.Path(workdir), config.experiment.keep_checkpoints)
+    try:
+        steps = checkpointer.steps()
+        if not steps:
+            raise PolicyError(f"{workdir} has no checkpoint yet; train longer than experiment.save_freq steps.")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise PolicyError(f"{workdir} has no checkpoint for step {step}; it has {steps}.")
+        metadata = checkpointer.array_metadata(step)
+        obs_dim = metadata["obs"].shape[1]
+        action_dim = metadata["buffer"]["action"].shape[2]
+        env_spec = agents.EnvSpec(len(task_names(config.env)), obs_dim, action_dim)
+        agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
+        fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
+        part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
+    finally:
+        checkpointer.close()
+    return DeterministicPolicy(agent.eval_actions, part["train_state"], step)

@@ -1,0 +1,99 @@
+"""Registries: one plain mapping from name to entry per concern.
+
+The five concerns a run is composed of each have one registry, kept in the package that
+implements them:
+
+| registry | package | chosen by | an entry |
+|---|---|---|---|
+| `SETUPS` | `mtsac_jax/setups/` | `setup=` | `setups.Setup`: defaults, accepted env families, evaluation, headline metric |
+| `ENV_FAMILIES` | `mtsac_jax/envs/` | `env=` | `envs.EnvFamily`: env names, task names, vector envs |
+| `NETWORKS` | `mtsac_jax/networks/` | `network=` | `networks.Network`: a (T, B, D) x (T, E) -> (T, B, H) module |
+| `GRADIENTS` | `mtsac_jax/gradients/` | `gradient=` | `gradients.GradientMethod`: per-task losses -> gradients |
+| `AGENTS` | `mtsac_jax/agents/` | `agent=` | `agents.AgentSpec`: config section and the builder of pure functions |
+
+Adding one is writing one module that defines its entry and registering it in one line; a
+user registers their own from their own Python file (see docs/extending.md). Entries of the
+package itself are registered as `"module:attribute"` strings and imported on first use, so
+that, for instance, `metaworld` is imported only by a run that uses a Meta-World env.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pathlib
+from typing import Any, Generic, TypeVar
+
+Entry = TypeVar("Entry")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the keys and the fix."""
+
+
+def check_choice(key: str, value: str, valid) -> None:
+    """Raises ConfigError naming `key`, the closest valid choice and all of them."""
+    valid = tuple(valid)
+    if value in valid:
+        return
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"Unknown {key} {value!r}.{hint} Valid choices: {', '.join(valid)}.")
+
+
+class Registry(Generic[Entry]):
+    """Name -> entry. `key` is the config key the name is read from, for error messages."""
+
+    def __init__(self, kind: str, key: str):
+        self.kind, self.key = kind, key
+        self._entries: dict[str, Any] = {}
+        self._sources: dict[str, str | None] = {}
+
+    def register(self, name: str, entry: Entry | str) -> Entry | str:
+        """Registers `entry` (or a lazy `"module:attribute"` string) under `name`.
+
+        Registering a name again from the same file (a config file imported twice) replaces
+        the entry; from another file it is refused, so two extensions never shadow each other."""
+        source = _caller_file()
+        if name in self._entries and self._sources[name] != source:
+            raise ConfigError(
+                f"The {self.kind} {name!r} is already registered (by {self._sources[name] or 'mtsac_jax'}); "
+                f"{source} registers it again. Fix: give the new {self.kind} another name."
+            )
+        self._entries[name] = entry
+        self._sources[name] = source
+        return entry
+
+    def get(self, name: str) -> Entry:
+        check_choice(self.key, name, self.names())
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return entry
+
+    def source(self, name: str) -> str | None:
+        """The Python file that registered `name` from outside the package, else None."""
+        return self._sources.get(name)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+
+_PACKAGE = pathlib.Path(__file__).resolve().parent
+
+
+def _caller_file() -> str | None:
+    """The Python file whose top level (or a function of) called `register`; None for the
+    package's own registrations."""
+    for frame in inspect.stack()[2:]:
+        path = pathlib.Path(frame.filename).resolve()
+        if _PACKAGE not in path.parents:
+            return str(path)
+        if frame.function == "<module>":
+            return None
+    return None

@@ -1,0 +1,138 @@
+"""Run outputs: `train.jsonl`, `eval.jsonl`, TensorBoard events in `tb/`, and the console.
+
+Every key of a record is deterministic on CPU for a fixed config and seed, except the
+wall-clock figures whose names start with `perf/`. A resumed run first drops the records
+past its checkpoint, so the logs continue without duplicated or missing lines. On a
+terminal the console shows a live progress bar (steps, env-steps/s, updates/s, ETA,
+the latest evaluation's headline metric, e.g. mean success); otherwise it prints plain lines
+only. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
+same metrics per task.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import tensorboardX
+import tqdm
+
+LOG_FILES = ("train.jsonl", "eval.jsonl")
+
+
+def keep_records_up_to(workdir: pathlib.Path, step: int) -> None:
+    """Rewrites the JSONL logs without the records logged after `step`."""
+    for name in LOG_FILES:
+        path = workdir / name
+        if not path.exists():
+            continue
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+EVAL_KEYS = ("step", "env_steps", "tasks")  # the keys of an evaluation record that are not metrics
+_LABELS = {"episode_reward": "reward"}  # shorter names in the per-task table
+
+
+class RunLog:
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        num_train_steps: int,
+        start_step: int,
+        stream=sys.stdout,
+        headline_metric: str = "success",
+    ):
+        keep_records_up_to(workdir, start_step)
+        self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
+        self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
+        # purge_step hides events a killed run wrote past its last checkpoint.
+        self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tb"), purge_step=start_step + 1)
+        self._num_train_steps = num_train_steps
+        self._stream = stream
+        self._bar = tqdm.tqdm(
+            total=num_train_steps,
+            initial=start_step,
+            unit="step",
+            file=stream,
+            disable=not stream.isatty(),
+            dynamic_ncols=True,
+        )
+        self._bar_stats: dict[str, str] = {}
+        self._headline_metric = headline_metric
+
+    def advance(self, steps: int = 1) -> None:
+        self._bar.update(steps)
+
+    def train(self, record: dict) -> None:
+        _append(self._train, record)
+        for key, value in record.items():
+            if "/" in key:
+                self._tensorboard.add_scalar(key, value, record["step"])
+        parts = [f"step {record['step']}/{self._num_train_steps}", f"env_steps {record['env_steps']}"]
+        for key, label in (
+            ("train/success", "success"),
+            ("train/episode_reward", "reward"),
+            ("train/critic_loss", "critic"),
+            ("train/actor_loss", "actor"),
+            ("train/alpha_mean", "alpha"),
+            ("perf/env_steps_per_s", "env-steps/s"),
+        ):
+            if key in record:
+                parts.append(f"{label} {record[key]:.4g}")
+        self._bar_stats["env-steps/s"] = f"{record['perf/env_steps_per_s']:.0f}"
+        self._bar_stats["updates/s"] = f"{record['perf/updates_per_s']:.1f}"
+        self._bar.set_postfix(self._bar_stats, refresh=False)
+        self._print(" | ".join(parts))
+
+    def eval(self, record: dict) -> None:
+        _append(self._eval, record)
+        step = record["step"]
+        for metric in _metrics(record):
+            self._tensorboard.add_scalar(f"eval/{metric}", record[metric], step)
+            for name, task in record["tasks"].items():
+                self._tensorboard.add_scalar(f"eval/{metric}/{name}", task[metric], step)
+        headline = record[self._headline_metric]
+        self._bar_stats[self._headline_metric] = f"{headline:.2f}" if self._headline_metric == "success" else f"{headline:.1f}"
+        self._bar.set_postfix(self._bar_stats, refresh=False)
+        self._print(format_eval(record))
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def close(self) -> None:
+        self._bar.close()
+        self._train.close()
+        self._eval.close()
+        self._tensorboard.close()
+
+    def _print(self, text: str) -> None:
+        if self._bar.disable:
+            print(text, file=self._stream, flush=True)
+        else:
+            self._bar.write(text, file=self._stream)
+
+
+def _metrics(record: dict) -> list[str]:
+    return [key for key in record if key not in EVAL_KEYS]
+
+
+def format_eval(record: dict) -> str:
+    """An evaluation record as a mean line and a per-task table."""
+    metrics = _metrics(record)
+    means = ", ".join(f"{metric} {record[metric]:.3f}" if metric == "success" else f"{metric} {record[metric]:.1f}"
+                      for metric in metrics)
+    lines = [f"eval step {record['step']}: {means}"]
+    width = max(len(name) for name in record["tasks"])
+    for name, task in record["tasks"].items():
+        cells = "  ".join(f"success {task[m]:.2f}" if m == "success" else f"{_LABELS.get(m, m)} {task[m]:.1f}"
+                          for m in metrics)
+        lines.append(f"  {name:<{width}}  {cells}")
+    return "\n".join(lines)
+
+
+
+def _append(handle, record: dict) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()

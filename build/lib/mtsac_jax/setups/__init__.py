@@ -1,0 +1,63 @@
+"""Setups: the `SETUPS` registry. A setup is what a work cares about (mtrl's `setup=`).
+
+It says which env families a run may use, how a policy is evaluated and which number of the
+evaluation record is the headline: `metaworld` evaluates on the training tasks with
+Meta-World's own evaluator and reports success. Plots and reports read the headline metric
+of a run's setup instead of assuming `success`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable
+
+import ml_collections
+
+from mtsac_jax.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """A registered setup.
+
+    env_families: the env families (`mtsac_jax.envs.ENV_FAMILIES` names) it accepts.
+    headline_metric: the key of an evaluation record (and of each task's entry) that reports
+        and plots show, e.g. "success" or "episode_reward".
+    evaluate: `(policy, eval_envs, num_episodes, task_names) -> record`: the mean over tasks of
+        every metric, and `tasks: {name: {metric: value}}`. `policy` follows Meta-World's
+        evaluator protocol (`eval_action(obs)`, `reset(mask)`); `eval_envs` are the run's eval
+        envs, one sub-env per task.
+    default_config: the keys of the `setup` section besides `name`, with their defaults.
+    """
+
+    env_families: tuple[str, ...]
+    headline_metric: str
+    evaluate: Callable[..., dict]
+    default_config: Callable[[], dict] = dict
+
+
+SETUPS: Registry[Setup] = Registry("setup", "setup.name")
+SETUPS.register("metaworld", "mtsac_jax.setups.metaworld:SETUP")
+
+
+def setup_config(name: str) -> ml_collections.ConfigDict:
+    """The `setup` section of a registered setup, at its defaults."""
+    return ml_collections.ConfigDict({"name": name, **SETUPS.get(name).default_config()})
+
+
+def headline_metric(workdir: str | pathlib.Path, default: str = "success") -> str:
+    """The headline metric of the run in `workdir` (its config.json's setup, registered by the
+    run's extensions if it is a user's own), or `default` for a folder without one (a peer's run)."""
+    from mtsac_jax.config import import_extensions  # config composes setups: imported when used
+
+    path = pathlib.Path(workdir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        name = saved["setup"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+    if name not in SETUPS:
+        import_extensions(saved.get("extensions", []))
+    return SETUPS.get(name).headline_metric

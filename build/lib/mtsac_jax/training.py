@@ -1,0 +1,329 @@
+"""The training loop: CPU env workers feed a device-resident buffer; jitted SAC updates.
+
+Per vector step: act (uniform random for `init_steps`, then the sampled policy), dispatch
+the jitted update asynchronously, step the envs on the CPU while it runs, insert the
+transition. Evaluation runs at every positive multiple of `eval_freq` and at the last step;
+a checkpoint is written every `save_freq` steps, at the last step and when SIGTERM or
+SIGINT asks the run to stop. Running again with the same workdir resumes bit-exactly from
+the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import threading
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from mtsac_jax import agents, envs, replay_buffer
+from mtsac_jax.checkpoint import Checkpointer
+from mtsac_jax.config import task_names, upgrade, validate
+from mtsac_jax.policy import DeterministicPolicy
+from mtsac_jax.setups import SETUPS
+from mtsac_jax.run_log import RunLog
+
+# Keys that may change between a run and its resumption: they change neither shapes nor
+# what the training computes.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "experiment.num_train_steps",
+        "experiment.eval_freq",
+        "experiment.num_eval_episodes",
+        "experiment.log_freq",
+        "experiment.save_freq",
+        "experiment.keep_checkpoints",
+        "env.vector_strategy",
+    }
+)
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message names the cause and the fix."""
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> list[str]:
+    """Creates the workdir and writes `config.json`. A workdir of an earlier run must hold
+    the same config up to `RESUMABLE_CHANGES`; returns those changes as readable lines."""
+    config_path = workdir / "config.json"
+    new = _flatten(config.to_dict())
+    changes = []
+    if config_path.exists():
+        saved = _flatten(upgrade(json.loads(config_path.read_text())))
+        differing = sorted(key for key in saved.keys() | new.keys() if saved.get(key) != new.get(key))
+        changes = [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differing]
+        blocking = [line for key, line in zip(differing, changes) if key not in RESUMABLE_CHANGES]
+        if blocking:
+            raise TrainingError(
+                f"{workdir} holds a run with a different config:\n  " + "\n  ".join(blocking) + "\n"
+                f"Resuming would mix two experiments. Fix: rerun with the saved values ({config_path}), "
+                "or pass a new --workdir (or delete this one) to start a fresh run."
+            )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        partial = workdir / "config.json.partial"
+        partial.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+        partial.replace(config_path)
+    except OSError as error:
+        raise TrainingError(f"Cannot write to the workdir {workdir}: {error}. Fix: pass a writable --workdir.")
+    return changes
+
+
+class EpisodeStats:
+    """Reward and success (at any step) of the training episodes that end between logs."""
+
+    def __init__(self, num_tasks: int):
+        self.reward = np.zeros(num_tasks)
+        self.success = np.zeros(num_tasks, dtype=bool)
+        self.finished_reward: list[float] = []
+        self.finished_success: list[float] = []
+
+    def add(self, step: envs.Step) -> None:
+        self.reward += step.reward
+        self.success |= step.success
+        for index in np.flatnonzero(step.done):
+            self.finished_reward.append(float(self.reward[index]))
+            self.finished_success.append(float(self.success[index]))
+            self.reward[index] = 0.0
+            self.success[index] = False
+
+    def flush(self) -> dict:
+        if not self.finished_reward:
+            return {}
+        record = {
+            "train/episode_reward": float(np.mean(self.finished_reward)),
+            "train/success": float(np.mean(self.finished_success)),
+        }
+        self.finished_reward, self.finished_success = [], []
+        return record
+
+    def to_json(self) -> dict:
+        return {
+            "reward": self.reward.tolist(),
+            "success": self.success.tolist(),
+            "finished_reward": self.finished_reward,
+            "finished_success": self.finished_success,
+        }
+
+    def load_json(self, saved: dict) -> None:
+        self.reward = np.array(saved["reward"], dtype=np.float64)
+        self.success = np.array(saved["success"], dtype=bool)
+        self.finished_reward = list(saved["finished_reward"])
+        self.finished_success = list(saved["finished_success"])
+
+
+def update_record(metrics: dict, names: tuple[str, ...], step: int) -> dict:
+    """Means over tasks of the last update's metrics, plus alpha per task; NaN stops the run."""
+    metrics = {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
+    for key, value in metrics.items():
+        if not np.all(np.isfinite(value)):
+            bad = [name for name, v in zip(names, np.broadcast_to(value, (len(names),))) if not np.isfinite(v)]
+            raise TrainingError(
+                f"train/{key} became non-finite at step {step} (tasks: {', '.join(bad)}). The update "
+                "diverged; nothing after this point would be meaningful. Fix: lower the learning rates "
+                "(agent.optimizers.*.lr), raise experiment.init_steps, or check the reward scale of the env. "
+                "The checkpoints written before this step are intact."
+            )
+    record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key != "alpha"}
+    record["train/alpha_mean"] = float(metrics["alpha"].mean())
+    record.update({f"train/alpha/{name}": float(a) for name, a in zip(names, metrics["alpha"])})
+    return record
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a request to stop after the current step."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    """One run: envs, agent, buffer and logs, resumable from its checkpoints."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+        self.config, self.workdir = config, workdir
+        self.experiment = config.experiment
+        self.names = task_names(config.env)
+        self.num_tasks = len(self.names)
+        self.train_envs = envs.make_vector_env(config.env, config.seed)
+        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
+        self.obs_dim = self.train_envs.single_observation_space.shape[0]
+        self.action_dim = self.train_envs.single_action_space.shape[0]
+        self.setup = SETUPS.get(config.setup.name)
+        self.agent = agents.build(
+            config.agent,
+            agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim),
+            batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
+            num_updates_per_call=self.experiment.num_updates_per_step,
+        )
+        init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
+        self.state = self.agent.init(init_key)
+        self.buffer = replay_buffer.init(
+            self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
+        )
+        self.warmup_rng = np.random.default_rng(config.seed)
+        self.episode_stats = EpisodeStats(self.num_tasks)
+        self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
+        self.obs = None
+
+    def close(self) -> None:
+        self.checkpointer.close()
+        self.train_envs.close()
+        self.eval_envs.close()
+
+    # ----- checkpoints -----
+
+    def _arrays(self) -> dict:
+        return {"train_state": self.state, "buffer": self.buffer, "obs": self.obs}
+
+    def save(self, step: int) -> None:
+        meta = {
+            "step": step,
+            "warmup_rng": self.warmup_rng.bit_generator.state,
+            "episode_stats": self.episode_stats.to_json(),
+        }
+        env_blobs = {"train": list(self.train_envs.call("snapshot")), "eval": list(self.eval_envs.call("snapshot"))}
+        self.checkpointer.save(step, self._arrays(), env_blobs, meta)
+
+    def restore(self, warn) -> int:
+        """Restores the newest good checkpoint; returns its step (0 when starting fresh)."""
+        self.obs = np.zeros((self.num_tasks, self.obs_dim), np.float32)
+        abstract = jax.eval_shape(lambda: self._arrays())
+        restored = self.checkpointer.restore_latest(abstract, warn)
+        if restored is None:
+            obs, _ = self.train_envs.reset()
+            self.obs = obs.astype(np.float32)
+            return 0
+        step, arrays, env_blobs, meta = restored
+        self.state, self.buffer = arrays["train_state"], arrays["buffer"]
+        self.obs = np.asarray(arrays["obs"])
+        self.train_envs.call("restore", env_blobs["train"])
+        self.eval_envs.call("restore", env_blobs["eval"])
+        self.warmup_rng.bit_generator.state = meta["warmup_rng"]
+        self.episode_stats.load_json(meta["episode_stats"])
+        return step
+
+    # ----- the loop -----
+
+    def act(self, step: int) -> np.ndarray:
+        if step <= self.experiment.init_steps:
+            return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, self.action_dim)).astype(np.float32)
+        policy_params = self.agent.policy_params(self.state)
+        return np.asarray(self.agent.sample_actions(policy_params, self.obs, self.act_key, step))
+
+    def evaluate(self, step: int) -> dict:
+        policy = DeterministicPolicy(self.agent.eval_actions, self.agent.policy_params(self.state))
+        record = {"step": step, "env_steps": step * self.num_tasks}
+        record.update(self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
+        return record
+
+    def run(self) -> None:
+        experiment = self.experiment
+        with StopSignals() as stop:
+            messages = []
+            start_step = self.restore(warn=messages.append)
+            log = RunLog(self.workdir, experiment.num_train_steps, start_step,
+                         headline_metric=self.setup.headline_metric)
+            try:
+                for message in messages:
+                    log.message(message)
+                log.message(
+                    f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} on {self.config.env.name} "
+                    f"({self.num_tasks} task(s)) at step {start_step} of {experiment.num_train_steps}; "
+                    f"workdir {self.workdir}"
+                )
+                if start_step >= experiment.num_train_steps:
+                    log.message("The run is already complete; raise experiment.num_train_steps to train further.")
+                self._loop(start_step, log, stop)
+            finally:
+                log.close()
+
+    def _loop(self, start_step: int, log: RunLog, stop: StopSignals) -> None:
+        experiment = self.experiment
+        metrics = None
+        interval_start, interval_steps, interval_updates = time.perf_counter(), 0, 0
+        run_start = interval_start
+        for step in range(start_step + 1, experiment.num_train_steps + 1):
+            actions = self.act(step)
+            # Learning starts once the warm-up transitions (at least one) are in the buffer.
+            if step > max(experiment.init_steps, 1):
+                self.state, metrics = self.agent.update(self.state, self.buffer)  # dispatched asynchronously
+                interval_updates += experiment.num_updates_per_step
+            transition = envs.step(self.train_envs, actions)
+            self.buffer = replay_buffer.insert_jit(
+                self.buffer, self.obs, actions, transition.reward, transition.final_obs, transition.terminated
+            )
+            self.episode_stats.add(transition)
+            self.obs = transition.next_obs
+            interval_steps += 1
+            log.advance()
+
+            last_step = step == experiment.num_train_steps
+            if step % experiment.log_freq == 0 or last_step:
+                record = {"step": step, "env_steps": step * self.num_tasks}
+                record.update(self.episode_stats.flush())
+                if metrics is not None:
+                    record.update(update_record(metrics, self.names, step))
+                now = time.perf_counter()
+                record["perf/env_steps_per_s"] = interval_steps * self.num_tasks / (now - interval_start)
+                record["perf/updates_per_s"] = interval_updates / (now - interval_start)
+                record["perf/elapsed_s"] = now - run_start
+                log.train(record)
+                interval_start, interval_steps, interval_updates = now, 0, 0
+            pause_start = time.perf_counter()
+            if step % experiment.eval_freq == 0 or last_step:
+                log.eval(self.evaluate(step))
+            if step % experiment.save_freq == 0 or last_step or stop.received:
+                self.save(step)
+            interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput
+            if stop.received:
+                log.message(
+                    f"Stopped by {stop.received} at step {step}; checkpoint saved in {self.checkpointer.directory}. "
+                    "Rerun the same command with the same --workdir to resume."
+                )
+                return
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
+    """Trains for `experiment.num_train_steps` vector steps into `workdir`, resuming from
+    its newest checkpoint when there is one."""
+    validate(config)
+    workdir = pathlib.Path(workdir)
+    changes = prepare_workdir(workdir, config)
+    for change in changes:
+        print(f"Config change on resume (allowed): {change}", flush=True)
+    trainer = Trainer(config, workdir)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()

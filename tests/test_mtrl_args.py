@@ -1,0 +1,84 @@
+"""mtrl's command lines (Hydra-style `key=value` words) run as typed, through train.py and main.py."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+# mtrl's documented MT10 multi-head line, shrunk to smoke size with mtrl's own keys.
+MTRL_MT10 = [
+    "setup=metaworld", "agent=state_sac", "env=metaworld-mt10", "agent.multitask.num_envs=10",
+    "agent.multitask.should_use_disentangled_alpha=True", "agent.multitask.should_use_multi_head_policy=True",
+    "agent.encoder.type_to_select=identity", "agent.multitask.actor_cfg.should_condition_encoder_on_task_info=False",
+    "experiment.save.model.retain_last_n=1", "setup.seed=3", "replay_buffer.batch_size=80",
+    "replay_buffer.capacity=10000", "experiment.num_train_steps=120", "experiment.init_steps=60",
+    "experiment.eval_freq=120", "experiment.num_eval_episodes=1", "experiment.log_freq=60",
+    "agent.actor.hidden_dim=32", "agent.critic.hidden_dim=32", "env.max_episode_steps=50",
+]
+NATIVE_MT10 = [
+    "--config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10", "--config.seed=3",
+    "--config.agent.multitask.should_use_multi_head_policy=True", "--config.env.use_one_hot=False",
+    "--config.experiment.keep_checkpoints=1", "--config.replay_buffer.batch_size=80",
+    "--config.replay_buffer.capacity=10000", "--config.experiment.num_train_steps=120",
+    "--config.experiment.init_steps=60", "--config.experiment.eval_freq=120",
+    "--config.experiment.num_eval_episodes=1", "--config.experiment.log_freq=60", "--config.agent.actor.hidden_dim=32",
+    "--config.agent.critic.hidden_dim=32", "--config.env.max_episode_steps=50",
+]
+
+
+def run(script, *args):
+    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def printed_configs(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoder, text, configs = json.JSONDecoder(), result.stdout, []
+    while "{" in text:
+        config, end = decoder.raw_decode(text[text.index("{"):])
+        configs.append(config)
+        text = text[text.index("{") + end:]
+    return configs
+
+
+def test_mtrls_mt10_line_trains_through_main_py_with_the_native_forms_config(tmp_path):
+    (native,) = printed_configs(run("train.py", *NATIVE_MT10, "--print_config"))
+    (hydra_style,) = printed_configs(run("train.py", *MTRL_MT10, "--cfg", "job"))
+    assert hydra_style == native
+    result = run("main.py", *MTRL_MT10, f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training state_sac on metaworld-mt10" in result.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == native
+
+
+def test_a_multirun_seed_sweep_runs_each_seed():
+    result = run("main.py", "-m", "setup=metaworld", "agent=state_sac", "env=metaworld-mt1", "setup.seed=1,2,3",
+                 "--print_config")
+    assert [config["seed"] for config in printed_configs(result)] == [1, 2, 3]
+    assert "multirun 3/3: setup=metaworld agent=state_sac env=metaworld-mt1 setup.seed=3" in result.stdout
+
+
+def test_words_override_a_config_file():
+    (config,) = printed_configs(run("train.py", "--config=configs/metaworld_mt1.py:push-v3", "setup.seed=7",
+                                    "agent.multitask.should_use_task_encoder=True", "--print_config"))
+    assert config["seed"] == 7 and config["env"]["task_name"] == "push-v3"
+    assert config["agent"]["multitask"]["should_use_task_encoder"] is True
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["env=metaworld-mt10", "agent.encoder.type_to_select=moe"], "agent.encoder.type_to_select=moe has no equivalent"),
+        (["env=metaworld-mt10", "experiment.eval_only=True"], "mtrl's key 'experiment.eval_only' has no equivalent here"),
+        (["--config=configs/metaworld_mt10.py", "env=metaworld-mt50"], "both choose the composition"),
+        (["env=metaworld-mt10", "setup.seed=1,2"], "several values run as a sweep with -m"),
+        (["env=metaworld-mt10", "agent.multitask.actor_cfg.should_condition_encoder_on_task_info=True",
+          "agent.multitask.critic_cfg.should_condition_encoder_on_task_info=False"], "task-info flags disagree"),
+        (["env=metaworld-mt100"], "Unknown env 'metaworld-mt100'"),
+    ],
+)
+def test_words_that_cannot_run_stop_with_one_message(args, message):
+    result = run("train.py", *args, "--print_config")
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
