@@ -4,6 +4,7 @@
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,smoke
     python train.py setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1     # mtrl's words
     python train.py -m setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1,2,3
+    python train.py --config=runs/mt10/config.json --workdir=runs/mt10          # a run's saved config
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mtsac_jax.envs import EnvWorkerError
 from mtsac_jax.training import TrainingError, train_and_evaluate
 
 COMPOSE = str(pathlib.Path(__file__).resolve().parent / "configs" / "compose.py")
+FROM_JSON = str(pathlib.Path(__file__).resolve().parent / "configs" / "from_json.py")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/metaworld_mt1.py:reach-v3,smoke"
@@ -62,6 +64,8 @@ def main(argv):
 
 def run(argv: list[str]) -> None:
     """Runs `argv` (a command line of `--config` flags, mtrl's `key=value` words, or both)."""
+    argv = [f"--config={FROM_JSON}:{arg.split('=', 1)[1]}" if arg.startswith("--config=") and arg.endswith(".json")
+            else arg for arg in argv]
     flags_argv, words, multirun = mtrl_args.split(mtrl_args.hydra_flags(argv))
     if multirun:
         runs = mtrl_args.expand(words)

@@ -5,20 +5,13 @@
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt1,task=push-v3,smoke
 """
 
-from mtsac_jax.config import ConfigError, compose, parse_config_arg
+from mtsac_jax.config import compose, parse_config_arg
 
 KEYS = ("setup", "agent", "env", "task", "network", "gradient")
 
 
 def get_config(arg=None):
-    flags, pairs = parse_config_arg(arg)
-    unknown = [name for name in flags if name != "smoke"] + [key for key in pairs if key not in KEYS]
-    if unknown:
-        raise ConfigError(
-            f"configs/compose.py does not understand {', '.join(unknown)}. It takes "
-            "setup=...,agent=...,env=... (task=... for metaworld-mt1), network=..., gradient=... "
-            "and an optional smoke."
-        )
+    flags, pairs = parse_config_arg(arg, keys=KEYS)
     return compose(
         pairs.get("setup", "metaworld"),
         pairs.get("agent", "state_sac"),

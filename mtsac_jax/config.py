@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import inspect
 import pathlib
 import sys
 
@@ -113,16 +114,29 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
     config.env.max_episode_steps = 50
 
 
-def parse_config_arg(arg: str | None) -> tuple[list[str], dict[str, str]]:
-    """Splits a config-file argument `a,b,key=value` into flags and key/value pairs."""
-    flags, pairs = [], {}
+def parse_config_arg(arg: str | None, flags=("smoke",), keys=()) -> tuple[list[str], dict[str, str]]:
+    """Splits a config-file argument `a,b,key=value` into flags and key/value pairs; a flag not
+    in `flags` (None: any) or a key not in `keys` raises ConfigError naming the config file and
+    what it takes."""
+    given_flags, pairs = [], {}
     for item in filter(None, (arg or "").split(",")):
         key, sep, value = item.partition("=")
         if sep:
             pairs[key.strip()] = value.strip()
         else:
-            flags.append(key.strip())
-    return flags, pairs
+            given_flags.append(key.strip())
+    unknown = [flag for flag in given_flags if flags is not None and flag not in flags]
+    unknown += [key for key in pairs if key not in keys]
+    if unknown:
+        caller = pathlib.Path(inspect.stack()[1].filename).resolve()
+        if caller.is_relative_to(pathlib.Path.cwd()):
+            caller = caller.relative_to(pathlib.Path.cwd())
+        takes = [f"{key}=..." for key in keys] + list(flags or ())
+        raise ConfigError(
+            f"{caller} does not understand {', '.join(unknown)} in its argument. It takes "
+            f"{', '.join(takes) or 'no argument'} (comma-separated)."
+        )
+    return given_flags, pairs
 
 
 # ----- user extensions -----

@@ -70,7 +70,7 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
         if blocking:
             raise TrainingError(
                 f"{workdir} holds a run with a different config:\n  " + "\n  ".join(blocking) + "\n"
-                f"Resuming would mix two experiments. Fix: rerun with the saved values ({config_path}), "
+                f"Resuming would mix two experiments. Fix: rerun with the saved values (--config={config_path}), "
                 "or pass a new --workdir (or delete this one) to start a fresh run."
             )
     try:
@@ -233,6 +233,19 @@ class Trainer:
         self.episode_stats.load_json(meta["episode_stats"])
         return step
 
+    def _set_earlier_logs_aside(self, say) -> None:
+        """A workdir with logs but no usable checkpoint starts over: its logs move to
+        `logs_before_<time>/` instead of being overwritten."""
+        earlier = [self.workdir / name for name in ("train.jsonl", "eval.jsonl", "tb") if (self.workdir / name).exists()]
+        if not any(path.is_dir() or path.stat().st_size for path in earlier):
+            return
+        aside = self.workdir / f"logs_before_{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for path in earlier:
+            path.rename(aside / path.name)
+        say(f"{self.workdir} has logs but no usable checkpoint: starting over from step 0. "
+            f"The earlier logs are kept in {aside}.")
+
     # ----- the loop -----
 
     def act(self, step: int) -> np.ndarray:
@@ -252,6 +265,8 @@ class Trainer:
         with StopSignals() as stop:
             messages = []
             start_step = self.restore(warn=messages.append)
+            if start_step == 0:
+                self._set_earlier_logs_aside(messages.append)
             log = RunLog(self.workdir, experiment.num_train_steps, start_step,
                          headline_metric=self.setup.headline_metric)
             try:

@@ -107,3 +107,15 @@ def test_keep_checkpoints(tmp_path, keep):
     workdir = tmp_path / f"keep{keep}"
     train(workdir, f"--config.experiment.keep_checkpoints={keep}", "--config.experiment.num_train_steps=150")
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [50, 100, 150][-keep:]
+
+
+def test_a_workdir_without_a_usable_checkpoint_starts_over_and_keeps_its_old_logs(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    workdir = tmp_path / "no_checkpoints"
+    shutil.copytree(reference, workdir)
+    shutil.rmtree(workdir / "checkpoints")
+    result = train(workdir)
+    assert "has logs but no usable checkpoint: starting over from step 0" in result.stdout
+    (aside,) = workdir.glob("logs_before_*")
+    assert read_jsonl(aside / "train.jsonl") == read_jsonl(reference / "train.jsonl")
+    assert_same_logs(reference, workdir)
