@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 from mtsac_jax import mtrl_args
 from mtsac_jax.checkpoint import CheckpointError
-from mtsac_jax.cli import config_keys, default_workdir, fail, load_config_or_exit, parse_flags
+from mtsac_jax.cli import config_keys, config_variant, default_workdir, fail, load_config_or_exit, parse_flags, print_help
 from mtsac_jax.config import ConfigError
 from mtsac_jax.cpu_runtime import tune_cpu_process
 from mtsac_jax.envs import EnvWorkerError
@@ -33,7 +33,9 @@ FROM_JSON = str(pathlib.Path(__file__).resolve().parent / "configs" / "from_json
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/metaworld_mt1.py:reach-v3,smoke"
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (default: runs/<env>_<agent>_seed<seed>).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run folder (default: runs/<env>_<agent>_seed<seed>[_<variant>], README.md says more)."
+)
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache",
     str(pathlib.Path.home() / ".cache" / "mtsac_jax" / "xla"),
@@ -55,7 +57,7 @@ def main(argv):
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config)
+    workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config, config_variant(sys.argv))
     try:
         train_and_evaluate(config, workdir)
     except (TrainingError, EnvWorkerError, CheckpointError) as error:
@@ -67,6 +69,14 @@ def run(argv: list[str]) -> None:
     argv = [f"--config={FROM_JSON}:{arg.split('=', 1)[1]}" if arg.startswith("--config=") and arg.endswith(".json")
             else arg for arg in argv]
     flags_argv, words, multirun = mtrl_args.split(mtrl_args.hydra_flags(argv))
+    if any(arg in ("-h", "--help", "--helpshort") for arg in flags_argv[1:]):
+        given = [arg.split("=", 1)[1] for arg in flags_argv if arg.startswith("--config=")]
+        file, _, config_arg = (given[-1] if given else f"{COMPOSE}:").partition(":")
+        try:
+            print_help(__doc__, ["config", "workdir", "compilation_cache", "print_config"], file, config_arg or None)
+        except ConfigError as error:
+            fail(str(error))
+        return
     if multirun:
         runs = mtrl_args.expand(words)
         failed = []

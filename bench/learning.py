@@ -275,6 +275,9 @@ def report(json_path: pathlib.Path | None) -> dict:
         wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
         wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
         table.append(summarize(row, runs, wallclock, headline_metric(workdir(row, min(runs)))))
+    if not table:
+        print(f"No evaluated runs under {RUNS}: nothing to report. Train them first: python bench/learning.py run")
+        return {"rows": [], "comparisons": []}
     print("| row | seeds | steps | mean of the headline metric | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
     print("|---|---|---|---|---|---|---|")
     for entry in table:

@@ -80,27 +80,54 @@ def load_config_or_exit(config_flag) -> ml_collections.ConfigDict:
     return config
 
 
-def config_keys(config_file: str, arg: str) -> set[str]:
-    """The dotted keys of the config that `config_file:arg` builds."""
+def config_values(config_file: str, arg: str | None) -> dict:
+    """The dotted keys of the config that `config_file:arg` builds, with their values."""
     spec = importlib.util.spec_from_file_location("mtsac_jax_config_file", config_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    def keys(tree, prefix=""):
-        out = set()
+    def flat(tree, prefix=""):
+        out = {}
         for key, value in tree.items():
-            out |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
         return out
 
-    return keys(module.get_config(arg).to_dict())
+    return flat(module.get_config(arg).to_dict())
 
 
-def default_workdir(config: ml_collections.ConfigDict) -> pathlib.Path:
-    """runs/<env>[-<task>]_<agent>[_<network>][_<gradient>]_seed<seed>, the network and the
-    gradient method named unless they are `mlp` and `mean`: the same command lands in the same
-    folder, and different choices in different ones."""
+def config_keys(config_file: str, arg: str | None) -> set[str]:
+    """The dotted keys of the config that `config_file:arg` builds."""
+    return set(config_values(config_file, arg))
+
+
+def print_help(doc: str, flag_names: list[str], config_file: str, arg: str | None) -> None:
+    """`train.py --help`: usage, the flags, and every config key with its value in the config
+    that `config_file:arg` builds."""
+    print(doc.strip(), "\n\nflags:")
+    for name in flag_names:
+        flag = flags.FLAGS[name]
+        print(f"  --{name}: {flag.help}" + (f" (default: {flag.default!r})" if flag.default not in (None, False) else ""))
+    print(f"\nconfig keys of {config_file}{':' + arg if arg else ''}, with their values (set one with --config.<key>=<value>):")
+    for key, value in sorted(config_values(config_file, arg).items()):
+        print(f"  {key} = {value!r}")
+
+
+def config_variant(argv: list[str]) -> str:
+    """The variant a `--config=` argument asks for: `demo` (configs/demo.py), `smoke` (its
+    argument's `smoke`), both, or '' for a full run."""
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    file, _, arg = (given[-1] if given else "").partition(":")
+    variant = ["demo"] if pathlib.Path(file).stem == "demo" else []
+    return "-".join(variant + (["smoke"] if "smoke" in arg.split(",") else []))
+
+
+def default_workdir(config: ml_collections.ConfigDict, variant: str = "") -> pathlib.Path:
+    """runs/<env>[-<task>]_<agent>[_<network>][_<gradient>]_seed<seed>[_<variant>], the network
+    and the gradient method named unless they are `mlp` and `mean`, the variant (smoke, demo)
+    unless it is a full run: the same command lands in the same folder, and different choices
+    and variants in different ones."""
     env = config.env.name if config.env.name != "metaworld-mt1" else f"{config.env.name}-{task_names(config.env)[0]}"
     choices = [config.agent.name]
     choices += [name for name, default in ((config.agent.network.name, "mlp"), (config.agent.gradient.name, "mean"))
                 if name != default]
-    return pathlib.Path("runs") / f"{env}_{'_'.join(choices)}_seed{config.seed}"
+    return pathlib.Path("runs") / f"{env}_{'_'.join(choices)}_seed{config.seed}{'_' + variant if variant else ''}"

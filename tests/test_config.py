@@ -153,3 +153,22 @@ def test_a_runs_config_json_is_a_config(smoke_run):
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout)
     assert printed == {**json.loads((workdir / "config.json").read_text()), "seed": 4}
+
+
+def test_help_lists_the_flags_and_every_config_key_with_its_value():
+    result = run_train("--config=configs/metaworld_mt1.py:push-v3", "--help")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--workdir" in result.stdout and "--print_config" in result.stdout
+    assert "env.task_name = 'push-v3'" in result.stdout and "agent.critic.hidden_dim = 400" in result.stdout
+
+
+def test_default_workdirs_name_the_variant_and_the_non_default_choices():
+    from mtsac_jax.cli import config_variant, default_workdir
+
+    assert config_variant(["train.py", "--config=configs/metaworld_mt1.py:push-v3,smoke"]) == "smoke"
+    assert config_variant(["train.py", "--config=configs/demo.py"]) == "demo"
+    assert config_variant(["train.py", "--config=configs/demo.py:smoke"]) == "demo-smoke"
+    assert config_variant(["train.py", "--config=configs/metaworld_mt10.py"]) == ""
+    mt10 = compose("metaworld", "state_sac", "metaworld-mt10")
+    assert str(default_workdir(mt10)) == "runs/metaworld-mt10_state_sac_seed1"
+    assert str(default_workdir(mt10, "smoke")) == "runs/metaworld-mt10_state_sac_seed1_smoke"

@@ -58,7 +58,7 @@ def test_the_page_shows_three_examples():
 def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
     train_line, evaluate_line = COMMANDS[0]
     run(train_line, user_folder)
-    workdir = user_folder / "runs" / "metaworld-mt1-reach-v3_state_sac_layer_norm_mlp_seed1"
+    workdir = user_folder / "runs" / "metaworld-mt1-reach-v3_state_sac_layer_norm_mlp_seed1_smoke"
     config = json.loads((workdir / "config.json").read_text())
     assert config["agent"]["network"] == {"name": "layer_norm_mlp", "epsilon": 1e-3}
     assert config["extensions"] == [str(user_folder / "my_configs" / "layer_norm_mlp.py")]
@@ -70,7 +70,7 @@ def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
 def test_a_gradient_method_of_ones_own_trains_and_resumes_with_its_state(user_folder):
     (train_line,) = COMMANDS[1]
     run(train_line, user_folder)
-    workdir = user_folder / "runs" / "metaworld-mt10_state_sac_balanced_mean_seed1"
+    workdir = user_folder / "runs" / "metaworld-mt10_state_sac_balanced_mean_seed1_smoke"
     assert json.loads((workdir / "config.json").read_text())["agent"]["gradient"]["decay"] == 0.99
     resumes_exactly(workdir, train_line, user_folder)
 
@@ -79,7 +79,7 @@ def test_an_env_family_and_setup_of_ones_own_train_resume_evaluate_and_plot(user
     train_line, evaluate_line, plot_line = COMMANDS[2]
     result = run(train_line, user_folder)
     assert "g12  reward" in result.stdout
-    workdir = user_folder / "runs" / "pendulum-gravity_state_sac_seed1"
+    workdir = user_folder / "runs" / "pendulum-gravity_state_sac_seed1_smoke"
     evals = read_jsonl(workdir / "eval.jsonl")
     assert set(evals[-1]) == {"step", "env_steps", "episode_reward", "tasks"}
     assert set(evals[-1]["tasks"]) == {"g8", "g10", "g12"}

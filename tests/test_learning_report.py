@@ -112,3 +112,16 @@ def test_curve_comparison_uses_the_common_evaluations_and_brackets_the_differenc
     assert 0.0 < low <= entry["difference"] <= high
     tie = learning.compare_curves("ours", peer, "peer", peer)
     assert tie["difference"] == 0.0 and tie["difference_ci95"][0] < 0.0 < tie["difference_ci95"][1]
+
+
+def test_a_row_is_summarised_on_its_setups_headline_metric():
+    runs = {1: [record(10, [0.2, 0.4]), {**record(20, [1.0, 1.0]), "episode_reward": 7.0}]}
+    row = learning.summarize("returns", runs, {}, metric="episode_reward")
+    assert row["metric"] == "episode_reward" and row["mean_episode_reward"] == 7.0
+    assert row["steps_to_0.9"] == [None], "steps to 0.9 is a success threshold"
+
+
+def test_report_without_runs_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(learning, "RUNS", tmp_path / "learning")
+    assert learning.report(None) == {"rows": [], "comparisons": []}
+    assert "No evaluated runs under" in capsys.readouterr().out
