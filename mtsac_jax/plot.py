@@ -98,9 +98,32 @@ def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathl
     return [(path.name, runs_inside[path]) for path in paths]
 
 
-def _seed_curves(workdirs: list[pathlib.Path], metric: str) -> tuple[list[str], list[int], np.ndarray]:
-    """Tasks, the evaluation steps all runs share, and metric[run, step, task]."""
+def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
+    """The config keys, seed aside, in which the runs' config.json files differ."""
+    flat = []
+    for workdir in workdirs:
+        try:
+            flat.append(_flatten(json.loads((workdir / "config.json").read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            return []
+    keys = set().union(*flat) - {"seed"}
+    return sorted(key for key in keys if len({json.dumps(config.get(key)) for config in flat}) > 1)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn) -> tuple[list[str], list[int], np.ndarray]:
+    """Tasks, the evaluation steps all runs share, and metric[run, step, task]; `warn` is told
+    when the runs' configs differ (beyond the seed) or their evaluation steps do."""
     runs = [load_run(workdir, metric) for workdir in workdirs]
+    differing = _config_differences(workdirs) if len(workdirs) > 1 else []
+    if differing:
+        warn(f"warning: averaging runs whose configs differ in {', '.join(differing)} ({', '.join(map(str, workdirs))})")
     tasks = runs[0][0]
     for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
         differing = sorted(set(tasks) ^ set(other_tasks))
@@ -109,12 +132,16 @@ def _seed_curves(workdirs: list[pathlib.Path], metric: str) -> tuple[list[str], 
     steps = sorted(set.intersection(*(set(curves) for _, curves in runs)))
     if not steps:
         raise PlotError("the runs share no evaluation step")
+    every_step = set.union(*(set(curves) for _, curves in runs))
+    if len(every_step) > len(steps):
+        warn(f"warning: the runs are cut to the {len(steps)} evaluation steps they share, of {len(every_step)} "
+             f"(up to step {steps[-1]})")
     return tasks, steps, np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
 
 
-def plot_runs(workdirs, out_path) -> pathlib.Path:
+def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.stderr)) -> pathlib.Path:
     """Draw the learning curves of `workdirs` (seeds of one experiment, or experiment folders
-    to compare) into the PNG `out_path`."""
+    to compare) into the PNG `out_path`; `warn` is told what the averaging hides."""
     workdirs = [pathlib.Path(workdir) for workdir in workdirs]
     out_path = pathlib.Path(out_path)
     if not workdirs:
@@ -128,7 +155,7 @@ def plot_runs(workdirs, out_path) -> pathlib.Path:
     except ConfigError as error:
         raise PlotError(f"{grouped[0][1][0]}: {error}") from None
     for name, runs in grouped:
-        own_tasks, steps, success = _seed_curves(runs, metric)
+        own_tasks, steps, success = _seed_curves(runs, metric, warn)
         if tasks is None:
             tasks, first_name = own_tasks, name
         elif set(own_tasks) != set(tasks):

@@ -132,3 +132,17 @@ def test_run_folders_and_experiment_folders_do_not_mix(tmp_path):
     write_run(tmp_path / "peer" / "seed0")
     with pytest.raises(PlotError, match="not both"):
         plot_runs([write_run(tmp_path / "run"), tmp_path / "peer"], tmp_path / "out.png")
+
+
+def test_averaging_warns_of_different_configs_and_cut_steps(tmp_path):
+    workdirs = [write_run(tmp_path / f"seed{seed}", steps=range(60, 60 * (3 + seed), 60), seed=seed)
+                for seed in (1, 2)]
+    config = json.loads((workdirs[1] / "config.json").read_text())
+    (workdirs[1] / "config.json").write_text(json.dumps({**config, "agent": {"discount": 0.9}}))
+    warnings = []
+    plot_runs(workdirs, tmp_path / "seeds.png", warn=warnings.append)
+    assert any("configs differ in agent.discount" in warning for warning in warnings), warnings
+    assert any("cut to the 3 evaluation steps they share, of 4 (up to step 180)" in w for w in warnings), warnings
+    warnings.clear()
+    plot_runs([workdirs[0]], tmp_path / "one.png", warn=warnings.append)
+    assert warnings == []
