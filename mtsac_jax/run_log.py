@@ -58,6 +58,9 @@ class RunLog:
             file=stream,
             disable=not stream.isatty(),
             dynamic_ncols=True,
+            # Rates come from the log interval (env-steps/s, updates/s in the postfix), not from
+            # tqdm's own smoothed step rate, so the bar shows one figure per quantity.
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
         )
         self._bar_stats: dict[str, str] = {}
         self._headline_metric = headline_metric
