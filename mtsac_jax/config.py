@@ -59,6 +59,7 @@ def experiment_config() -> ml_collections.ConfigDict:
             "save_freq": 10_000,
             "keep_checkpoints": 2,
             "num_updates_per_step": 1,
+            "save_video": False,
         }
     )
 
@@ -189,9 +190,10 @@ def import_extensions(files) -> None:
 def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
-    (today's `mean`) and no `extensions`."""
+    (today's `mean`), no `extensions` and no `experiment.save_video` (False)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
+    saved.get("experiment", {}).setdefault("save_video", False)
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtsac_jax import agents, envs, replay_buffer
+from mtsac_jax import agents, envs, replay_buffer, video
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import task_names, upgrade, validate
 from mtsac_jax.policy import DeterministicPolicy
@@ -37,6 +37,7 @@ RESUMABLE_CHANGES = frozenset(
         "experiment.log_freq",
         "experiment.save_freq",
         "experiment.keep_checkpoints",
+        "experiment.save_video",
         "env.vector_strategy",
     }
 )
@@ -194,6 +195,7 @@ class Trainer:
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.num_tasks)
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
+        self.video_failed = False
         self.obs = None
 
     def close(self) -> None:
@@ -254,11 +256,25 @@ class Trainer:
         policy_params = self.agent.policy_params(self.state)
         return np.asarray(self.agent.sample_actions(policy_params, self.obs, self.act_key, step))
 
-    def evaluate(self, step: int) -> dict:
+    def evaluate(self, step: int, say) -> dict:
         policy = DeterministicPolicy(self.agent.eval_actions, self.agent.policy_params(self.state))
         record = {"step": step, "env_steps": step * self.num_tasks}
         record.update(self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
+        if self.experiment.save_video and not self.video_failed:
+            self._record_video(policy, step, say)
         return record
+
+    def _record_video(self, policy, step: int, say) -> None:
+        """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on
+        envs of their own, so the run's eval envs and logs are as without video."""
+        try:
+            paths = video.record_episodes(policy, self.config.env, self.config.seed,
+                                          self.workdir / "videos" / f"step{step}")
+        except (video.VideoError, OSError) as error:
+            self.video_failed = True
+            say(f"warning: no evaluation videos for the rest of this run: {error}")
+            return
+        say(f"videos: {paths[0].parent} ({len(paths)} files)")
 
     def run(self) -> None:
         experiment = self.experiment
@@ -317,7 +333,7 @@ class Trainer:
                 interval_start, interval_steps, interval_updates = now, 0, 0
             pause_start = time.perf_counter()
             if step % experiment.eval_freq == 0 or last_step:
-                log.eval(self.evaluate(step))
+                log.eval(self.evaluate(step, log.message))
             if step % experiment.save_freq == 0 or last_step or stop.received:
                 self.save(step)
             interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput

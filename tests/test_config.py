@@ -138,8 +138,9 @@ def test_a_config_json_of_an_earlier_version_is_upgraded():
     from mtsac_jax.config import upgrade
 
     saved = tiny_config().to_dict()
-    del saved["agent"]["network"], saved["agent"]["gradient"], saved["extensions"]
+    del saved["agent"]["network"], saved["agent"]["gradient"], saved["extensions"], saved["experiment"]["save_video"]
     upgraded = upgrade(saved)
+    assert upgraded["experiment"]["save_video"] is False
     assert upgraded["agent"]["network"] == {"name": "mlp"} and upgraded["agent"]["gradient"] == {"name": "mean"}
     assert upgraded["extensions"] == [] and "network" not in saved["agent"]
     validate(__import__("ml_collections").ConfigDict(upgraded))

@@ -60,3 +60,16 @@ def test_a_rendering_failure_names_the_fix():
 
     with pytest.raises(video.VideoError, match="MUJOCO_GL=egl.*osmesa"):
         video._render(BrokenEnv(), turn=True)
+
+
+def test_save_video_records_every_evaluation_during_training_and_changes_no_log(smoke_run, tmp_path):
+    from tests.conftest import read_jsonl, train
+
+    reference, _ = smoke_run
+    workdir = tmp_path / "with_video"
+    result = train(workdir, "--config.experiment.save_video=True", "--config.experiment.num_train_steps=120")
+    assert f"videos: {workdir / 'videos' / 'step120'} (1 files)" in result.stdout
+    clip = imageio.v3.imread(workdir / "videos" / "step120" / "reach-v3_ep0.mp4")
+    assert clip.shape[0] > 1 and clip.shape[-1] == 3
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert read_jsonl(workdir / name) == [r for r in read_jsonl(reference / name) if r["step"] <= 120], name
