@@ -124,16 +124,28 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
             )
         overrides.append(f"--config.{key}={value}")
     if one_hot:
-        actor = {v for k, v in one_hot.items() if ".actor_cfg." in k}
-        critic = {v for k, v in one_hot.items() if ".critic_cfg." in k}
-        actor_sees, critic_sees = any(actor), any(critic)
-        if actor and critic and actor_sees != critic_sees:
-            raise ConfigError(
-                "mtrl's actor_cfg and critic_cfg task-info flags disagree. Here actor and critics see the same "
-                "observation (with or without the one-hot task id, env.use_one_hot). Fix: make them agree."
-            )
-        overrides.append(f"--config.env.use_one_hot={actor_sees if actor else critic_sees}")
+        overrides.append(f"--config.env.use_one_hot={_one_hot(one_hot)}")
+    flagged = {flag.split("=", 1)[0] for flag in flags if flag.startswith("--config.")}
+    twice = sorted(flagged & {flag.split("=", 1)[0] for flag in overrides})
+    if twice:
+        raise ConfigError(
+            f"{', '.join(key.removeprefix('--config.') for key in twice)} given twice, as a --config. flag and as a "
+            "key=value word (mtrl's key maps to it). Fix: give each key once."
+        )
     return [*flags, *overrides]
+
+
+def _one_hot(one_hot: dict[str, bool]) -> bool:
+    """`env.use_one_hot` from mtrl's task-info flags: True if any of the actor's (or, without
+    actor flags, the critic's) is True; actor and critic must agree."""
+    actor = [value for key, value in one_hot.items() if ".actor_cfg." in key]
+    critic = [value for key, value in one_hot.items() if ".critic_cfg." in key]
+    if actor and critic and any(actor) != any(critic):
+        raise ConfigError(
+            "mtrl's actor_cfg and critic_cfg task-info flags disagree. Here actor and critics see the same "
+            "observation (with or without the one-hot task id, env.use_one_hot). Fix: make them agree."
+        )
+    return any(actor) if actor else any(critic)
 
 
 def _bool(key: str, value: str) -> bool:

@@ -77,6 +77,7 @@ def test_words_override_a_config_file():
         (["env=metaworld-mt10", "agent.multitask.actor_cfg.should_condition_encoder_on_task_info=True",
           "agent.multitask.critic_cfg.should_condition_encoder_on_task_info=False"], "task-info flags disagree"),
         (["env=metaworld-mt100"], "Unknown env 'metaworld-mt100'"),
+        (["env=metaworld-mt10", "setup.seed=2", "--config.seed=3"], "seed given twice"),
     ],
 )
 def test_words_that_cannot_run_stop_with_one_message(args, message):
