@@ -16,7 +16,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mtsac_jax.config import CHOICES, ConfigError, task_names, validate
+from mtsac_jax.config import CHOICES, ConfigError, flatten, task_names, validate
 
 USAGE = "Usage: python train.py --config=configs/metaworld_mt10.py [--config.seed=1] [--workdir=runs/mt10]"
 
@@ -85,14 +85,7 @@ def config_values(config_file: str, arg: str | None) -> dict:
     spec = importlib.util.spec_from_file_location("mtsac_jax_config_file", config_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-
-    def flat(tree, prefix=""):
-        out = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-        return out
-
-    return flat(module.get_config(arg).to_dict())
+    return flatten(module.get_config(arg).to_dict())
 
 
 def config_keys(config_file: str, arg: str | None) -> set[str]:

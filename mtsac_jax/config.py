@@ -28,7 +28,7 @@ from mtsac_jax import agents, envs, gradients, networks, setups
 from mtsac_jax.envs import task_names
 from mtsac_jax.registry import ConfigError, check_choice
 
-__all__ = ["ConfigError", "compose", "parse_config_arg", "task_names", "upgrade", "validate"]
+__all__ = ["ConfigError", "compose", "flatten", "parse_config_arg", "task_names", "upgrade", "validate"]
 
 # The config keys naming a choice, with the config-file argument that makes it.
 CHOICES = {
@@ -203,6 +203,17 @@ def upgrade(saved: dict) -> dict:
 # ----- validation -----
 
 
+def flatten(tree, prefix: str = "") -> dict:
+    """A nested dict (or ConfigDict) as {"dotted.key": value}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, (dict, ml_collections.ConfigDict)):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _get(config: ml_collections.ConfigDict, dotted: str):
     for part in dotted.split("."):
         config = config[part]
@@ -212,13 +223,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected: ml_collections.ConfigDict) -> None:
     """The keys of `section` (recursively) must be those of the chosen entry's default."""
 
-    def keys(tree, prefix=""):
-        out = set()
-        for key, value in tree.items():
-            out |= keys(value, f"{prefix}{key}.") if isinstance(value, (dict, ml_collections.ConfigDict)) else {prefix + key}
-        return out
-
-    have, want = keys(section), keys(expected)
+    have, want = set(flatten(section)), set(flatten(expected))
     if have != want:
         choice = CHOICES[f"{section_key}.name"]
         differing = sorted(have ^ want)

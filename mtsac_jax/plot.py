@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mtsac_jax.config import flatten
 from mtsac_jax.registry import ConfigError
 from mtsac_jax.setups import headline_metric
 
@@ -103,18 +104,11 @@ def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
     flat = []
     for workdir in workdirs:
         try:
-            flat.append(_flatten(json.loads((workdir / "config.json").read_text(encoding="utf-8"))))
+            flat.append(flatten(json.loads((workdir / "config.json").read_text(encoding="utf-8"))))
         except (OSError, ValueError):
             return []
     keys = set().union(*flat) - {"seed"}
     return sorted(key for key in keys if len({json.dumps(config.get(key)) for config in flat}) > 1)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
-    return flat
 
 
 def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn) -> tuple[list[str], list[int], np.ndarray]:

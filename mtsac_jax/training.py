@@ -22,7 +22,7 @@ import numpy as np
 
 from mtsac_jax import agents, envs, replay_buffer, video
 from mtsac_jax.checkpoint import Checkpointer
-from mtsac_jax.config import task_names, upgrade, validate
+from mtsac_jax.config import flatten, task_names, upgrade, validate
 from mtsac_jax.policy import DeterministicPolicy
 from mtsac_jax.setups import SETUPS
 from mtsac_jax.run_log import RunLog
@@ -47,24 +47,14 @@ class TrainingError(RuntimeError):
     """A run that cannot go on; the message names the cause and the fix."""
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> list[str]:
     """Creates the workdir and writes `config.json`. A workdir of an earlier run must hold
     the same config up to `RESUMABLE_CHANGES`; returns those changes as readable lines."""
     config_path = workdir / "config.json"
-    new = _flatten(config.to_dict())
+    new = flatten(config.to_dict())
     changes = []
     if config_path.exists():
-        saved = _flatten(upgrade(json.loads(config_path.read_text())))
+        saved = flatten(upgrade(json.loads(config_path.read_text())))
         differing = sorted(key for key in saved.keys() | new.keys() if saved.get(key) != new.get(key))
         changes = [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differing]
         blocking = [line for key, line in zip(differing, changes) if key not in RESUMABLE_CHANGES]
