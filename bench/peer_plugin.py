@@ -1,13 +1,13 @@
-"""mtsac_jax as a system of the shared peer benchmark (`peer_update_bench.py --plugin`).
+"""mtsac_jax as systems of the peer benchmark, and the agent set-up other benchmarks share.
 
-    python ../shared/bench/peers/peer_update_bench.py --python $PEERBENCH_VENV/bin/python \
-        --plugin bench/peer_plugin.py:make --plugin bench/peer_plugin.py:make_multi_head \
-        --plugin-python .venv/bin/python --json out.json
+    python bench/peer_update.py --systems numpy_matmul,mtsac_jax,mtsac_jax_multi_head
 
-`train(G)` runs G full updates of the agent `train.py` uses (`state_sac`'s `update`, one
-update per call as in the MT10 reference config) on its device-resident replay buffer,
-at the benchmark's shape: MT10 (T=10 tasks), per-task temperatures, batch split evenly
-over the tasks.
+`make` and `make_multi_head` are bench/workers.py factories (`bench/peer_update.py` runs them
+as `mtsac_jax` and `mtsac_jax_multi_head`; another checkout's can join a run with `--system
+NAME=<checkout>/bench/peer_plugin.py:make`). Their `train(G)` runs G full updates of the agent
+`train.py` uses (`state_sac`'s `update`, one update per call as in the MT10 reference config)
+on its device-resident replay buffer, at the benchmark's shape: MT10 (T=10 tasks), per-task
+temperatures, batch split evenly over the tasks. `build` is that set-up, for any benchmark.
 """
 
 from __future__ import annotations
