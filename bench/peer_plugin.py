@@ -2,12 +2,13 @@
 
     python bench/peer_update.py --systems numpy_matmul,mtsac_jax,mtsac_jax_multi_head
 
-`make` and `make_multi_head` are bench/workers.py factories (`bench/peer_update.py` runs them
-as `mtsac_jax` and `mtsac_jax_multi_head`; another checkout's can join a run with `--system
-NAME=<checkout>/bench/peer_plugin.py:make`). Their `train(G)` runs G full updates of the agent
-`train.py` uses (`state_sac`'s `update`, one update per call as in the MT10 reference config)
-on its device-resident replay buffer, at the benchmark's shape: MT10 (T=10 tasks), per-task
-temperatures, batch split evenly over the tasks. `build` is that set-up, for any benchmark.
+`make` and `make_multi_head` are bench/workers.py factories, which `bench/peer_update.py`
+runs as `mtsac_jax` and `mtsac_jax_multi_head`; `make_glibc_malloc`, or another checkout's
+`make`, joins a run with `--system NAME=<path>/bench/peer_plugin.py:<factory>`. Their
+`train(G)` runs G full updates of the agent `train.py` uses (`state_sac`'s `update`, one update
+per call as in the MT10 reference config) on its device-resident replay buffer, at the
+benchmark's shape: MT10 (T=10 tasks), per-task temperatures, batch split evenly over the
+tasks. `build` is that set-up, for any benchmark.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ import numpy as np  # noqa: E402
 
 from mtsac_jax import agents, replay_buffer  # noqa: E402
 from mtsac_jax.config import compose  # noqa: E402
-from mtsac_jax.cpu_runtime import tune_cpu_process  # noqa: E402
+from mtsac_jax.cpu_runtime import keep_matmuls_in_xla, reuse_freed_memory  # noqa: E402
 
 NUM_TASKS = 10
 
 
-def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = None, seed: int = 0):
+def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = None, seed: int = 0,
+          reuse_memory: bool = True):
     """The agent, a train state and a buffer filled with random transitions at `shape`, in a
-    process tuned as `train.py` tunes it (before its first JAX computation)."""
-    tune_cpu_process()
+    process tuned as `train.py` tunes it (before its first JAX computation), but for glibc's
+    malloc, which keeps its defaults if not `reuse_memory`."""
+    keep_matmuls_in_xla()
+    if reuse_memory:
+        reuse_freed_memory()
     config = compose("metaworld", "state_sac", "metaworld-mt10")
     config.unlock()
     section = config.agent
@@ -60,8 +65,8 @@ def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = Non
     return agent, agent.init(jax.random.key(seed)), buffer
 
 
-def _system(shape: dict, multi_head: bool) -> dict:
-    agent, state, buffer = build(shape, multi_head)
+def _system(shape: dict, multi_head: bool, reuse_memory: bool = True) -> dict:
+    agent, state, buffer = build(shape, multi_head, reuse_memory=reuse_memory)
     holder = {"state": state}
 
     def train(num_updates: int) -> None:
@@ -76,7 +81,8 @@ def _system(shape: dict, multi_head: bool) -> dict:
         "train": train,
         "static_G": False,
         "param_counts": {"actor": sum(jax.tree.leaves(params[0])), "critics": sum(jax.tree.leaves(params[1]))},
-        "info": {"multi_head": multi_head, "num_tasks": NUM_TASKS, "jax": jax.__version__},
+        "info": {"multi_head": multi_head, "reuse_memory": reuse_memory, "num_tasks": NUM_TASKS,
+                 "jax": jax.__version__},
     }
 
 
@@ -88,3 +94,9 @@ def make(shape: dict) -> dict:
 def make_multi_head(shape: dict) -> dict:
     """One output head per task, each sample through its own head only."""
     return _system(shape, multi_head=True)
+
+
+def make_glibc_malloc(shape: dict) -> dict:
+    """`make` with glibc's default malloc: each update maps and page-faults its working memory
+    afresh."""
+    return _system(shape, multi_head=False, reuse_memory=False)
