@@ -48,6 +48,7 @@ class WorkerError(RuntimeError):
 
 
 def spread(values: list[float]) -> dict:
+    """Median, min, max and all of `values`."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "all": values}
 
 
