@@ -52,7 +52,7 @@ def description_embeddings(source: str, task_names: Sequence[str]) -> np.ndarray
     mapping, as mtrl's; a key with a Meta-World v1 or v2 name stands for its v3 task, and a v3
     key wins over them. Raises ConfigError naming the cause and the fix."""
     path = SHIPPED_PATH if source == SHIPPED else pathlib.Path(source).expanduser()
-    table = _embeddings_by_v3_name(_read(path), path)
+    table = _embeddings_by_v3_name(_read(path))
     missing = [name for name in task_names if name not in table]
     if missing:
         raise ConfigError(
@@ -91,7 +91,7 @@ def _read(path: pathlib.Path) -> dict:
     return data
 
 
-def _embeddings_by_v3_name(data: dict, path: pathlib.Path) -> dict:
+def _embeddings_by_v3_name(data: dict) -> dict:
     """{v3 task name: raw embedding} from either file format; v3 keys before v1/v2 aliases."""
     if isinstance(data.get("tasks"), dict):
         entries = {
