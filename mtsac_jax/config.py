@@ -190,13 +190,15 @@ def import_extensions(files) -> None:
 def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
-    (today's `mean`), no `extensions` and no `experiment.save_video` (False)."""
+    (today's `mean`), no `extensions`, no `experiment.save_video` (False) and no
+    `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
     saved.get("experiment", {}).setdefault("save_video", False)
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
+    agent.get("multitask", {}).get("task_encoder", {}).setdefault("description_embeddings", "")
     return saved
 
 

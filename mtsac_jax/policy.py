@@ -72,7 +72,8 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None) -> Determi
         metadata = checkpointer.array_metadata(step)
         obs_dim = metadata["obs"].shape[1]
         action_dim = metadata["buffer"]["action"].shape[2]
-        env_spec = agents.EnvSpec(len(task_names(config.env)), obs_dim, action_dim)
+        names = tuple(task_names(config.env))
+        env_spec = agents.EnvSpec(len(names), obs_dim, action_dim, names)
         agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
         fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
         part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})

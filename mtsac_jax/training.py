@@ -173,7 +173,7 @@ class Trainer:
         self.setup = SETUPS.get(config.setup.name)
         self.agent = agents.build(
             config.agent,
-            agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim),
+            agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
             batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
             num_updates_per_call=self.experiment.num_updates_per_step,
         )

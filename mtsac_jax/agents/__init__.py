@@ -19,11 +19,13 @@ from mtsac_jax.registry import Registry
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
-    """What an agent needs to know of the env: tasks and the sizes of observation and action."""
+    """What an agent needs to know of the env: tasks and the sizes of observation and action;
+    the task names in task-axis order (for task-description embeddings)."""
 
     num_tasks: int
     obs_dim: int
     action_dim: int
+    task_names: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,7 @@ class SAC:
     critic_optimizer: optax.GradientTransformation
     alpha_optimizer: optax.GradientTransformation
     gradient: gradients.GradientFunctions
+    loss_guard: networks.LossGuard | None  # the network's mask-out and reset of diverging tasks
     num_tasks: int
     obs_dim: int
     action_dim: int
@@ -80,9 +81,20 @@ class SAC:
 def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
     """SAC from an `agent` config section: actor and twin critics on the registered network."""
     multitask = config.multitask
+    network = networks.NETWORKS.get(config.network.name)
+    descriptions = None
+    if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
+        from mtsac_jax import task_descriptions  # read only by runs that use description embeddings
+
+        descriptions = task_descriptions.description_embeddings(
+            multitask.task_encoder.description_embeddings, env_spec.task_names
+        )
 
     def make_network(section):
-        return functools.partial(networks.build, config.network, multitask, section.hidden_dim, section.num_layers)
+        return functools.partial(
+            networks.build, config.network, multitask, section.hidden_dim, section.num_layers,
+            descriptions=descriptions,
+        )
 
     return SAC(
         actor=heads.Actor(
@@ -93,6 +105,7 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
         critic_optimizer=optax.adam(config.optimizers.critic.lr),
         alpha_optimizer=optax.adam(config.optimizers.alpha.lr),
         gradient=gradients.build(config.gradient, env_spec.num_tasks),
+        loss_guard=network.loss_guard(config.network) if network.loss_guard else None,
         num_tasks=env_spec.num_tasks,
         obs_dim=env_spec.obs_dim,
         action_dim=env_spec.action_dim,
@@ -179,24 +192,36 @@ def _descend(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_s
     return losses, aux, optax.apply_updates(params, updates), opt_state, {**state.gradient_state, loss: method_state}
 
 
+def _descend_network(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
+    """`_descend` on a network's parameters, through the network's loss guard if it has one:
+    returns the losses as computed and a `<loss>_masked` metric (T,) of the tasks left out."""
+    if sac.loss_guard is None:
+        return (*_descend(sac, state, loss, per_task_loss, params, optimizer, opt_state), {})
+    _, (aux, losses, diverged), params, opt_state, gradient_state = _descend(
+        sac, state, loss, sac.loss_guard.masked(per_task_loss), params, optimizer, opt_state
+    )
+    params, opt_state = sac.loss_guard.reset(params, opt_state, diverged)
+    return losses, aux, params, opt_state, gradient_state, {f"{loss}_masked": diverged.astype(jnp.float32)}
+
+
 def critic_step(sac: SAC, state, batch, key):
     """Updates `critic_params` on the soft Bellman residual; metrics `critic_loss`, `q`."""
-    losses, q, params, opt_state, gradient_state = _descend(
+    losses, q, params, opt_state, gradient_state, masked = _descend_network(
         sac, state, "critic", lambda p: critic_losses(sac, p, state, batch, key),
         state.critic_params, sac.critic_optimizer, state.critic_opt_state,
     )
     state = state.replace(critic_params=params, critic_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"critic_loss": losses, "q": q}
+    return state, {"critic_loss": losses, "q": q, **masked}
 
 
 def actor_step(sac: SAC, state, obs, key):
     """Updates `actor_params` against the current critic; returns log pi (T, B) for the temperature."""
-    losses, log_prob, params, opt_state, gradient_state = _descend(
+    losses, log_prob, params, opt_state, gradient_state, masked = _descend_network(
         sac, state, "actor", lambda p: actor_losses(sac, p, state.critic_params, state.log_alpha, obs, key),
         state.actor_params, sac.actor_optimizer, state.actor_opt_state,
     )
     state = state.replace(actor_params=params, actor_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"actor_loss": losses, "entropy": -log_prob.mean(axis=-1)}, log_prob
+    return state, {"actor_loss": losses, "entropy": -log_prob.mean(axis=-1), **masked}, log_prob
 
 
 def temperature_step(sac: SAC, state, log_prob):
@@ -275,7 +300,9 @@ def default_config() -> dict:
             "should_use_multi_head_policy": False,
             "should_use_task_encoder": False,
             "should_use_disjoint_policy": False,
-            "task_encoder": {"embedding_dim": 50},
+            # description_embeddings: "" (a learned embedding per task), "metaworld" (the shipped
+            # Meta-World task-description embeddings) or a JSON file of them (CARE's context).
+            "task_encoder": {"embedding_dim": 50, "description_embeddings": ""},
         },
     }
 
@@ -315,7 +342,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "are both True. A disjoint policy already gives every task its own network. "
             "Fix: set one of them to False."
         )
-    if multitask.should_use_disjoint_policy and not networks.NETWORKS.get(config.network.name).supports_disjoint:
+    network = networks.NETWORKS.get(config.network.name)
+    for key, value in config.network.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
+            raise ConfigError(
+                f"agent.network.{key}={value!r} must be positive. Fix: pass --config.agent.network.{key}=<a positive value>."
+            )
+    if multitask.task_encoder.description_embeddings and not multitask.should_use_task_encoder:
+        raise ConfigError(
+            "agent.multitask.task_encoder.description_embeddings is set, but should_use_task_encoder is False, so "
+            "no task encoder reads them. Fix: pass --config.agent.multitask.should_use_task_encoder=True."
+        )
+    if multitask.should_use_task_encoder and not network.uses_context:
+        raise ConfigError(
+            f"agent.multitask.should_use_task_encoder=True, but the network {config.network.name!r} learns its own "
+            "per-task parameters and reads no task encoding. Fix: set it to False."
+        )
+    if multitask.should_use_disjoint_policy and not network.supports_disjoint:
         raise ConfigError(
             f"agent.multitask.should_use_disjoint_policy=True, but the network {config.network.name!r} has no "
             "disjoint form. Fix: set it to False, or choose network=mlp in the config file's argument."

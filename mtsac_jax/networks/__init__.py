@@ -15,8 +15,11 @@ a Q-value on it. Three layout facts keep the update at the matmul ceiling
 A registered `Network` is `make(config, hidden_dim=, num_layers=, output_dim=, multitask=)`,
 which returns the unbound flax module, plus the default of its `agent.network` config
 section. `agent.multitask.should_use_multi_head_policy` and `should_use_disjoint_policy`
-choose the per-task layers; `should_use_task_encoder` adds mtrl's learned task embedding as
-the context (`TaskConditioned`).
+choose the per-task layers; `should_use_task_encoder` adds a task encoding as the context
+(`TaskConditioned`): mtrl's learned embedding per task, or, with
+`task_encoder.description_embeddings`, a learned map of fixed task-description embeddings (CARE's
+context encoder). A network that needs a task encoding and gets no context learns one per task
+itself (`task_encoding`), which is the same as a linear map of the task's one-hot.
 """
 
 from __future__ import annotations
@@ -26,10 +29,34 @@ import functools
 from typing import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from mtsac_jax.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class LossGuard:
+    """A per-task loss mask-out and reset of diverging tasks (PaCo, Sun et al. 2022, sec. 4.3):
+    a task whose loss exceeds `threshold` (or is not finite) is left out of that loss's gradient,
+    and `reset(params, opt_state, diverged: (T,) bool) -> (params, opt_state)` mends its
+    parameters after the step."""
+
+    threshold: float
+    reset: Callable
+
+    def masked(self, per_task_loss):
+        """`per_task_loss` with diverged tasks' losses replaced by zero (no gradient), its aux
+        extended to `(aux, losses, diverged)`, the losses as computed."""
+
+        def loss(params):
+            losses, aux = per_task_loss(params)
+            diverged = jax.lax.stop_gradient(~(losses <= self.threshold))
+            return jnp.where(diverged, 0.0, losses), (aux, jax.lax.stop_gradient(losses), diverged)
+
+        return loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +68,25 @@ class Network:
         module's `__call__(x: (T, B, D), context: (T, E) | None) -> (T, B, output_dim)`.
     default_config: the keys of `agent.network` besides `name`, with their defaults.
     supports_disjoint: whether `should_use_disjoint_policy` (a whole network per task) applies.
+    uses_context: whether a task encoder's context (`should_use_task_encoder`) applies.
+    loss_guard: `(config) -> LossGuard` for a network whose training masks out and resets
+        diverging tasks, else None.
     """
 
     make: Callable[..., nn.Module]
     default_config: Callable[[], dict] = dict
     supports_disjoint: bool = False
+    uses_context: bool = True
+    loss_guard: Callable[[ml_collections.ConfigDict], LossGuard] | None = None
 
 
 NETWORKS: Registry[Network] = Registry("network", "agent.network.name")
 NETWORKS.register("mlp", "mtsac_jax.networks.mlp:NETWORK")
+NETWORKS.register("film", "mtsac_jax.networks.film:NETWORK")
+NETWORKS.register("care", "mtsac_jax.networks.care:NETWORK")
+NETWORKS.register("soft_modularization", "mtsac_jax.networks.soft_modularization:NETWORK")
+NETWORKS.register("moore", "mtsac_jax.networks.moore:NETWORK")
+NETWORKS.register("paco", "mtsac_jax.networks.paco:NETWORK")
 
 
 def network_config(name: str) -> ml_collections.ConfigDict:
@@ -66,6 +103,22 @@ PerTaskDense = nn.vmap(
 )
 
 
+def experts(module_class, num_experts: int, shared_input: bool):
+    """`module_class` with a leading expert axis on its parameters, `num_experts` of them.
+
+    With `shared_input` every expert reads the same input x (N, D), one contraction against the
+    stacked (E, D, H) kernels; else each its own slice of x (E, N, D), one batched contraction.
+    Outputs are (E, N, ...)."""
+    return nn.vmap(
+        module_class,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=None if shared_input else 0,
+        out_axes=0,
+        axis_size=num_experts,
+    )
+
+
 class TaskEmbedding(nn.Module):
     """A learned embedding per task (mtrl's `should_use_task_encoder`): the (T, E) context."""
 
@@ -74,6 +127,22 @@ class TaskEmbedding(nn.Module):
     @nn.compact
     def __call__(self, num_tasks: int):
         return self.param("embedding", nn.initializers.normal(1.0), (num_tasks, self.embedding_dim))
+
+
+def task_encoding(context, num_tasks: int, dim: int):
+    """The task encoding a network conditions on, (T, E): the context when there is one, else a
+    learned `task_embedding` of `dim` per task. Call it inside a compact module's `__call__`."""
+    if context is not None:
+        return context
+    return TaskEmbedding(dim, name="task_embedding")(num_tasks)
+
+
+def hidden_stack(x, hidden_dim: int, num_layers: int, prefix: str = "hidden"):
+    """`num_layers` shared ReLU layers `<prefix>_<i>` on x (N, D) -> (N, hidden_dim). Call it
+    inside a compact module's `__call__`."""
+    for index in range(num_layers):
+        x = nn.relu(nn.Dense(hidden_dim, name=f"{prefix}_{index}")(x))
+    return x
 
 
 def output_layer(x, num_tasks: int, features: int, per_task: bool):
@@ -92,20 +161,37 @@ def broadcast_concat(x, context):
     return jnp.concatenate([x, tiled.astype(x.dtype)], axis=-1)
 
 
+class DescriptionEncoder(nn.Module):
+    """CARE's context encoder (Sodhani et al. 2021, sec. 4.1): fixed task-description embeddings
+    (T, L) through a learned two-layer ReLU MLP to the (T, E) context."""
+
+    descriptions: np.ndarray  # (T, L), float32, fixed
+    embedding_dim: int
+
+    @nn.compact
+    def __call__(self, num_tasks: int):
+        x = nn.relu(nn.Dense(self.embedding_dim, name="hidden")(jnp.asarray(self.descriptions)))
+        return nn.Dense(self.embedding_dim, name="output")(x)
+
+
 class TaskConditioned(nn.Module):
     """A registered network and its context in one parameter scope: `(T, B, D) -> (T, B, H)`.
 
     The context is the learned task embedding (`task_embedding`) when `task_embedding_dim` is
-    positive, else None. The network's parameters sit directly in this module's scope
-    (`nn.share_scope`), beside `task_embedding`."""
+    positive, encoded from `descriptions` (T, L) instead when those are given, else None. The
+    network's parameters sit directly in this module's scope (`nn.share_scope`), beside
+    `task_embedding`."""
 
     make_network: Callable[[], nn.Module]
     task_embedding_dim: int = 0
+    descriptions: np.ndarray | None = None
 
     def setup(self):
         self.network = self.make_network()
         nn.share_scope(self, self.network)
-        if self.task_embedding_dim:
+        if self.task_embedding_dim and self.descriptions is not None:
+            self.task_embedding = DescriptionEncoder(self.descriptions, self.task_embedding_dim)
+        elif self.task_embedding_dim:
             self.task_embedding = TaskEmbedding(self.task_embedding_dim)
 
     def __call__(self, x):
@@ -119,9 +205,12 @@ def build(
     hidden_dim: int,
     num_layers: int,
     output_dim: int,
+    descriptions: np.ndarray | None = None,
 ) -> TaskConditioned:
     """The registered network `network.name` with its context, as a module named after the
-    network (its parameters live under that name). Call it inside a compact module."""
+    network (its parameters live under that name); `descriptions` (T, L) are the tasks'
+    description embeddings when `task_encoder.description_embeddings` names them. Call it inside
+    a compact module."""
     make = functools.partial(
         NETWORKS.get(network.name).make,
         network,
@@ -131,4 +220,4 @@ def build(
         multitask=multitask,
     )
     embedding_dim = multitask.task_encoder.embedding_dim if multitask.should_use_task_encoder else 0
-    return TaskConditioned(make, embedding_dim, name=network.name)
+    return TaskConditioned(make, embedding_dim, descriptions, name=network.name)

@@ -1,0 +1,97 @@
+"""`care`: CARE's mixture of encoders (Sodhani et al. 2021, "Multi-Task Reinforcement Learning
+with Context-based Representations", sec. 4).
+
+k encoders (MLPs on the state) are mixed by attention weights computed from the task's context
+embedding z: alpha = softmax(W z / temperature) over the k encoders (eq. 1-2), the mixed encoding
+is concatenated with z, and an MLP maps the pair to the output. The context is the task encoder's
+(T, E) output: in the paper, and with `agent.multitask.task_encoder.description_embeddings`, a
+learned map of the task description's language-model embedding; without a task encoder, a
+learned embedding per task (the paper's ablation without metadata). The attention runs once per
+task on (T, ...); the encoders carry a leading expert axis and read the folded batch in one
+contraction. Where mtrl differs: its actor and critics share one task encoder updated by the
+critic loss; here each network learns its own (as the rest of this project's networks do).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from mtsac_jax.networks import Network, broadcast_concat, experts, hidden_stack, output_layer, task_encoding
+
+
+class Encoder(nn.Module):
+    """One of CARE's state encoders: (N, D) -> (N, output_dim), ReLU between layers."""
+
+    hidden_dim: int
+    num_layers: int
+    output_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.output_dim, name="output")(hidden_stack(x, self.hidden_dim, self.num_layers - 1))
+
+
+class CARE(nn.Module):
+    """(T, B, D), (T, E) | None -> (T, B, output_dim)."""
+
+    hidden_dim: int
+    num_layers: int
+    output_dim: int
+    multi_head: bool
+    num_experts: int
+    encoder_hidden_dim: int
+    encoder_num_layers: int
+    encoder_output_dim: int
+    temperature: float
+    embedding_dim: int
+
+    def attention(self, context, num_tasks: int):
+        """The (T, k) attention weights over the encoders, each row summing to 1."""
+        context = task_encoding(context, num_tasks, self.embedding_dim)
+        return nn.softmax(nn.Dense(self.num_experts, name="attention")(context) / self.temperature, axis=-1), context
+
+    @nn.compact
+    def __call__(self, x, context=None):
+        num_tasks, batch = x.shape[:2]
+        weights, context = self.attention(context, num_tasks)
+        encoders = experts(Encoder, self.num_experts, shared_input=True)(
+            self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim, name="encoders"
+        )
+        encoded = encoders(x.reshape(num_tasks * batch, -1)).reshape(self.num_experts, num_tasks, batch, -1)
+        mixed = jnp.einsum("tk,ktbf->tbf", weights, encoded)
+        x = broadcast_concat(mixed, context).reshape(num_tasks * batch, -1)
+        x = hidden_stack(x, self.hidden_dim, self.num_layers)
+        return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
+
+
+def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> CARE:
+    return CARE(
+        hidden_dim,
+        num_layers,
+        output_dim,
+        multi_head=multitask.should_use_multi_head_policy,
+        num_experts=config.num_experts,
+        encoder_hidden_dim=config.encoder_hidden_dim,
+        encoder_num_layers=config.encoder_num_layers,
+        encoder_output_dim=config.encoder_output_dim,
+        temperature=config.temperature,
+        embedding_dim=config.embedding_dim,
+    )
+
+
+def default_config() -> dict:
+    """The paper's MT10 setting: k = 6 encoders of two 50-unit layers, attention temperature 1;
+    embedding_dim: the learned task embedding's size when no task encoder gives the context."""
+    return {
+        "num_experts": 6,
+        "encoder_hidden_dim": 50,
+        "encoder_num_layers": 2,
+        "encoder_output_dim": 50,
+        "temperature": 1.0,
+        "embedding_dim": 50,
+    }
+
+
+NETWORK = Network(make=make, default_config=default_config)

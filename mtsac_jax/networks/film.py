@@ -1,0 +1,63 @@
+"""`film`: an MLP whose hidden layers are modulated per task by FiLM (Perez et al. 2018, eq. 1-2).
+
+Hidden layer l computes relu(gamma_l(z) * (W_l h + b_l) + beta_l(z)), with (gamma_l, beta_l) a
+linear map of the task encoding z (the context, or a learned embedding per task when there is
+none). The scale is predicted as gamma = 1 + delta_gamma, so a zero generator is the plain MLP.
+FiLM (the paper) conditions every feature (`per_feature=True`); mtrl's and the JAX baselines'
+`film` predict one scalar scale and shift per layer (`per_feature=False`, the default here, as
+users of mtrl know it). The generator runs once per task on (T, E) and its output is broadcast
+over the batch; the layers see the task axis folded into the batch.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from mtsac_jax.networks import Network, output_layer, task_encoding
+
+
+class FiLM(nn.Module):
+    """(T, B, D), (T, E) | None -> (T, B, output_dim)."""
+
+    hidden_dim: int
+    num_layers: int
+    output_dim: int
+    multi_head: bool
+    per_feature: bool
+    embedding_dim: int
+
+    @nn.compact
+    def __call__(self, x, context=None):
+        num_tasks, batch = x.shape[:2]
+        encoding = task_encoding(context, num_tasks, self.embedding_dim)
+        width = self.hidden_dim if self.per_feature else 1
+        film = nn.Dense(2 * self.num_layers * width, name="film")(encoding)  # (T, 2 L width)
+        film = film.reshape(num_tasks, self.num_layers, 2, 1, width)
+        scale, shift = 1.0 + film[:, :, 0], film[:, :, 1]  # each (T, L, 1, width)
+        x = x.reshape(num_tasks * batch, -1)
+        for index in range(self.num_layers):
+            x = nn.Dense(self.hidden_dim, name=f"hidden_{index}")(x).reshape(num_tasks, batch, -1)
+            x = nn.relu(scale[:, index] * x + shift[:, index]).reshape(num_tasks * batch, -1)
+        return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
+
+
+def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> FiLM:
+    return FiLM(
+        hidden_dim,
+        num_layers,
+        output_dim,
+        multi_head=multitask.should_use_multi_head_policy,
+        per_feature=config.per_feature,
+        embedding_dim=config.embedding_dim,
+    )
+
+
+def default_config() -> dict:
+    """per_feature: a scale and shift per feature (the paper) or one per layer (mtrl);
+    embedding_dim: the learned task embedding's size when no task encoder gives the context."""
+    return {"per_feature": False, "embedding_dim": 50}
+
+
+NETWORK = Network(make=make, default_config=default_config)
