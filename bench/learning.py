@@ -81,6 +81,21 @@ ROWS = {  # row name: (config argument, overrides, seeds)
         ],
         (1, 2, 3),
     ),
+    # The architectures against MT-SAC on MT10 at a smaller CPU budget: 50k steps per task, each
+    # network's MT10 preset (configs/<network>.py) shrunk to 2x256, 10 evaluation episodes per task.
+    **{
+        f"mt10-cpu-50k{'-' + name if name else ''}": (
+            f"configs/{name}.py:mt10" if name else "configs/metaworld_mt10.py",
+            [
+                "--config.experiment.num_train_steps=50000",
+                "--config.experiment.eval_freq=10000",
+                "--config.experiment.num_eval_episodes=10",
+                *network(256, 2),
+            ],
+            (1,),
+        )
+        for name in ("", "film", "care", "soft_modularization", "moore", "paco")
+    },
 }
 SBX_ROWS = {f"sbx-mt1-{task}": f"mt1-{task}" for task in ("reach-v3",)}  # peer row: its mtsac_jax row
 SOLVED = 0.9

@@ -24,7 +24,7 @@ import sys
 
 import ml_collections
 
-from mtsac_jax import agents, envs, gradients, networks, setups
+from mtsac_jax import agents, envs, gradients, networks, setups, task_descriptions
 from mtsac_jax.envs import task_names
 from mtsac_jax.registry import ConfigError, check_choice
 
@@ -97,6 +97,23 @@ def compose(
     return config
 
 
+def network_preset(network: str, arg: str | None, settings: dict[str, dict]) -> ml_collections.ConfigDict:
+    """A network's published Meta-World setting: `settings` maps `mt10` and `mt50` to dotted
+    config keys and values, applied to `compose(...)`; the config file's argument picks `mt10`
+    (the default) or `mt50`, and `smoke` shrinks the result."""
+    flags, _ = parse_config_arg(arg, flags=("mt10", "mt50", "smoke"))
+    env = "mt50" if "mt50" in flags else "mt10"
+    config = compose("metaworld", "state_sac", f"metaworld-{env}", network=network)
+    config.unlock()
+    for key, value in settings[env].items():
+        parent, _, leaf = key.rpartition(".")
+        _get(config, parent)[leaf] = value
+    if "smoke" in flags:
+        shrink_to_smoke(config)
+    config.lock()
+    return config
+
+
 def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
     """Tiny networks, batch, steps and eval: every code path in well under two minutes."""
     num_tasks = config.agent.multitask.num_envs
@@ -104,6 +121,9 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
         network.hidden_dim = 32
         network.num_layers = 2
     config.agent.multitask.task_encoder.embedding_dim = 8
+    for key in config.agent.network:
+        if key.endswith("_dim"):
+            config.agent.network[key] = 8
     config.replay_buffer.batch_size = 8 * num_tasks
     config.replay_buffer.capacity = 1000 * num_tasks
     config.experiment.num_train_steps = 240
@@ -129,7 +149,7 @@ def parse_config_arg(arg: str | None, flags=("smoke",), keys=()) -> tuple[list[s
     unknown = [flag for flag in given_flags if flags is not None and flag not in flags]
     unknown += [key for key in pairs if key not in keys]
     if unknown:
-        caller = pathlib.Path(inspect.stack()[1].filename).resolve()
+        caller = pathlib.Path(next(f.filename for f in inspect.stack()[1:] if f.filename != __file__)).resolve()
         if caller.is_relative_to(pathlib.Path.cwd()):
             caller = caller.relative_to(pathlib.Path.cwd())
         takes = [f"{key}=..." for key in keys] + list(flags or ())
@@ -282,8 +302,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "(vector-env steps of uniform random actions before learning starts)."
         )
 
-    num_tasks = len(task_names(config.env))
+    names = task_names(config.env)
+    num_tasks = len(names)
     multitask = config.agent.multitask
+    if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
+        task_descriptions.description_embeddings(multitask.task_encoder.description_embeddings, names)
     if multitask.num_envs != num_tasks:
         raise ConfigError(
             f"agent.multitask.num_envs={multitask.num_envs} but env.name={config.env.name!r} has "

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mtsac_jax import gradients, networks, replay_buffer
+from mtsac_jax import gradients, networks, replay_buffer, task_descriptions
 from mtsac_jax.agents import Agent, AgentSpec, EnvSpec
 from mtsac_jax.networks import heads
 from mtsac_jax.registry import ConfigError, check_choice
@@ -84,8 +84,6 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
     network = networks.NETWORKS.get(config.network.name)
     descriptions = None
     if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
-        from mtsac_jax import task_descriptions  # read only by runs that use description embeddings
-
         descriptions = task_descriptions.description_embeddings(
             multitask.task_encoder.description_embeddings, env_spec.task_names
         )
