@@ -33,6 +33,11 @@ _TASK_INFO = tuple(
     )
 )
 
+# mtrl's encoder types -> the network that does the same here (a composition choice).
+ENCODER_TYPES = {"identity": "mlp", "film": "film", "moe": "care"}
+ENCODER_TYPE = "agent.encoder.type_to_select"
+PRETRAINED = "agent.multitask.task_encoder_cfg.model_cfg.pretrained_embedding_cfg"
+
 # mtrl key -> (our key, what it means here). Keys that are the same here (experiment.*,
 # replay_buffer.*, agent.multitask.*, ...) need no entry.
 MTRL_KEYS = {
@@ -41,7 +46,13 @@ MTRL_KEYS = {
         "agent.multitask.task_encoder.embedding_dim", "size of the learned task embedding"),
     "experiment.save.model.retain_last_n": (
         "experiment.keep_checkpoints", "checkpoints kept (-1, keep all: 1000000 here)"),
-    "agent.encoder.type_to_select": (None, "`identity` only: the state is used as it is, as state_sac always does"),
+    ENCODER_TYPE: ("network=", "the network: identity -> mlp, film -> film, moe -> care"),
+    "agent.encoder.moe.num_experts": ("agent.network.num_experts", "CARE's number of encoders"),
+    "agent.encoder.moe.task_id_to_encoder_id_cfg.mode": (None, "`attention` only: CARE's attention over the encoders"),
+    f"{PRETRAINED}.should_use": (
+        "agent.multitask.task_encoder.description_embeddings", "True: the shipped task-description embeddings"),
+    f"{PRETRAINED}.path_to_load_from": (
+        "agent.multitask.task_encoder.description_embeddings", "a JSON file of task-description embeddings"),
     **{key: ("env.use_one_hot", "task id in the input: the one-hot task id in the observation") for key in _TASK_INFO},
 }
 
@@ -89,6 +100,17 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
             raise ConfigError(f"{word}: several values run as a sweep with -m (Hydra's multirun), e.g. -m {word}.")
         pairs[key.lstrip("+")] = value
     choices = {key: pairs.pop(key) for key in COMPOSITION if key in pairs}
+    if ENCODER_TYPE in pairs:
+        encoder = pairs.pop(ENCODER_TYPE)
+        if encoder not in ENCODER_TYPES:
+            raise ConfigError(
+                f"{ENCODER_TYPE}={encoder} has no equivalent here; mtrl's encoder types map to networks: "
+                + ", ".join(f"{k} -> network={v}" for k, v in ENCODER_TYPES.items()) + "."
+            )
+        if ENCODER_TYPES[encoder] != choices.get("network", ENCODER_TYPES[encoder]):
+            raise ConfigError(f"{ENCODER_TYPE}={encoder} and network={choices['network']} choose different networks.")
+        if encoder != "identity":
+            choices["network"] = ENCODER_TYPES[encoder]
     config_flags = [flag for flag in flags if flag.startswith("--config=") or flag == "--config"]
     if config_flags and choices:
         raise ConfigError(
@@ -110,9 +132,13 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
                 one_hot[key] = _bool(key, value)
                 continue
             if ours is None:
-                if value != "identity":
+                if value != "attention":
                     raise ConfigError(f"{key}={value} has no equivalent here: {meaning}.")
                 continue
+            if key == f"{PRETRAINED}.should_use":
+                if not _bool(key, value):
+                    continue
+                value = "metaworld"
             if key == "experiment.save.model.retain_last_n" and value == "-1":
                 value = "1000000"
             key = ours
@@ -123,7 +149,11 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
                 + ", ".join(sorted(MTRL_KEYS)) + "."
             )
         overrides.append(f"--config.{key}={value}")
-    if one_hot:
+    if choices.get("network", "mlp") != "mlp":
+        # mtrl's film and moe encoders read the task through the task encoder, not the observation;
+        # its task-info flags say how the encoding reaches the encoder, which the network does itself
+        overrides.append("--config.env.use_one_hot=False")
+    elif one_hot:
         overrides.append(f"--config.env.use_one_hot={_one_hot(one_hot)}")
     flagged = {flag.split("=", 1)[0] for flag in flags if flag.startswith("--config.")}
     twice = sorted(flagged & {flag.split("=", 1)[0] for flag in overrides})

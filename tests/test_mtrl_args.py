@@ -62,6 +62,21 @@ def test_a_multirun_seed_sweep_runs_each_seed():
     assert "multirun 3/3: setup=metaworld agent=state_sac env=metaworld-mt1 setup.seed=3" in result.stdout
 
 
+def test_mtrls_care_line_chooses_the_care_network():
+    (config,) = printed_configs(run(
+        "main.py", "setup=metaworld", "agent=state_sac", "env=metaworld-mt10", "agent.multitask.num_envs=10",
+        "agent.multitask.should_use_disentangled_alpha=True", "agent.multitask.should_use_task_encoder=True",
+        "agent.encoder.type_to_select=moe", "agent.multitask.should_use_multi_head_policy=False",
+        "agent.encoder.moe.task_id_to_encoder_id_cfg.mode=attention", "agent.encoder.moe.num_experts=6",
+        "agent.multitask.actor_cfg.should_condition_model_on_task_info=False",
+        "agent.multitask.actor_cfg.should_condition_encoder_on_task_info=True",
+        "agent.multitask.actor_cfg.should_concatenate_task_info_with_encoder=True",
+        "agent.multitask.task_encoder_cfg.model_cfg.pretrained_embedding_cfg.should_use=True", "--print_config"))
+    assert config["agent"]["network"]["name"] == "care" and config["agent"]["network"]["num_experts"] == 6
+    assert config["agent"]["multitask"]["task_encoder"]["description_embeddings"] == "metaworld"
+    assert config["env"]["use_one_hot"] is False
+
+
 def test_words_override_a_config_file():
     (config,) = printed_configs(run("train.py", "--config=configs/metaworld_mt1.py:push-v3", "setup.seed=7",
                                     "agent.multitask.should_use_task_encoder=True", "--print_config"))
@@ -72,7 +87,7 @@ def test_words_override_a_config_file():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["env=metaworld-mt10", "agent.encoder.type_to_select=moe"], "agent.encoder.type_to_select=moe has no equivalent"),
+        (["env=metaworld-mt10", "agent.encoder.type_to_select=rnn"], "agent.encoder.type_to_select=rnn has no equivalent"),
         (["env=metaworld-mt10", "experiment.eval_only=True"], "mtrl's key 'experiment.eval_only' has no equivalent here"),
         (["--config=configs/metaworld_mt10.py", "env=metaworld-mt50"], "both choose the composition"),
         (["env=metaworld-mt10", "setup.seed=1,2"], "several values run as a sweep with -m"),
