@@ -1,0 +1,181 @@
+"""Update cost of each multi-task architecture at the MT10 reference shape, in one run.
+
+    python bench/architectures.py --json bench/results/architectures.json
+
+Each architecture's MT10 preset (`configs/<network>.py:mt10`; MT-SAC is
+`configs/metaworld_mt10.py`) at mtrl's reference shape: batch 1280 (128 per task), Adam 3e-4,
+the preset's networks (3x400 actor and twin critics, or the paper's own sizes). Every system runs
+one full SAC update per call on a replay buffer of random transitions, in its own worker process,
+timed in interleaved rounds with numpy's float32 1280x400 @ 400x400 matmul (bench/workers.py).
+Reported per architecture: updates/s (median [min-max] of the rounds), relative to MT-SAC, the
+FLOPs of one update as XLA's cost analysis of the compiled update counts them, and the achieved
+FLOP rate as a fraction of numpy's matmul rate in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import runpy
+import statistics
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from peer_update import MATMUL, SHAPE  # noqa: E402
+from workers import System, measure_interleaved, rates, spread  # noqa: E402
+
+PRESETS = {
+    "mlp": "configs/metaworld_mt10.py",
+    "film": "configs/film.py:mt10",
+    "care": "configs/care.py:mt10",
+    "soft_modularization": "configs/soft_modularization.py:mt10",
+    "moore": "configs/moore.py:mt10",
+    "paco": "configs/paco.py:mt10",
+}
+NUM_TASKS = 10
+
+
+def build(name: str, shape: dict, seed: int = 0):
+    """The preset's agent, a train state and a buffer of random transitions, in a process tuned
+    as train.py tunes it (before its first JAX computation)."""
+    from mtsac_jax.cpu_runtime import tune_cpu_process
+
+    tune_cpu_process()
+    import jax
+    import numpy as np
+
+    from mtsac_jax import agents, replay_buffer
+    from mtsac_jax.envs import task_names
+
+    file, _, arg = PRESETS[name].partition(":")
+    config = runpy.run_path(str(HERE.parent / file))["get_config"](arg or None)
+    names = tuple(task_names(config.env))
+    obs_dim = 39 + (NUM_TASKS if config.env.use_one_hot else 0)
+    action_dim = shape["act_dim"]
+    agent = agents.build(config.agent, agents.EnvSpec(NUM_TASKS, obs_dim, action_dim, names),
+                         shape["batch"] // NUM_TASKS)
+    per_task = shape["buffer_fill"] // NUM_TASKS
+    buffer = replay_buffer.init(NUM_TASKS, per_task, obs_dim, action_dim)
+    rng = np.random.default_rng(seed)
+    for _ in range(per_task):
+        buffer = replay_buffer.insert_jit(
+            buffer, rng.normal(size=(NUM_TASKS, obs_dim)), rng.uniform(-1, 1, (NUM_TASKS, action_dim)),
+            rng.normal(size=NUM_TASKS), rng.normal(size=(NUM_TASKS, obs_dim)), np.zeros(NUM_TASKS),
+        )
+    return agent, agent.init(jax.random.key(seed)), buffer
+
+
+def _system(name: str, shape: dict) -> dict:
+    import jax
+
+    agent, state, buffer = build(name, shape)
+    analysis = agent.update.lower(state, buffer).compile().cost_analysis()
+    flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+    holder = {"state": state}
+
+    def train(num_updates: int) -> None:
+        state = holder["state"]
+        for _ in range(num_updates):
+            state, _ = agent.update(state, buffer)
+        jax.block_until_ready(state)
+        holder["state"] = state
+
+    sizes = jax.tree.map(lambda x: x.size, (state.actor_params, state.critic_params))
+    return {"train": train, "flop_per_update": flop,
+            "param_counts": {"actor": sum(jax.tree.leaves(sizes[0])), "critics": sum(jax.tree.leaves(sizes[1]))}}
+
+
+def mlp(shape):
+    return _system("mlp", shape)
+
+
+def film(shape):
+    return _system("film", shape)
+
+
+def care(shape):
+    return _system("care", shape)
+
+
+def soft_modularization(shape):
+    return _system("soft_modularization", shape)
+
+
+def moore(shape):
+    return _system("moore", shape)
+
+
+def paco(shape):
+    return _system("paco", shape)
+
+
+def summarize(results: dict[str, dict]) -> None:
+    """Adds updates/s, x MT-SAC, GFLOP/s and the fraction of numpy's matmul rate."""
+    matmul_flop = 2.0 * MATMUL[0] * MATMUL[1] * MATMUL[2]
+    numpy_gflops = statistics.median([rate * matmul_flop / 1e9 for rate in rates(results["numpy_matmul"])])
+    results["numpy_matmul"]["gflops"] = numpy_gflops
+    for name in PRESETS:
+        result = results.get(name)
+        if not result or not result.get("calls"):
+            continue
+        flop = result["ready"]["details"]["flop_per_update"]
+        result["updates_per_s"] = spread(rates(result))
+        result["gflops"] = result["updates_per_s"]["median"] * flop / 1e9
+        result["of_numpy_matmul"] = result["gflops"] / numpy_gflops
+    base = results.get("mlp", {}).get("updates_per_s", {}).get("median")
+    for name in PRESETS:
+        if base and "updates_per_s" in results.get(name, {}):
+            results[name]["x_mt_sac"] = results[name]["updates_per_s"]["median"] / base
+
+
+def table(results: dict[str, dict]) -> str:
+    lines = ["| network (MT10 preset) | updates/s | x MT-SAC | GFLOP per update | GFLOP/s | of numpy's matmul rate |",
+             "|---|---|---|---|---|---|"]
+    for name in PRESETS:
+        result = results.get(name)
+        if result is None:
+            continue
+        if "updates_per_s" not in result:
+            lines.append(f"| {name} | failed | | | | |")
+            continue
+        updates = result["updates_per_s"]
+        flop = result["ready"]["details"]["flop_per_update"]
+        lines.append(f"| {name} | {updates['median']:.2f} [{updates['min']:.2f}-{updates['max']:.2f}] | "
+                     f"{result['x_mt_sac']:.2f} | {flop / 1e9:.2f} | {result['gflops']:.1f} | "
+                     f"{result['of_numpy_matmul']:.2f} |")
+    lines.append(f"| numpy 1280x400 @ 400x400 | - | - | - | {results['numpy_matmul']['gflops']:.1f} | 1.00 |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", default=",".join(PRESETS), help="comma list of: " + ", ".join(PRESETS))
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one timed call")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of timed calls")
+    parser.add_argument("--json", type=pathlib.Path, help="write the results here")
+    args = parser.parse_args(argv)
+    names = [name for name in args.networks.split(",") if name]
+    unknown = sorted(set(names) - set(PRESETS))
+    if unknown:
+        parser.error(f"unknown networks {unknown}; choose from {list(PRESETS)}")
+    systems = [System("numpy_matmul", f"{HERE / 'peer_update.py'}:numpy_matmul")]
+    systems += [System(name, f"{HERE / 'architectures.py'}:{name}") for name in names]
+    results = measure_interleaved(systems, SHAPE, args.seconds, args.repeats,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+    summarize(results)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"shape": SHAPE, "presets": PRESETS, "matmul": MATMUL,
+                                         "settings": {"seconds": args.seconds, "repeats": args.repeats},
+                                         "systems": results}, indent=1))
+    failed = [name for name, result in results.items() if "error" in result]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)} (the errors are above and in the JSON)")
+
+
+if __name__ == "__main__":
+    main()
