@@ -36,7 +36,6 @@ PRESETS = {
     "moore": "configs/moore.py:mt10",
     "paco": "configs/paco.py:mt10",
 }
-NUM_TASKS = 10
 
 
 def build(name: str, shape: dict, seed: int = 0):
@@ -46,9 +45,9 @@ def build(name: str, shape: dict, seed: int = 0):
 
     tune_cpu_process()
     import jax
-    import numpy as np
+    from peer_plugin import NUM_TASKS, random_buffer
 
-    from mtsac_jax import agents, replay_buffer
+    from mtsac_jax import agents
     from mtsac_jax.envs import task_names
 
     file, _, arg = PRESETS[name].partition(":")
@@ -58,14 +57,7 @@ def build(name: str, shape: dict, seed: int = 0):
     action_dim = shape["act_dim"]
     agent = agents.build(config.agent, agents.EnvSpec(NUM_TASKS, obs_dim, action_dim, names),
                          shape["batch"] // NUM_TASKS)
-    per_task = shape["buffer_fill"] // NUM_TASKS
-    buffer = replay_buffer.init(NUM_TASKS, per_task, obs_dim, action_dim)
-    rng = np.random.default_rng(seed)
-    for _ in range(per_task):
-        buffer = replay_buffer.insert_jit(
-            buffer, rng.normal(size=(NUM_TASKS, obs_dim)), rng.uniform(-1, 1, (NUM_TASKS, action_dim)),
-            rng.normal(size=NUM_TASKS), rng.normal(size=(NUM_TASKS, obs_dim)), np.zeros(NUM_TASKS),
-        )
+    buffer = random_buffer(shape["buffer_fill"] // NUM_TASKS, obs_dim, action_dim, seed)
     return agent, agent.init(jax.random.key(seed)), buffer
 
 

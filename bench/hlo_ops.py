@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     from peer_plugin import build  # noqa: E402  (the chosen checkout's)
-    from width_scaling import SHAPE  # noqa: E402
+    from peer_update import SHAPE  # noqa: E402
 
     agent, state, buffer = build(SHAPE)
     result = {"root": str(args.root), **hlo_ops(agent.update.lower(state, buffer).compile().as_text())}

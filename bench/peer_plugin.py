@@ -50,7 +50,12 @@ def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = Non
     section.multitask.num_envs = NUM_TASKS
     obs_dim, action_dim = shape["obs_dim"], shape["act_dim"]
     agent = agents.build(section, agents.EnvSpec(NUM_TASKS, obs_dim, action_dim), shape["batch"] // NUM_TASKS)
-    per_task = shape["buffer_fill"] // NUM_TASKS
+    buffer = random_buffer(shape["buffer_fill"] // NUM_TASKS, obs_dim, action_dim, seed)
+    return agent, agent.init(jax.random.key(seed)), buffer
+
+
+def random_buffer(per_task: int, obs_dim: int, action_dim: int, seed: int = 0) -> replay_buffer.ReplayBuffer:
+    """A replay buffer of NUM_TASKS tasks filled with `per_task` random transitions each."""
     buffer = replay_buffer.init(NUM_TASKS, per_task, obs_dim, action_dim)
     rng = np.random.default_rng(seed)
     for _ in range(per_task):
@@ -62,7 +67,7 @@ def build(shape: dict, multi_head: bool = False, critic_hidden: int | None = Non
             rng.normal(size=(NUM_TASKS, obs_dim)),
             np.zeros(NUM_TASKS),
         )
-    return agent, agent.init(jax.random.key(seed)), buffer
+    return buffer
 
 
 def _system(shape: dict, multi_head: bool, reuse_memory: bool = True) -> dict:

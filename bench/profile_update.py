@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from peer_plugin import build  # noqa: E402
-from width_scaling import SHAPE  # noqa: E402
+from peer_update import SHAPE  # noqa: E402
 from xla_matmul import gflops  # noqa: E402
 
 HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \((.*)\) -> ")

@@ -21,9 +21,7 @@ import jax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from peer_plugin import build  # noqa: E402
-
-SHAPE = {"obs_dim": 49, "act_dim": 4, "batch": 1280, "hidden": [400, 400, 400], "lr": 3e-4, "gamma": 0.99,
-         "tau": 0.005, "buffer_fill": 20_000}
+from peer_update import SHAPE  # noqa: E402
 
 
 def updates_per_second(agent, state, buffer, seconds: float):

@@ -20,7 +20,6 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-UPDATE_GFLOP = 13.9  # the peer harness's count for one update at the reference shape
 MATMUL_GFLOP = 2.0 * 1280 * 400 * 400 / 1e9
 YNN = "--xla_cpu_experimental_ynn_fusion_type="
 VARIANTS = {  # jaxlib 0.10 hands each dot to YNNPACK by default ("individual_dot")
@@ -38,8 +37,10 @@ def child(seconds: float) -> dict:
 
     sys.path.insert(0, str(HERE))
     from peer_plugin import build
-    from width_scaling import SHAPE
+    from peer_update import SHAPE, flop_per_update
     from xla_matmul import gflops
+
+    update_gflop = flop_per_update()["total"] / 1e9
 
     agent, state, buffer = build(SHAPE)
     rng = np.random.default_rng(0)
@@ -54,9 +55,9 @@ def child(seconds: float) -> dict:
 
     numpy_gflops = gflops(lambda: a @ b, MATMUL_GFLOP * 1e9, seconds)
     xla_gflops = gflops(lambda: matmul(x, y), MATMUL_GFLOP * 1e9, seconds)
-    update_gflops = gflops(update, UPDATE_GFLOP * 1e9, 3 * seconds)
+    update_gflops = gflops(update, update_gflop * 1e9, 3 * seconds)
     return {"numpy_gflops": numpy_gflops, "xla_matmul_gflops": xla_gflops,
-            "updates_per_s": update_gflops / UPDATE_GFLOP, "of_numpy": update_gflops / numpy_gflops}
+            "updates_per_s": update_gflops / update_gflop, "of_numpy": update_gflops / numpy_gflops}
 
 
 def main() -> None:
