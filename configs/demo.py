@@ -1,6 +1,6 @@
 """The `make demo` run: MT1 reach-v3 with 2x256 networks and batch 256 for 30k steps,
 evaluated every 5k steps over 10 episodes. A few minutes on a 2-core laptop CPU; success
-typically climbs from 0 to 0.5-1.0.
+climbs from 0, and the last evaluation came out between 0.2 and 0.7 for seeds 1-6 (README).
 
     python train.py --config=configs/demo.py --workdir=runs/demo
     python train.py --config=configs/demo.py:smoke      # tiny, every code path
