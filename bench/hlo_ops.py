@@ -2,6 +2,7 @@
 
     python bench/hlo_ops.py [--json bench/results/hlo_ops.json]
     python bench/hlo_ops.py --root /path/to/another/checkout      # the same, for another version
+    python bench/hlo_ops.py --network film                        # an architecture's MT10 preset
 
 Compiles the update `train.py` runs at the peer benchmark's shape (bench/peer_plugin.py) and
 counts its dots, fusions, copies, gathers and transposes, with the shapes of every copy and
@@ -33,13 +34,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path(__file__).resolve().parents[1],
                         help="checkout whose bench/peer_plugin.py and mtsac_jax to compile")
+    parser.add_argument("--network", help="compile this network's MT10 preset instead (bench/architectures.py)")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     sys.path[:0] = [str(args.root), str(args.root / "bench")]
     from peer_plugin import build  # noqa: E402  (the chosen checkout's)
     from peer_update import SHAPE  # noqa: E402
 
-    agent, state, buffer = build(SHAPE)
+    if args.network:
+        from architectures import build as build_preset  # noqa: E402
+
+        agent, state, buffer = build_preset(args.network, SHAPE)
+    else:
+        agent, state, buffer = build(SHAPE)
     result = {"root": str(args.root), **hlo_ops(agent.update.lower(state, buffer).compile().as_text())}
     print(json.dumps(result["counts"]), "transposes:", result["transposes"] or "none")
     if args.json:

@@ -1,6 +1,7 @@
 """Per-op profile of one update at the reference shape: where the time goes, dot by dot.
 
     python bench/profile_update.py [--updates 10] [--json bench/results/profile_update.json]
+    python bench/profile_update.py --network paco    # an architecture's MT10 preset (bench/architectures.py)
 
 Traces `--updates` calls of the agent `train.py` uses (bench/peer_plugin.py's shape) with
 `jax.profiler`, reads the trace back with `jax.profiler.ProfileData`, and joins each traced op
@@ -108,9 +109,15 @@ def kind(op: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--network", help="profile this network's MT10 preset instead (bench/architectures.py)")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
-    agent, state, buffer = build(SHAPE)
+    if args.network:
+        from architectures import build as build_preset
+
+        agent, state, buffer = build_preset(args.network, SHAPE)
+    else:
+        agent, state, buffer = build(SHAPE)
     hlo = agent.update.lower(state, buffer).compile().as_text()
     for _ in range(3):
         state, _ = agent.update(state, buffer)
