@@ -103,25 +103,20 @@ PerTaskDense = nn.vmap(
 )
 
 
-def experts(module_class, num_experts: int):
-    """`module_class` with a leading expert axis on its parameters, `num_experts` of them, each
-    reading its own slice of the input (E, N, D): one batched contraction per layer, outputs
-    (E, N, ...). Experts that read the same input get it broadcast (`broadcast_experts`), as
-    the twin critics do: a batched matmul with the expert axis leading needs no transposed
-    copies of the activations in its backward pass."""
+def experts(module_class, num_experts: int, shared_input: bool):
+    """`module_class` with a leading expert axis on its parameters, `num_experts` of them.
+
+    With `shared_input` every expert reads the same input x (N, D), one contraction against the
+    stacked (E, D, H) kernels; else each its own slice of x (E, N, D), one batched contraction.
+    Outputs are (E, N, ...)."""
     return nn.vmap(
         module_class,
         variable_axes={"params": 0},
         split_rngs={"params": True},
-        in_axes=0,
+        in_axes=None if shared_input else 0,
         out_axes=0,
         axis_size=num_experts,
     )
-
-
-def broadcast_experts(x, num_experts: int):
-    """x (N, D) as every expert's input, (E, N, D)."""
-    return jnp.broadcast_to(x, (num_experts, *x.shape))
 
 
 class TaskEmbedding(nn.Module):
@@ -132,13 +127,6 @@ class TaskEmbedding(nn.Module):
     @nn.compact
     def __call__(self, num_tasks: int):
         return self.param("embedding", nn.initializers.normal(1.0), (num_tasks, self.embedding_dim))
-
-
-def mix_experts(weights, outputs):
-    """sum_k weights[k, ...] * outputs[k, ...] over the leading expert axis, as a broadcast product
-    and a sum: no transposed copies of the (k, ..., H) activations, as a contraction would bring.
-    `weights` broadcasts against `outputs` (e.g. (k, T, 1, 1) against (k, T, B, H))."""
-    return jnp.sum(weights * outputs, axis=0)
 
 
 def task_encoding(context, num_tasks: int, dim: int):

@@ -15,11 +15,10 @@ critic loss; here each network learns its own (as the rest of this project's net
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import (
-    Network, broadcast_concat, broadcast_experts, experts, hidden_stack, mix_experts, output_layer, task_encoding,
-)
+from mtsac_jax.networks import Network, broadcast_concat, experts, hidden_stack, output_layer, task_encoding
 
 
 class Encoder(nn.Module):
@@ -57,12 +56,11 @@ class CARE(nn.Module):
     def __call__(self, x, context=None):
         num_tasks, batch = x.shape[:2]
         weights, context = self.attention(context, num_tasks)
-        encoders = experts(Encoder, self.num_experts)(
+        encoders = experts(Encoder, self.num_experts, shared_input=True)(
             self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim, name="encoders"
         )
-        inputs = broadcast_experts(x.reshape(num_tasks * batch, -1), self.num_experts)
-        encoded = encoders(inputs).reshape(self.num_experts, num_tasks, batch, -1)
-        mixed = mix_experts(weights.T[:, :, None, None], encoded)  # (T, B, F)
+        encoded = encoders(x.reshape(num_tasks * batch, -1)).reshape(self.num_experts, num_tasks, batch, -1)
+        mixed = jnp.einsum("tk,ktbf->tbf", weights, encoded)
         x = broadcast_concat(mixed, context).reshape(num_tasks * batch, -1)
         x = hidden_stack(x, self.hidden_dim, self.num_layers)
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)

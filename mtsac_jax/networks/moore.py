@@ -19,24 +19,22 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import Network, TaskEmbedding, broadcast_experts, experts, hidden_stack, output_layer
+from mtsac_jax.networks import Network, TaskEmbedding, experts, hidden_stack, output_layer
 
 NORM_EPSILON = 1e-6  # keeps the normalisation's gradient finite for (near-)collinear experts
 
 
 def gram_schmidt(u):
-    """Orthonormalises the k experts' representations u (k, N, H) per sample: the i-th of the
-    returned k (N, H) arrays is u_i minus its projections on the earlier ones, divided by its
-    norm. The norm is sqrt(|w|^2 + eps^2), so an expert collinear with earlier ones gives a
-    (near-)zero vector with a finite gradient. A list, not a stacked array: the mixture reads
-    the vectors one by one, and a stack would make XLA move the expert axis around."""
+    """Orthonormalises u (k, N, H) across its first axis, per sample: row i of the result is u_i
+    minus its projections on rows < i, divided by its norm. The norm is sqrt(|w|^2 + eps^2),
+    so an expert collinear with earlier ones gives a (near-)zero row with a finite gradient."""
     basis = []
     for vector in u:
         for earlier in basis:
             vector = vector - jnp.sum(vector * earlier, axis=-1, keepdims=True) * earlier
         norm = jnp.sqrt(jnp.sum(vector * vector, axis=-1, keepdims=True) + NORM_EPSILON**2)
         basis.append(vector / norm)
-    return basis
+    return jnp.stack(basis)
 
 
 class Expert(nn.Module):
@@ -66,12 +64,11 @@ class MOORE(nn.Module):
             task_weights = TaskEmbedding(self.num_experts, name="task_weights")(num_tasks)  # (T, k)
         else:
             task_weights = nn.Dense(self.num_experts, use_bias=False, name="task_weights")(context)
-        representations = experts(Expert, self.num_experts)(self.hidden_dim, self.num_layers, name="experts")(
-            broadcast_experts(x.reshape(num_tasks * batch, -1), self.num_experts)
-        )  # (k, T*B, H)
-        basis = gram_schmidt(representations)
-        mixed = sum(task_weights[:, k, None, None] * v.reshape(num_tasks, batch, -1) for k, v in enumerate(basis))
-        mixed = jax.nn.tanh(mixed)  # (T, B, H)
+        representations = experts(Expert, self.num_experts, shared_input=True)(
+            self.hidden_dim, self.num_layers, name="experts"
+        )(x.reshape(num_tasks * batch, -1))  # (k, T*B, H)
+        basis = gram_schmidt(representations).reshape(self.num_experts, num_tasks, batch, -1)
+        mixed = jax.nn.tanh(jnp.einsum("tk,ktbh->tbh", task_weights, basis))
         return output_layer(mixed, num_tasks, self.output_dim, per_task=self.multi_head)
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding, mix_experts
+from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding
 
 COMPOSITION = "composition"  # the name of the per-task compositional vectors in the parameter tree
 
@@ -38,9 +38,8 @@ class CompositionalDense(nn.Module):
         init = nn.initializers.lecun_normal(batch_axis=(0,))
         kernels = self.param("kernel", init, (self.num_sets, x.shape[-1], self.features))
         biases = self.param("bias", nn.initializers.zeros, (self.num_sets, self.features))
-        weights = composition.T  # (K, T)
-        kernel = mix_experts(weights[:, :, None, None], kernels[:, None])  # (T, D, F): once per task
-        bias = mix_experts(weights[:, :, None], biases[:, None])  # (T, F)
+        kernel = jnp.einsum("tk,kdf->tdf", composition, kernels)  # (T, D, F): once per task
+        bias = jnp.einsum("tk,kf->tf", composition, biases)
         return jnp.einsum("tbd,tdf->tbf", x, kernel) + bias[:, None, :]
 
 

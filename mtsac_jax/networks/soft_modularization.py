@@ -19,10 +19,10 @@ more layer, and the ReLU comes after the weighted sum; this follows the paper.
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
+import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import Network, TaskEmbedding, broadcast_experts, experts, mix_experts, output_layer
+from mtsac_jax.networks import Network, TaskEmbedding, experts, output_layer
 
 
 class SoftModularization(nn.Module):
@@ -47,7 +47,7 @@ class SoftModularization(nn.Module):
         state = nn.Dense(self.hidden_dim, name="state_embedding")(x.reshape(num_tasks * batch, -1))
         routing_input = (state.reshape(num_tasks, batch, -1) * task[:, None, :]).reshape(num_tasks * batch, -1)
 
-        inputs, probs = broadcast_experts(nn.relu(state), n), None
+        inputs, shared_input, probs = nn.relu(state), True, None
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
             hidden = routing_input
@@ -56,12 +56,12 @@ class SoftModularization(nn.Module):
             logits = nn.Dense(n if last else n * n, name=f"routing_down_{layer}")(nn.relu(hidden))
             probs = nn.softmax(logits.reshape(-1, n) if last else logits.reshape(-1, n, n), axis=-1)
             self.sow("intermediates", "routing", probs)
-            modules = experts(nn.Dense, n)(self.module_hidden_dim, name=f"modules_{layer}")
+            modules = experts(nn.Dense, n, shared_input)(self.module_hidden_dim, name=f"modules_{layer}")
             outputs = nn.relu(modules(inputs))  # (n, T*B, d)
             if last:
-                x = mix_experts(probs.T[:, :, None], outputs)  # (T*B, d)
-            else:  # module i of the next layer reads sum_j p_ij relu(h_j): (n, T*B, d)
-                inputs = jax.vmap(lambda p: mix_experts(p, outputs), in_axes=1)(probs.transpose(2, 1, 0)[..., None])
+                x = jnp.einsum("bj,jbd->bd", probs, outputs)
+            else:
+                inputs, shared_input = jnp.einsum("bij,jbd->ibd", probs, outputs), False
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 
 
