@@ -121,13 +121,13 @@ def _random_env(shape: dict):
 def _peer_sac(sac_class, shape: dict):
     """A peer's SAC at the shape, its replay buffer filled with random transitions."""
     import numpy as np
-    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.logger import Logger
 
     model = sac_class("MlpPolicy", _random_env(shape), learning_rate=shape["lr"], buffer_size=shape["buffer_fill"],
                       learning_starts=0, batch_size=shape["batch"], tau=shape["tau"], gamma=shape["gamma"],
                       ent_coef="auto", seed=0, verbose=0,
                       policy_kwargs={"net_arch": list(shape["hidden"]), "n_critics": shape["critics"]})
-    model.set_logger(configure(folder=None, format_strings=[]))
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no log files, no folder
     rng = np.random.default_rng(0)
     obs, action = shape["obs_dim"], shape["act_dim"]
     for _ in range(shape["buffer_fill"]):
