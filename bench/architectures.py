@@ -62,23 +62,12 @@ def build(name: str, shape: dict, seed: int = 0):
 
 
 def _system(name: str, shape: dict) -> dict:
-    import jax
+    from peer_plugin import updating
 
     agent, state, buffer = build(name, shape)
     analysis = agent.update.lower(state, buffer).compile().cost_analysis()
     flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
-    holder = {"state": state}
-
-    def train(num_updates: int) -> None:
-        state = holder["state"]
-        for _ in range(num_updates):
-            state, _ = agent.update(state, buffer)
-        jax.block_until_ready(state)
-        holder["state"] = state
-
-    sizes = jax.tree.map(lambda x: x.size, (state.actor_params, state.critic_params))
-    return {"train": train, "flop_per_update": flop,
-            "param_counts": {"actor": sum(jax.tree.leaves(sizes[0])), "critics": sum(jax.tree.leaves(sizes[1]))}}
+    return {**updating(agent, state, buffer), "flop_per_update": flop}
 
 
 def mlp(shape):

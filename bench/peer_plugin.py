@@ -70,8 +70,9 @@ def random_buffer(per_task: int, obs_dim: int, action_dim: int, seed: int = 0) -
     return buffer
 
 
-def _system(shape: dict, multi_head: bool, reuse_memory: bool = True) -> dict:
-    agent, state, buffer = build(shape, multi_head, reuse_memory=reuse_memory)
+def updating(agent, state, buffer) -> dict:
+    """A bench/workers.py system of `agent.update` calls from `state` on `buffer`: its
+    `train(G)` (G updates, one call each, as train.py makes them) and parameter counts."""
     holder = {"state": state}
 
     def train(num_updates: int) -> None:
@@ -86,6 +87,13 @@ def _system(shape: dict, multi_head: bool, reuse_memory: bool = True) -> dict:
         "train": train,
         "static_G": False,
         "param_counts": {"actor": sum(jax.tree.leaves(params[0])), "critics": sum(jax.tree.leaves(params[1]))},
+    }
+
+
+def _system(shape: dict, multi_head: bool, reuse_memory: bool = True) -> dict:
+    agent, state, buffer = build(shape, multi_head, reuse_memory=reuse_memory)
+    return {
+        **updating(agent, state, buffer),
         "info": {"multi_head": multi_head, "reuse_memory": reuse_memory, "num_tasks": NUM_TASKS,
                  "jax": jax.__version__},
     }
