@@ -1,5 +1,10 @@
 """Runs and checkpoints of the code before the registries (tests/fixtures/legacy): the same
-commands write the same logs, and their checkpoints and config.json resume and load."""
+commands write the same logs, and their checkpoints and config.json resume and load.
+
+The logs were written on one machine, and XLA compiles for the CPU it runs on: on another CPU
+model the same program rounds differently in the last bits (about 1e-7 relative after 240
+steps). So the records must agree exactly in their keys, steps and counts, and their floats to
+1e-5 relative; on one machine a run reproduces exactly (tests/test_train.py, test_resume.py)."""
 
 import json
 import shutil
@@ -30,6 +35,19 @@ COMMANDS = {
 }
 
 
+def assert_same_records(actual, expected, name):
+    assert len(actual) == len(expected) and actual, name
+    for got, want in zip(actual, expected):
+        assert got.keys() == want.keys(), name
+        for key, value in want.items():
+            if isinstance(value, float):
+                np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} {key}")
+            elif isinstance(value, dict):
+                assert_same_records([got[key]], [value], f"{name} {key}")
+            else:
+                assert got[key] == value, f"{name} {key}"
+
+
 def run(workdir, *args):
     result = subprocess.run([sys.executable, "train.py", f"--workdir={workdir}", *args], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
@@ -40,7 +58,7 @@ def run(workdir, *args):
 def test_the_mt1_smoke_run_writes_the_logs_of_the_code_before_the_registries(smoke_run):
     workdir, _ = smoke_run
     for name in ("train.jsonl", "eval.jsonl"):
-        assert read_jsonl(workdir / name) == read_jsonl(LEGACY / "mt1" / name), name
+        assert_same_records(read_jsonl(workdir / name), read_jsonl(LEGACY / "mt1" / name), name)
 
 
 def test_every_network_variant_writes_the_logs_of_the_code_before_the_registries(tmp_path):
@@ -62,7 +80,7 @@ def test_every_network_variant_writes_the_logs_of_the_code_before_the_registries
     for variant in variants:
         for name in ("train.jsonl", "eval.jsonl"):
             expected = [r for r in read_jsonl(LEGACY / variant / name) if r["step"] <= 120]
-            assert expected and read_jsonl(tmp_path / variant / name) == expected, f"{variant}: {name}"
+            assert_same_records(read_jsonl(tmp_path / variant / name), expected, f"{variant}: {name}")
 
 
 @pytest.mark.parametrize("variant", ["mt1", "mt10-multi-head-task-encoder-shared-alpha"])
@@ -72,7 +90,7 @@ def test_a_checkpoint_of_the_code_before_the_registries_resumes_with_the_same_co
     result = run(workdir, *COMMANDS[variant])
     assert "at step 200 of 240" in result.stdout and "warning" not in result.stdout
     for name in ("train.jsonl", "eval.jsonl"):
-        assert read_jsonl(workdir / name) == read_jsonl(LEGACY / variant / name), name
+        assert_same_records(read_jsonl(workdir / name), read_jsonl(LEGACY / variant / name), name)
     config = json.loads((workdir / "config.json").read_text())
     assert config["agent"]["network"] == {"name": "mlp"} and config["agent"]["gradient"] == {"name": "mean"}
 
