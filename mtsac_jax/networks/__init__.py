@@ -137,12 +137,39 @@ def task_encoding(context, num_tasks: int, dim: int):
     return TaskEmbedding(dim, name="task_embedding")(num_tasks)
 
 
-def hidden_stack(x, hidden_dim: int, num_layers: int, prefix: str = "hidden"):
-    """`num_layers` shared ReLU layers `<prefix>_<i>` on x (N, D) -> (N, hidden_dim). Call it
+def hidden_stack(x, hidden_dim: int, num_layers: int):
+    """`num_layers` shared ReLU layers `hidden_<i>` on x (N, D) -> (N, hidden_dim). Call it
     inside a compact module's `__call__`."""
     for index in range(num_layers):
-        x = nn.relu(nn.Dense(hidden_dim, name=f"{prefix}_{index}")(x))
+        x = nn.relu(nn.Dense(hidden_dim, name=f"hidden_{index}")(x))
     return x
+
+
+class FeedForward(nn.Module):
+    """`num_layers - 1` ReLU layers, then a linear `output` layer: (N, D) -> (N, output_dim).
+    An expert or encoder of the mixture networks (CARE's encoders, MOORE's experts)."""
+
+    hidden_dim: int
+    num_layers: int
+    output_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.output_dim, name="output")(hidden_stack(x, self.hidden_dim, self.num_layers - 1))
+
+
+def make_from_keys(module_class):
+    """A `Network.make` for a module whose fields are `hidden_dim, num_layers, output_dim,
+    multi_head` and, by the same names, keys of its `agent.network` section (keys that are not
+    fields, such as a loss guard's, stay out)."""
+    fields = {field.name for field in dataclasses.fields(module_class)}
+
+    def make(config, *, hidden_dim, num_layers, output_dim, multitask):
+        keys = {key: value for key, value in config.items() if key in fields}
+        return module_class(hidden_dim, num_layers, output_dim, multi_head=multitask.should_use_multi_head_policy,
+                            **keys)
+
+    return make
 
 
 def output_layer(x, num_tasks: int, features: int, per_task: bool):

@@ -16,21 +16,10 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 
-from mtsac_jax.networks import Network, broadcast_concat, experts, hidden_stack, output_layer, task_encoding
-
-
-class Encoder(nn.Module):
-    """One of CARE's state encoders: (N, D) -> (N, output_dim), ReLU between layers."""
-
-    hidden_dim: int
-    num_layers: int
-    output_dim: int
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(self.output_dim, name="output")(hidden_stack(x, self.hidden_dim, self.num_layers - 1))
+from mtsac_jax.networks import (
+    FeedForward, Network, broadcast_concat, experts, hidden_stack, make_from_keys, output_layer, task_encoding,
+)
 
 
 class CARE(nn.Module):
@@ -56,7 +45,7 @@ class CARE(nn.Module):
     def __call__(self, x, context=None):
         num_tasks, batch = x.shape[:2]
         weights, context = self.attention(context, num_tasks)
-        encoders = experts(Encoder, self.num_experts, shared_input=True)(
+        encoders = experts(FeedForward, self.num_experts, shared_input=True)(
             self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim, name="encoders"
         )
         encoded = encoders(x.reshape(num_tasks * batch, -1)).reshape(self.num_experts, num_tasks, batch, -1)
@@ -64,21 +53,6 @@ class CARE(nn.Module):
         x = broadcast_concat(mixed, context).reshape(num_tasks * batch, -1)
         x = hidden_stack(x, self.hidden_dim, self.num_layers)
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
-
-
-def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> CARE:
-    return CARE(
-        hidden_dim,
-        num_layers,
-        output_dim,
-        multi_head=multitask.should_use_multi_head_policy,
-        num_experts=config.num_experts,
-        encoder_hidden_dim=config.encoder_hidden_dim,
-        encoder_num_layers=config.encoder_num_layers,
-        encoder_output_dim=config.encoder_output_dim,
-        temperature=config.temperature,
-        embedding_dim=config.embedding_dim,
-    )
 
 
 def default_config() -> dict:
@@ -94,4 +68,4 @@ def default_config() -> dict:
     }
 
 
-NETWORK = Network(make=make, default_config=default_config)
+NETWORK = Network(make=make_from_keys(CARE), default_config=default_config)

@@ -12,10 +12,8 @@ over the batch; the layers see the task axis folded into the batch.
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
-import ml_collections
 
-from mtsac_jax.networks import Network, output_layer, task_encoding
+from mtsac_jax.networks import Network, make_from_keys, output_layer, task_encoding
 
 
 class FiLM(nn.Module):
@@ -43,21 +41,10 @@ class FiLM(nn.Module):
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 
 
-def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> FiLM:
-    return FiLM(
-        hidden_dim,
-        num_layers,
-        output_dim,
-        multi_head=multitask.should_use_multi_head_policy,
-        per_feature=config.per_feature,
-        embedding_dim=config.embedding_dim,
-    )
-
-
 def default_config() -> dict:
     """per_feature: a scale and shift per feature (the paper) or one per layer (mtrl);
     embedding_dim: the learned task embedding's size when no task encoder gives the context."""
     return {"per_feature": False, "embedding_dim": 50}
 
 
-NETWORK = Network(make=make, default_config=default_config)
+NETWORK = Network(make=make_from_keys(FiLM), default_config=default_config)

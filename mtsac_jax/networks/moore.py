@@ -17,9 +17,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from mtsac_jax.networks import Network, TaskEmbedding, experts, hidden_stack, output_layer
+from mtsac_jax.networks import FeedForward, Network, TaskEmbedding, experts, make_from_keys, output_layer
 
 NORM_EPSILON = 1e-6  # keeps the normalisation's gradient finite for (near-)collinear experts
 
@@ -35,17 +34,6 @@ def gram_schmidt(u):
         norm = jnp.sqrt(jnp.sum(vector * vector, axis=-1, keepdims=True) + NORM_EPSILON**2)
         basis.append(vector / norm)
     return jnp.stack(basis)
-
-
-class Expert(nn.Module):
-    """One expert: ReLU hidden layers, then a linear layer to the representation, (N, D) -> (N, H)."""
-
-    hidden_dim: int
-    num_layers: int
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(self.hidden_dim, name="output")(hidden_stack(x, self.hidden_dim, self.num_layers - 1))
 
 
 class MOORE(nn.Module):
@@ -64,19 +52,12 @@ class MOORE(nn.Module):
             task_weights = TaskEmbedding(self.num_experts, name="task_weights")(num_tasks)  # (T, k)
         else:
             task_weights = nn.Dense(self.num_experts, use_bias=False, name="task_weights")(context)
-        representations = experts(Expert, self.num_experts, shared_input=True)(
-            self.hidden_dim, self.num_layers, name="experts"
+        representations = experts(FeedForward, self.num_experts, shared_input=True)(
+            self.hidden_dim, self.num_layers, self.hidden_dim, name="experts"
         )(x.reshape(num_tasks * batch, -1))  # (k, T*B, H)
         basis = gram_schmidt(representations).reshape(self.num_experts, num_tasks, batch, -1)
         mixed = jax.nn.tanh(jnp.einsum("tk,ktbh->tbh", task_weights, basis))
         return output_layer(mixed, num_tasks, self.output_dim, per_task=self.multi_head)
-
-
-def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> MOORE:
-    return MOORE(
-        hidden_dim, num_layers, output_dim, multi_head=multitask.should_use_multi_head_policy,
-        num_experts=config.num_experts,
-    )
 
 
 def default_config() -> dict:
@@ -84,4 +65,4 @@ def default_config() -> dict:
     return {"num_experts": 4}
 
 
-NETWORK = Network(make=make, default_config=default_config)
+NETWORK = Network(make=make_from_keys(MOORE), default_config=default_config)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding
+from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding, make_from_keys
 
 COMPOSITION = "composition"  # the name of the per-task compositional vectors in the parameter tree
 
@@ -50,18 +50,19 @@ class PaCo(nn.Module):
     num_layers: int
     output_dim: int
     multi_head: bool
-    num_sets: int
+    num_parameter_sets: int
 
     @nn.compact
     def __call__(self, x, context=None):
         num_tasks = x.shape[0]
-        scale = self.num_sets**-0.5  # sum_k w_k phi_k keeps phi's initial variance
-        composition = TaskEmbedding(self.num_sets, name=COMPOSITION)(num_tasks) * scale  # (T, K)
+        num_sets = self.num_parameter_sets
+        scale = num_sets**-0.5  # sum_k w_k phi_k keeps phi's initial variance
+        composition = TaskEmbedding(num_sets, name=COMPOSITION)(num_tasks) * scale  # (T, K)
         for index in range(self.num_layers):
-            x = nn.relu(CompositionalDense(self.hidden_dim, self.num_sets, name=f"hidden_{index}")(x, composition))
+            x = nn.relu(CompositionalDense(self.hidden_dim, num_sets, name=f"hidden_{index}")(x, composition))
         if self.multi_head:
             return PerTaskDense(self.output_dim, name="head")(x)
-        return CompositionalDense(self.output_dim, self.num_sets, name="head")(x, composition)
+        return CompositionalDense(self.output_dim, num_sets, name="head")(x, composition)
 
 
 def reset_diverged(params, opt_state, diverged):
@@ -87,13 +88,6 @@ def reset_diverged(params, opt_state, diverged):
     return params, opt_state
 
 
-def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> PaCo:
-    return PaCo(
-        hidden_dim, num_layers, output_dim, multi_head=multitask.should_use_multi_head_policy,
-        num_sets=config.num_parameter_sets,
-    )
-
-
 def loss_guard(config: ml_collections.ConfigDict) -> LossGuard:
     return LossGuard(threshold=config.loss_threshold, reset=reset_diverged)
 
@@ -104,4 +98,6 @@ def default_config() -> dict:
     return {"num_parameter_sets": 5, "loss_threshold": 3000.0}
 
 
-NETWORK = Network(make=make, default_config=default_config, uses_context=False, loss_guard=loss_guard)
+NETWORK = Network(
+    make=make_from_keys(PaCo), default_config=default_config, uses_context=False, loss_guard=loss_guard
+)

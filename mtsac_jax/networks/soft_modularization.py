@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
 
-from mtsac_jax.networks import Network, TaskEmbedding, experts, output_layer
+from mtsac_jax.networks import Network, TaskEmbedding, experts, make_from_keys, output_layer
 
 
 class SoftModularization(nn.Module):
@@ -65,17 +64,10 @@ class SoftModularization(nn.Module):
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 
 
-def make(config: ml_collections.ConfigDict, *, hidden_dim, num_layers, output_dim, multitask) -> SoftModularization:
-    return SoftModularization(
-        hidden_dim, num_layers, output_dim, multi_head=multitask.should_use_multi_head_policy,
-        num_modules=config.num_modules, module_hidden_dim=config.module_hidden_dim,
-    )
-
-
 def default_config() -> dict:
     """The paper's MT10 setting: n = 2 modules per layer of 128 units (4 of each on MT50); the
     number of module layers L is the actor's and critic's `num_layers`, D their `hidden_dim`."""
     return {"num_modules": 2, "module_hidden_dim": 128}
 
 
-NETWORK = Network(make=make, default_config=default_config)
+NETWORK = Network(make=make_from_keys(SoftModularization), default_config=default_config)
