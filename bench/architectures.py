@@ -25,7 +25,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from peer_update import MATMUL, SHAPE  # noqa: E402
+from peer_update import MATMUL, MATMUL_FLOP, SHAPE  # noqa: E402
 from workers import System, measure_interleaved, rates, spread  # noqa: E402
 
 PRESETS = {
@@ -53,7 +53,7 @@ def build(name: str, shape: dict, seed: int = 0):
     file, _, arg = PRESETS[name].partition(":")
     config = runpy.run_path(str(HERE.parent / file))["get_config"](arg or None)
     names = tuple(task_names(config.env))
-    obs_dim = 39 + (NUM_TASKS if config.env.use_one_hot else 0)
+    obs_dim = shape["obs_dim"] - (0 if config.env.use_one_hot else NUM_TASKS)  # the shape's has the one-hot
     action_dim = shape["act_dim"]
     agent = agents.build(config.agent, agents.EnvSpec(NUM_TASKS, obs_dim, action_dim, names),
                          shape["batch"] // NUM_TASKS)
@@ -96,8 +96,7 @@ def paco(shape):
 
 def summarize(results: dict[str, dict]) -> None:
     """Adds updates/s, x MT-SAC, GFLOP/s and the fraction of numpy's matmul rate."""
-    matmul_flop = 2.0 * MATMUL[0] * MATMUL[1] * MATMUL[2]
-    numpy_gflops = statistics.median([rate * matmul_flop / 1e9 for rate in rates(results["numpy_matmul"])])
+    numpy_gflops = statistics.median([rate * MATMUL_FLOP / 1e9 for rate in rates(results["numpy_matmul"])])
     results["numpy_matmul"]["gflops"] = numpy_gflops
     for name in PRESETS:
         result = results.get(name)
@@ -125,8 +124,9 @@ def table(results: dict[str, dict]) -> str:
             continue
         updates = result["updates_per_s"]
         flop = result["ready"]["details"]["flop_per_update"]
+        x_mt_sac = f"{result['x_mt_sac']:.2f}" if "x_mt_sac" in result else "-"  # without mlp in --networks
         lines.append(f"| {name} | {updates['median']:.2f} [{updates['min']:.2f}-{updates['max']:.2f}] | "
-                     f"{result['x_mt_sac']:.2f} | {flop / 1e9:.2f} | {result['gflops']:.1f} | "
+                     f"{x_mt_sac} | {flop / 1e9:.2f} | {result['gflops']:.1f} | "
                      f"{result['of_numpy_matmul']:.2f} |")
     lines.append(f"| numpy 1280x400 @ 400x400 | - | - | - | {results['numpy_matmul']['gflops']:.1f} | 1.00 |")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 SHAPE = {"obs_dim": 49, "act_dim": 4, "batch": 1280, "hidden": [400, 400, 400], "critics": 2, "lr": 3e-4,
          "gamma": 0.99, "tau": 0.005, "buffer_fill": 20_000}
 MATMUL = (1280, 400, 400)  # (M, K, N) of numpy's (M x K) @ (K x N)
+MATMUL_FLOP = 2.0 * MATMUL[0] * MATMUL[1] * MATMUL[2]  # of one reference matmul
 PEER_VENV = pathlib.Path(os.environ.get("MTSAC_PEER_VENV", pathlib.Path.home() / ".cache/mtsac_jax/peer-venv"))
 SYSTEMS = {  # name: (factory, runs under the peers' venv, table label)
     "numpy_matmul": ("peer_update.py:numpy_matmul", False, "numpy float32 1280x400 @ 400x400 matmul"),
@@ -174,11 +175,10 @@ def sbx(shape: dict) -> dict:
 def summarize(results: dict[str, dict], flop: float) -> None:
     """Adds updates/s, GFLOP/s, the fraction of numpy's matmul rate and the ratio to SBX to
     each measured system's result (numpy_matmul: GFLOP/s only)."""
-    matmul_flop = 2.0 * MATMUL[0] * MATMUL[1] * MATMUL[2]
     measured = {name: result for name, result in results.items() if result.get("calls")}
     for name, result in measured.items():
         if name == "numpy_matmul":
-            result["gflops"] = spread([rate * matmul_flop / 1e9 for rate in rates(result)])
+            result["gflops"] = spread([rate * MATMUL_FLOP / 1e9 for rate in rates(result)])
         else:
             result["updates_per_s"] = spread(rates(result))
             result["gflops"] = spread([rate * flop / 1e9 for rate in rates(result)])

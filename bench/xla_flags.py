@@ -20,7 +20,6 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-MATMUL_GFLOP = 2.0 * 1280 * 400 * 400 / 1e9
 YNN = "--xla_cpu_experimental_ynn_fusion_type="
 VARIANTS = {  # jaxlib 0.10 hands each dot to YNNPACK by default ("individual_dot")
     "jaxlib's default: YNNPACK dots": f"{YNN}+individual_dot",  # named, so train.py's choice stays out
@@ -37,7 +36,7 @@ def child(seconds: float) -> dict:
 
     sys.path.insert(0, str(HERE))
     from peer_plugin import build
-    from peer_update import SHAPE, flop_per_update
+    from peer_update import MATMUL_FLOP, SHAPE, flop_per_update
     from xla_matmul import gflops
 
     update_gflop = flop_per_update()["total"] / 1e9
@@ -53,8 +52,8 @@ def child(seconds: float) -> dict:
         holder[0], _ = agent.update(holder[0], buffer)
         return holder[0]
 
-    numpy_gflops = gflops(lambda: a @ b, MATMUL_GFLOP * 1e9, seconds)
-    xla_gflops = gflops(lambda: matmul(x, y), MATMUL_GFLOP * 1e9, seconds)
+    numpy_gflops = gflops(lambda: a @ b, MATMUL_FLOP, seconds)
+    xla_gflops = gflops(lambda: matmul(x, y), MATMUL_FLOP, seconds)
     update_gflops = gflops(update, update_gflop * 1e9, 3 * seconds)
     return {"numpy_gflops": numpy_gflops, "xla_matmul_gflops": xla_gflops,
             "updates_per_s": update_gflops / update_gflop, "of_numpy": update_gflops / numpy_gflops}
