@@ -186,8 +186,9 @@ def test_care_attention_sums_to_one_per_task_and_follows_the_context():
     module, params, x = network("care")
 
     def attention(context):
-        out, state = module.apply({"params": params}, x, context, mutable=["intermediates"])
-        return softmax(dense(params["attention"], np.asarray(context)))
+        _, state = module.apply({"params": params}, x, jnp.asarray(context), mutable=["intermediates"])
+        (weights,) = state["intermediates"]["attention_weights"]
+        return np.asarray(weights)
 
     context = np.asarray(params["task_embedding"]["embedding"])
     weights = attention(context)

@@ -23,7 +23,8 @@ from mtsac_jax.networks import (
 
 
 class CARE(nn.Module):
-    """(T, B, D), (T, E) | None -> (T, B, output_dim)."""
+    """(T, B, D), (T, E) | None -> (T, B, output_dim); the (T, k) attention weights are sown as
+    intermediates (`attention_weights`)."""
 
     hidden_dim: int
     num_layers: int
@@ -45,6 +46,7 @@ class CARE(nn.Module):
     def __call__(self, x, context=None):
         num_tasks, batch = x.shape[:2]
         weights, context = self.attention(context, num_tasks)
+        self.sow("intermediates", "attention_weights", weights)  # (T, k), read by tests and analyses
         encoders = experts(FeedForward, self.num_experts, shared_input=True)(
             self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim, name="encoders"
         )
