@@ -2,6 +2,7 @@
 plain per-task loop written from its paper's equations, its mechanism on small cases, and its
 per-task parameters reached only by their own task's loss."""
 
+import runpy
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from mtsac_jax import networks
 from mtsac_jax.agents import EnvSpec, sac
-from mtsac_jax.config import compose
+from mtsac_jax.config import compose, task_names
 from mtsac_jax.networks import mlp, paco
 from mtsac_jax.networks.moore import gram_schmidt
 from tests.conftest import REPO, read_jsonl
@@ -285,6 +286,17 @@ def finish(process):
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     return stdout
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_each_presets_agent_builds_from_its_config_file(name):
+    """What train.py builds from `configs/<name>.py:mt10,smoke`, without the envs: the network
+    section as the file gives it (with its `name` key) makes the actor and critics' parameters."""
+    config = runpy.run_path(str(REPO / "configs" / f"{name}.py"))["get_config"]("mt10,smoke")
+    names = task_names(config.env)
+    parts = sac.make_sac(config.agent, EnvSpec(len(names), D, 2, tuple(names)))
+    state = jax.eval_shape(lambda key: sac.init_state(parts, key), jax.random.key(0))
+    assert name in state.critic_params["params"]["ensemble"]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "paco" else pytest.mark.slow)

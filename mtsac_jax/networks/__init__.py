@@ -161,8 +161,9 @@ class FeedForward(nn.Module):
 def make_from_keys(module_class):
     """A `Network.make` for a module whose fields are `hidden_dim, num_layers, output_dim,
     multi_head` and, by the same names, keys of its `agent.network` section (keys that are not
-    fields, such as a loss guard's, stay out)."""
-    fields = {field.name for field in dataclasses.fields(module_class)}
+    fields, such as a loss guard's, stay out; so do `name` and `parent`, which every flax module
+    has: the section's `name` names the registered network, not the module)."""
+    fields = {field.name for field in dataclasses.fields(module_class)} - {"name", "parent"}
 
     def make(config, *, hidden_dim, num_layers, output_dim, multitask):
         keys = {key: value for key, value in config.items() if key in fields}
