@@ -39,7 +39,11 @@ def network(name, multi_head=False, num_layers=2, **keys):
     module = networks.NETWORKS.get(name).make(config, hidden_dim=H, num_layers=num_layers, output_dim=OUT,
                                               multitask=multitask)
     x = jax.random.normal(jax.random.key(1), (T, B, D))
-    return module, module.init(jax.random.key(0), x)["params"], x
+    params = module.init(jax.random.key(0), x)["params"]
+    if name == "film":  # its generator starts at zero (every task the plain MLP): move it so that tasks differ
+        kernel = jax.random.normal(jax.random.key(2), params["film"]["kernel"].shape)
+        params = {**params, "film": {**params["film"], "kernel": kernel}}
+    return module, params, x
 
 
 def relu(x):
@@ -174,9 +178,10 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(name):
 
 
 def test_film_with_identity_scale_and_zero_shift_is_the_plain_mlp():
+    """As every task starts: the generator's initial parameters give gamma 1 and beta 0."""
     for per_feature in (False, True):
-        module, params, x = network("film", per_feature=per_feature)
-        params = {**params, "film": jax.tree.map(jnp.zeros_like, params["film"])}
+        module, _, x = network("film", per_feature=per_feature)
+        params = module.init(jax.random.key(0), x)["params"]
         plain = mlp.MLP(H, 2, OUT)
         mlp_params = {key: params[key] for key in ("hidden_0", "hidden_1", "head")}
         np.testing.assert_allclose(module.apply({"params": params}, x), plain.apply({"params": mlp_params}, x),

@@ -2,7 +2,10 @@
 
 Hidden layer l computes relu(gamma_l(z) * (W_l h + b_l) + beta_l(z)), with (gamma_l, beta_l) a
 linear map of the task encoding z (the context, or a learned embedding per task when there is
-none). The scale is predicted as gamma = 1 + delta_gamma, so a zero generator is the plain MLP.
+none). The scale is predicted as gamma = 1 + delta_gamma and the generator starts at zero, so every task
+starts as the plain MLP (a generator drawn at random gives each task scales and shifts of order one
+at the first update: negative scales and shifts that switch off whole ReLU layers, which made the
+critics diverge on MT10).
 FiLM (the paper) conditions every feature (`per_feature=True`); mtrl's and the JAX baselines'
 `film` predict one scalar scale and shift per layer (`per_feature=False`, the default here, as
 users of mtrl know it). The generator runs once per task on (T, E) and its output is broadcast
@@ -31,7 +34,8 @@ class FiLM(nn.Module):
         num_tasks, batch = x.shape[:2]
         encoding = task_encoding(context, num_tasks, self.embedding_dim)
         width = self.hidden_dim if self.per_feature else 1
-        film = nn.Dense(2 * self.num_layers * width, name="film")(encoding)  # (T, 2 L width)
+        # zero-initialised: every task starts at the identity modulation (gamma 1, beta 0)
+        film = nn.Dense(2 * self.num_layers * width, kernel_init=nn.initializers.zeros, name="film")(encoding)
         film = film.reshape(num_tasks, self.num_layers, 2, 1, width)
         scale, shift = 1.0 + film[:, :, 0], film[:, :, 1]  # each (T, L, 1, width)
         x = x.reshape(num_tasks * batch, -1)
