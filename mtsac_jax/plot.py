@@ -38,29 +38,36 @@ class PlotError(ValueError):
     """Bad input to `plot_runs`; the message says what is wrong and where."""
 
 
-def load_run(workdir: pathlib.Path, metric: str = "success") -> tuple[list[str], dict[int, dict[str, float]]]:
+def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message: None
+             ) -> tuple[list[str], dict[int, dict[str, float]]]:
     """The task names of a run, in logged order, and `metric` per task at each step.
 
-    A step logged twice (a resumed run) keeps its last record."""
+    A step logged twice (a resumed run) keeps its last record. A last line cut short (a run
+    writing it, or killed) is skipped and `warn` is told; any other damaged line is an error."""
     if not workdir.is_dir():
-        raise PlotError(f"{workdir}: no such directory")
+        raise PlotError(f"{workdir}: no such directory. Fix: pass a run folder (one holding eval.jsonl).")
     path = workdir / "eval.jsonl"
     if not path.is_file():
-        raise PlotError(f"{path} not found: no evaluations yet")
+        raise PlotError(f"{path} not found: no evaluations yet (or not a run folder)")
     tasks, curves = None, {}
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
+    lines = [(number, line) for number, line in
+             enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1) if line.strip()]
+    for number, line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg})") from None
+            if number == lines[-1][0]:
+                warn(f"warning: {path}, line {number}: cut short (a run writing it, or killed); skipped")
+                continue
+            raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg}). "
+                            "Fix: repair or delete that line") from None
         try:
             success = {name: float(task[metric]) for name, task in record["tasks"].items()}
             step = int(record["step"])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise PlotError(f"{path}, line {number}: expected "
-                            f'{{"step": ..., "tasks": {{TASK: {{"{metric}": ...}}, ...}}}}') from None
+                            f'{{"step": ..., "tasks": {{TASK: {{"{metric}": ...}}, ...}}}}. '
+                            "Fix: repair or delete that line") from None
         if tasks is None:
             tasks = list(success)
         elif set(success) != set(tasks):
@@ -114,7 +121,7 @@ def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
 def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn) -> tuple[list[str], list[int], np.ndarray]:
     """Tasks, the evaluation steps all runs share, and metric[run, step, task]; `warn` is told
     when the runs' configs differ (beyond the seed) or their evaluation steps do."""
-    runs = [load_run(workdir, metric) for workdir in workdirs]
+    runs = [load_run(workdir, metric, warn) for workdir in workdirs]
     differing = _config_differences(workdirs) if len(workdirs) > 1 else []
     if differing:
         warn(f"warning: averaging runs whose configs differ in {', '.join(differing)} ({', '.join(map(str, workdirs))})")
@@ -182,7 +189,7 @@ def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.s
         out_path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(out_path, dpi=100)
     except OSError as error:
-        raise PlotError(f"cannot write {out_path}: {error.strerror or error}") from None
+        raise PlotError(f"cannot write {out_path}: {error.strerror or error}. Fix: pass --out=<a writable .png path>") from None
     return out_path
 
 

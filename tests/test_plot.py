@@ -98,9 +98,9 @@ def empty_eval(tmp_path):
 
 def malformed_line(tmp_path):
     workdir = write_run(tmp_path / "run")
-    with open(workdir / "eval.jsonl", "a") as handle:
-        handle.write('{"step": 240, "tasks": \n')
-    return [workdir], f"{workdir / 'eval.jsonl'}, line 4: malformed JSON"
+    lines = (workdir / "eval.jsonl").read_text().splitlines()
+    (workdir / "eval.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    return [workdir], f"{workdir / 'eval.jsonl'}, line 2: malformed JSON"
 
 
 def different_tasks(tmp_path):
@@ -117,6 +117,16 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path, bad_input):
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_last_line_cut_short_is_skipped_with_one_warning(tmp_path):
+    workdir = write_run(tmp_path / "run")
+    with open(workdir / "eval.jsonl", "a") as handle:
+        handle.write('{"step": 240, "tasks": ')  # a run killed while writing its evaluation
+    result = run_cli(workdir, "--out", tmp_path / "out.png")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == f"warning: {workdir / 'eval.jsonl'}, line 4: cut short (a run writing it, or killed); skipped"
+    assert_png(tmp_path / "out.png")
 
 
 def test_experiment_folders_are_compared_on_the_same_panels(tmp_path):
