@@ -19,6 +19,7 @@ import copy
 import hashlib
 import importlib.util
 import inspect
+import math
 import pathlib
 import sys
 
@@ -86,6 +87,11 @@ def compose(
     config.setup = setups.setup_config(setup)
     config.agent = agent_config(agent, network, gradient)
     config.env = envs.env_config(env, task_name)
+    if task_name is not None and "task_name" not in config.env:
+        raise ConfigError(
+            f"task={task_name} names the task of a single-task env, and env={env} trains its own "
+            f"{len(task_names(config.env))} tasks. Fix: drop task=, or choose a single-task env (env=metaworld-mt1)."
+        )
     config.experiment = experiment_config()
     num_tasks = len(task_names(config.env))
     config.replay_buffer = replay_buffer_config(num_tasks)
@@ -257,14 +263,89 @@ def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected:
         )
 
 
+SECTIONS = ("seed", "setup", "agent", "env", "experiment", "replay_buffer", "extensions")
+SEED_BOUND = 2**32  # the env and replay seeds are derived from the seed as 32-bit integers
+
+
+def _check_sections(config: ml_collections.ConfigDict) -> None:
+    """The top-level keys, the sections and the names of the choices are there, of the right kind."""
+    have = set(config.keys())
+    missing, unknown = [key for key in SECTIONS if key not in have], sorted(have - set(SECTIONS))
+    if missing or unknown:
+        raise ConfigError(
+            "The config is not a run's config: "
+            + "; ".join(([f"it lacks {', '.join(missing)}"] if missing else [])
+                        + ([f"it holds unknown keys {', '.join(unknown)}"] if unknown else []))
+            + f". A config holds exactly {', '.join(SECTIONS)}. Fix: start from a config file in configs/ "
+            "or from a run's config.json."
+        )
+    for key in ("experiment", "replay_buffer", *CHOICES):
+        section_key, _, leaf = key.rpartition(".") if key in CHOICES else (key, "", "")
+        section = config
+        for part in section_key.split("."):
+            section = section.get(part) if isinstance(section, (dict, ml_collections.ConfigDict)) else None
+        if not isinstance(section, (dict, ml_collections.ConfigDict)):
+            raise ConfigError(
+                f"{section_key} must be a section of keys; the config has {section!r} there. Fix: start from a "
+                "config file in configs/ or from a run's config.json."
+            )
+        if leaf and not isinstance(section.get(leaf), str):
+            raise ConfigError(f"{key} must name the {CHOICES[key]} (a string); it is {section.get(leaf)!r}.")
+
+
+def _check_keys(section_key: str, section, expected) -> None:
+    """A section without a choice (`experiment`, `replay_buffer`) holds exactly its default keys."""
+    have, want = set(flatten(section)), set(flatten(expected))
+    if have != want:
+        raise ConfigError(
+            f"The {section_key} section "
+            + "; ".join(([f"lacks {', '.join(sorted(want - have))}"] if want - have else [])
+                        + ([f"holds unknown keys {', '.join(sorted(have - want))}"] if have - want else []))
+            + f". Fix: give {section_key} exactly the keys {', '.join(sorted(want))} (README.md lists them)."
+        )
+
+
+def _kind(value) -> str:
+    return {bool: "True or False", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__)
+
+
+def _check_types(config: ml_collections.ConfigDict, defaults: dict) -> None:
+    """Every value has the type of its default (an integer is a number too), and every number is finite."""
+    for key, value in flatten(config).items():
+        default = defaults[key]
+        if isinstance(default, bool) or isinstance(value, bool):
+            fits = isinstance(value, bool) and isinstance(default, bool)
+        elif isinstance(default, float):
+            fits = isinstance(value, (int, float))
+        elif default is None:
+            fits = True
+        else:
+            fits = isinstance(value, type(default))
+        if not fits:
+            raise ConfigError(
+                f"{key}={value!r} is {_kind(value)}, and {key} takes {_kind(default)} (default {default!r}). "
+                f"Fix: pass --config.{key}=<{_kind(default)}>."
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value!r} must be a finite number. Fix: pass --config.{key}=<a finite number>.")
+    if isinstance(config.extensions, list) and not all(isinstance(file, str) for file in config.extensions):
+        raise ConfigError(f"extensions={config.extensions!r} must list Python files (strings).")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks values and cross-section facts; raises ConfigError naming keys and fix."""
+    """Checks the keys, types, values and cross-section facts; raises ConfigError naming keys and fix."""
+    _check_sections(config)
     setup = setups.SETUPS.get(config.setup.name)
     agent = agents.AGENTS.get(config.agent.name)
     networks.NETWORKS.get(config.agent.network.name)
     gradients.GRADIENTS.get(config.agent.gradient.name)
-    envs.validate(config.env)
-    env_section = envs.env_config(config.env.name, config.env.get("task_name"))
+    envs.family_of(config.env.name, key="env.name")
+    try:
+        env_section = envs.env_config(config.env.name, config.env.get("task_name"))
+    except ConfigError:
+        envs.validate(config.env)  # the same fault, named by its key (env.task_name)
+        raise
     agent_section = agent_config(config.agent.name, config.agent.network.name, config.agent.gradient.name)
     for key, expected in (
         ("setup", setups.setup_config(config.setup.name)),
@@ -274,6 +355,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("agent", agent_section),
     ):
         _check_shape(key, _get(config, key), expected)
+    num_tasks = len(task_names(config.env))
+    _check_keys("experiment", config.experiment, experiment_config())
+    _check_keys("replay_buffer", config.replay_buffer, replay_buffer_config(num_tasks))
+    defaults = {"seed": 1, "extensions": [], **flatten({
+        "setup": setups.setup_config(config.setup.name), "agent": agent_section, "env": env_section,
+        "experiment": experiment_config(), "replay_buffer": replay_buffer_config(num_tasks)})}
+    _check_types(config, defaults)
+    if not 0 <= config.seed < SEED_BOUND:
+        raise ConfigError(
+            f"seed={config.seed} must lie in [0, 2**32): env and network seeds derive from it. "
+            "Fix: pass --config.seed=<a non-negative integer>, e.g. 1."
+        )
+    envs.validate(config.env)
     family = config.env.name.split("-", 1)[0]
     if family not in setup.env_families:
         raise ConfigError(
@@ -303,7 +397,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
 
     names = task_names(config.env)
-    num_tasks = len(names)
     multitask = config.agent.multitask
     if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
         task_descriptions.description_embeddings(multitask.task_encoder.description_embeddings, names)
