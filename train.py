@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -47,7 +48,9 @@ _PRINT_CONFIG = flags.DEFINE_bool(
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        fail(f"unexpected argument(s) {' '.join(argv[1:])}. Flags start with -- (--config=..., --config.<key>=<value>, "
+             "--workdir=...); mtrl's words are key=value (setup.seed=1). python train.py --help lists them.")
     logging.set_verbosity(logging.WARNING)  # keep JAX's backend probing off the console
     config = load_config_or_exit(_CONFIG)
     if _PRINT_CONFIG.value:
@@ -58,16 +61,49 @@ def main(argv):
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config, config_variant(sys.argv))
+    if workdir.exists() and not workdir.is_dir():
+        fail(f"--workdir={workdir} is a file, not a folder. Fix: pass a new or existing run folder.")
+    started = _started(workdir)
     try:
         train_and_evaluate(config, workdir)
-    except (TrainingError, EnvWorkerError, CheckpointError) as error:
+    except (TrainingError, EnvWorkerError, CheckpointError, ConfigError) as error:
+        _forget_unstarted(workdir, started)
         sys.exit(f"error: {error}")
+    except (MemoryError, jax.errors.JaxRuntimeError) as error:
+        if not isinstance(error, MemoryError) and "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        _forget_unstarted(workdir, started)
+        fail(f"out of memory: {str(error).splitlines()[0] if str(error) else 'MemoryError'}. The replay buffer "
+             "(replay_buffer.capacity transitions) and the networks (agent.actor/critic hidden_dim, num_layers) "
+             "must fit in memory. Fix: lower replay_buffer.capacity or the network sizes.")
+    except BaseException:
+        _forget_unstarted(workdir, started)
+        raise
+
+
+def _started(workdir: pathlib.Path) -> dict[str, bool]:
+    """What of a run `workdir` held before this command: the folder, its config.json."""
+    return {"folder": workdir.is_dir(), "config": (workdir / "config.json").is_file()}
+
+
+def _forget_unstarted(workdir: pathlib.Path, started: dict[str, bool]) -> None:
+    """After a command failed before its first checkpoint, removes the config.json it wrote (and
+    the folder it made, if it holds nothing else), so that the next command in this workdir,
+    with any config, starts there as in a new one."""
+    checkpoints = workdir / "checkpoints"
+    if started["config"] or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        return
+    (workdir / "config.json").unlink(missing_ok=True)
+    if not started["folder"] and workdir.is_dir():
+        leftovers = [path for path in workdir.rglob("*") if path.is_file()]
+        if not leftovers:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run(argv: list[str]) -> None:
     """Runs `argv` (a command line of `--config` flags, mtrl's `key=value` words, or both)."""
-    argv = [f"--config={FROM_JSON}:{arg.split('=', 1)[1]}" if arg.startswith("--config=") and arg.endswith(".json")
-            else arg for arg in argv]
+    argv = [f"--config={FROM_JSON}:{arg.split('=', 1)[1]}"
+            if arg.startswith("--config=") and arg.endswith(".json") and ".py:" not in arg else arg for arg in argv]
     flags_argv, words, multirun = mtrl_args.split(mtrl_args.hydra_flags(argv))
     if any(arg in ("-h", "--help", "--helpshort") for arg in flags_argv[1:]):
         given = [arg.split("=", 1)[1] for arg in flags_argv if arg.startswith("--config=")]

@@ -25,31 +25,73 @@ def fail(message: str) -> None:
     sys.exit(f"error: {message}")
 
 
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flags parser for `app.run` that reports config errors plainly."""
     for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
         key = arg.split("=", 1)[0].removeprefix("--config.")
-        if arg.startswith("--config.") and key in CHOICES:
+        if not _KEY.fullmatch(key):
+            fail(f"{arg}: {key!r} is not a config key. Keys are dotted names, e.g. --config.agent.discount=0.99 "
+                 "(python train.py --config=... --help lists them).")
+        if key in CHOICES:
+            choice = CHOICES[key]
+            example = {"setup": "metaworld", "agent": "state_sac", "env": "metaworld-mt10", choice: "<name>"}
             fail(
-                f"{arg} would change the {CHOICES[key]} without changing the config's shape. The {CHOICES[key]} "
-                f"is chosen in the config file's argument, which builds its keys: e.g. "
-                f"--config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,"
-                f"{CHOICES[key]}=<name>."
+                f"{arg} would change the {choice} without changing the config's shape. The {choice} "
+                f"is chosen in the config file's argument, which builds its keys: e.g. --config=configs/compose.py:"
+                + ",".join(f"{name}={value}" for name, value in example.items()) + "."
             )
     try:
         return flags.FLAGS(argv)
-    except AttributeError as error:  # unknown --config.key
-        key_error = error.__context__ if isinstance(error.__context__, KeyError) else error
-        missing, _, hint = str(key_error.args[0] if key_error.args else error).partition("\n")
-        missing = missing.strip("'\"")
-        given = [arg.split("=")[0] for arg in argv[1:] if re.match(rf"--config\..*\b{re.escape(missing)}\b", arg)]
-        fail(
-            f"unknown config key {missing!r}{' in ' + ', '.join(given) if given else ''}. {hint} "
-            "The config is locked: only keys the config file defines can be set (README.md lists them)."
-        )
     except flags.Error as error:
         fail(_reason(str(error)))
+    except ConfigError as error:  # raised by a config file's get_config
+        fail(str(error))
+    except (AttributeError, KeyError) as error:
+        if "get_config" in str(error):  # a config file without get_config
+            fail(f"config file {_config_file(argv)!r} defines no get_config(arg=None) returning the config. "
+                 "Config files live in configs/ (e.g. configs/metaworld_mt10.py).")
+        fail(_unknown_key(error, argv))
+    except SyntaxError as error:
+        fail(f"config file {error.filename or _config_file(argv)!r} is not a Python config file (line {error.lineno}: "
+             f"{error.msg}). Config files live in configs/ (e.g. configs/metaworld_mt10.py); a run's config.json "
+             "is passed as --config=runs/<run>/config.json.")
+    except Exception as error:  # anything else a config file raised while loading
+        fail(f"config file {_config_file(argv)!r} raised {type(error).__name__}: {error}")
     return []
+
+
+def _config_file(argv: list[str]) -> str:
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    return given[-1].partition(":")[0] if given else ""
+
+
+def _unknown_key(error: Exception, argv: list[str]) -> str:
+    """The message for a `--config.` key the config lacks, a leaf or a whole section."""
+    nested = isinstance(error, AttributeError) and isinstance(error.__context__, KeyError)
+    key_error = error.__context__ if nested else error
+    missing, _, hint = str(key_error.args[0] if key_error.args else error).partition("\n")
+    missing = missing.strip("'\"")
+    given = [arg.split("=")[0] for arg in argv[1:] if re.match(rf"--config\.(.*\.)?{re.escape(missing)}(\.|=|$)", arg)]
+    return (
+        f"unknown config key {missing!r}{' in ' + ', '.join(given) if given else ''}.{' ' + hint if hint else ''} "
+        "The config is locked: only keys the config file defines can be set (python train.py --config=... --help "
+        "lists them)."
+    )
+
+
+_KINDS = {
+    "invalid literal for int()": "takes an integer",
+    "could not convert string to float": "takes a number",
+    "Non-boolean argument to boolean flag": "takes True or False",
+    "as a ConfigDict": "is a section: set its keys one by one, e.g. --config.<section>.<key>=<value>",
+    "is not supported for overriding": "cannot be set on the command line (a list, filled in when composing; "
+    "docs/extending.md)",
+}
 
 
 def _reason(text: str) -> str:
@@ -57,7 +99,19 @@ def _reason(text: str) -> str:
     hands over as formatted traceback text, the raised exception's own message."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if "Traceback" not in text:
-        return lines[0] if lines else text
+        message = lines[0] if lines else text
+        unsupported = re.search(r"field config\.(\S+) is not supported for overriding", message)
+        if unsupported:
+            return f"--config.{unsupported.group(1)} {_KINDS['is not supported for overriding']}."
+        flag = re.match(r"flag (--[^=]+)=(.*?): ", message)
+        for pattern, kind in _KINDS.items():
+            if flag and pattern in message:
+                name, value = flag.groups()
+                message = f"{message.rstrip('.')}. Fix: {name} {kind}"
+                if value.startswith("-"):
+                    message += f" (it took the next argument, {value}, as its value: write {name}=<value>)"
+                return message + "."
+        return message
     exception_type, _, message = lines[-1].partition(": ")
     if exception_type == f"{ConfigError.__module__}.{ConfigError.__name__}":
         return message
@@ -70,7 +124,7 @@ def load_config_or_exit(config_flag) -> ml_collections.ConfigDict:
     if config is None:
         fail(f"no --config given. {USAGE}")
     if not isinstance(config, ml_collections.ConfigDict):
-        path = config_flags.get_config_filename(flags.FLAGS["config"])
+        path = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")[0]
         reason = "does not exist" if not pathlib.Path(path).exists() else "could not be loaded"
         fail(f"config file {path!r} {reason}. Config files live in configs/ (e.g. configs/metaworld_mt10.py).")
     try:
