@@ -26,10 +26,14 @@ _VIDEO = flags.DEFINE_bool("video", False, "Also record one episode per task to 
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected argument(s) {' '.join(argv[1:])}. Flags: --workdir, --step, --episodes, --video.")
     logging.set_verbosity(logging.WARNING)
     if not _WORKDIR.value:
         sys.exit("error: pass --workdir=<a training run folder>.")
+    if _EPISODES.value is not None and _EPISODES.value < 1:
+        sys.exit(f"error: --episodes={_EPISODES.value}: evaluate at least one episode per task. "
+                 "Fix: --episodes=1 or more, or leave it out for the run's experiment.num_eval_episodes.")
     workdir = pathlib.Path(_WORKDIR.value)
     try:
         config = load_config(workdir)
@@ -37,8 +41,6 @@ def main(argv):
     except (PolicyError, ConfigError, CheckpointError) as error:
         sys.exit(f"error: {error}")
     episodes = _EPISODES.value or config.experiment.num_eval_episodes
-    if episodes < 1:
-        sys.exit("error: --episodes must be positive.")
     eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
     try:
         record = {"step": policy.step}
@@ -49,10 +51,14 @@ def main(argv):
     print(f"{workdir}, checkpoint {policy.step}, {episodes} episode(s) per task")
     print(format_eval(record))
     if _VIDEO.value:
+        folder = workdir / "videos" / f"step{policy.step}"
         try:
-            paths = video.record_episodes(policy, config.env, config.seed, workdir / "videos" / f"step{policy.step}")
+            paths = video.record_episodes(policy, config.env, config.seed, folder)
         except video.VideoError as error:
             sys.exit(f"error: {error}")
+        except OSError as error:
+            sys.exit(f"error: cannot write the videos to {folder}: {error.strerror or error}. The evaluation above "
+                     "stands. Fix: make that folder writable (or remove what blocks it), then rerun with --video.")
         print(f"videos: {paths[0].parent} ({len(paths)} files)")
 
 

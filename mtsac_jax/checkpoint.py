@@ -14,6 +14,7 @@ one before it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -44,13 +45,45 @@ def _to_bytes_arrays(blobs) -> list[np.ndarray]:
     return [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
 
 
+@contextlib.contextmanager
+def quiet_orbax():
+    """Keeps orbax's own log lines (tracebacks from its threads included) off the console while
+    a checkpoint that may be damaged is read: the caller reports the failure in one line."""
+    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "tensorstore")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def failure_reason(error: BaseException) -> str:
+    """One short line on why reading a checkpoint failed: the root cause's first line."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    text = (str(error).splitlines() or [""])[0].split(" See full TensorStore details")[0]
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
 class Checkpointer:
-    def __init__(self, workdir: pathlib.Path, keep: int):
+    def __init__(self, workdir: pathlib.Path, keep: int, read_only: bool = False):
+        """`read_only`: only read existing checkpoints (evaluation): the folder must exist, and
+        nothing in it is created, cleaned up or deleted."""
         self.directory = (pathlib.Path(workdir) / "checkpoints").absolute()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
-        )
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "envs", "meta"))
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(
+                f"{self.directory} is missing (or not a folder): {workdir} holds no checkpoints. Fix: train "
+                "(again) into this workdir, or pass the workdir of a run that saved checkpoints."
+            )
+        with quiet_orbax():  # read-only managers warn that they are read-only
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=None if read_only else keep, create=not read_only, enable_async_checkpointing=False,
+                cleanup_tmp_directories=not read_only, read_only=read_only,
+            )
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("arrays", "envs", "meta"))
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -84,20 +117,20 @@ class Checkpointer:
         """
         for step in reversed(self.steps()):
             try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-                legacy = meta.get("format", 1) == 1
-                target = _format_1(abstract_arrays) if legacy else abstract_arrays
-                restored = self._manager.restore(
-                    step,
-                    args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target), envs=ocp.args.StandardRestore()),
-                )
+                with quiet_orbax():
+                    meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                    legacy = meta.get("format", 1) == 1
+                    target = _format_1(abstract_arrays) if legacy else abstract_arrays
+                    restored = self._manager.restore(
+                        step,
+                        args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target), envs=ocp.args.StandardRestore()),
+                    )
                 _check_shapes(target, restored["arrays"])
                 arrays = _from_format_1(abstract_arrays, restored["arrays"]) if legacy else restored["arrays"]
             except Exception as error:  # a corrupt, truncated or foreign checkpoint
                 aside = self._move_aside(step)
-                reason = str(error).splitlines()[0] if str(error) else ""
                 warn(
-                    f"warning: checkpoint {step} could not be restored ({type(error).__name__}: {reason}); "
+                    f"warning: checkpoint {step} could not be restored ({failure_reason(error)}); "
                     f"moved it to {aside} and trying the previous one."
                 )
                 continue
@@ -129,8 +162,9 @@ class Checkpointer:
             "envs": ocp.StandardCheckpointHandler(),
             "meta": ocp.JsonCheckpointHandler(),
         }
-        return ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(create=False),
-                                     item_handlers=handlers)
+        with quiet_orbax():
+            options = ocp.CheckpointManagerOptions(create=False, read_only=True, cleanup_tmp_directories=False)
+            return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def _move_aside(self, step: int) -> pathlib.Path:
         aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from typing import Callable
 
 import jax
@@ -20,8 +21,8 @@ import ml_collections
 import numpy as np
 
 from mtsac_jax import agents
-from mtsac_jax.checkpoint import Checkpointer
-from mtsac_jax.config import import_extensions, task_names, upgrade, validate
+from mtsac_jax.checkpoint import Checkpointer, CheckpointError, failure_reason, quiet_orbax
+from mtsac_jax.config import ConfigError, import_extensions, task_names, upgrade, validate
 
 
 class PolicyError(RuntimeError):
@@ -49,34 +50,69 @@ class DeterministicPolicy:
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     """The resolved config a run saved in `WORKDIR/config.json` (in today's shape), with the
     run's own registered extensions imported."""
-    path = pathlib.Path(workdir) / "config.json"
-    if not path.exists():
+    workdir = pathlib.Path(workdir)
+    path = workdir / "config.json"
+    if not workdir.is_dir():
+        raise PolicyError(f"{workdir} is not a folder. Fix: pass --workdir=<a training run folder>.")
+    if not path.is_file():
         raise PolicyError(f"{path} does not exist: {workdir} is not a training workdir (train.py writes one).")
-    config = ml_collections.ConfigDict(upgrade(json.loads(path.read_text())))
-    import_extensions(config.extensions)
-    validate(config)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"it holds a JSON {type(saved).__name__}, not an object")
+        config = ml_collections.ConfigDict(upgrade(saved))
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        raise PolicyError(
+            f"{path} is damaged or not a run's config ({error}). Fix: restore it from a copy, or rewrite it with "
+            f"the run's config: python train.py --config=<the run's config file> --print_config > {path}"
+        ) from None
+    try:
+        import_extensions(config.get("extensions", []))
+        validate(config)
+    except ConfigError as error:
+        raise PolicyError(f"{path} is not a valid run config: {error}") from None
     return config
 
 
-def load_policy(workdir: str | pathlib.Path, step: int | None = None) -> DeterministicPolicy:
-    """The deterministic policy of the newest checkpoint in `workdir` (or of `step`)."""
+def load_policy(workdir: str | pathlib.Path, step: int | None = None,
+                warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> DeterministicPolicy:
+    """The deterministic policy of the newest checkpoint in `workdir` (or of `step`). A newest
+    checkpoint that cannot be read is skipped for the one before it, and `warn` is told."""
     config = load_config(workdir)
-    checkpointer = Checkpointer(pathlib.Path(workdir), config.experiment.keep_checkpoints)
+    checkpointer = Checkpointer(pathlib.Path(workdir), config.experiment.keep_checkpoints, read_only=True)
     try:
         steps = checkpointer.steps()
         if not steps:
             raise PolicyError(f"{workdir} has no checkpoint yet; train longer than experiment.save_freq steps.")
-        step = steps[-1] if step is None else step
-        if step not in steps:
-            raise PolicyError(f"{workdir} has no checkpoint for step {step}; it has {steps}.")
-        metadata = checkpointer.array_metadata(step)
-        obs_dim = metadata["obs"].shape[1]
-        action_dim = metadata["buffer"]["action"].shape[2]
-        names = tuple(task_names(config.env))
-        env_spec = agents.EnvSpec(len(names), obs_dim, action_dim, names)
-        agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
-        fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
-        part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
+        if step is not None and step not in steps:
+            raise PolicyError(f"{workdir} has no checkpoint for step {step}; it has {steps}. Fix: pass one of "
+                              "those to --step, or leave --step out for the newest.")
+        for candidate in [step] if step is not None else reversed(steps):
+            try:
+                with quiet_orbax():
+                    return _restore_policy(checkpointer, config, candidate)
+            except Exception as error:  # a damaged, truncated or emptied checkpoint
+                reason = failure_reason(error)
+                if step is not None:
+                    raise CheckpointError(f"checkpoint {step} of {workdir} cannot be read ({reason}). "
+                                          f"Fix: pass another --step of {steps}.") from None
+                earlier = [s for s in steps if s < candidate]
+                if earlier:
+                    warn(f"warning: checkpoint {candidate} of {workdir} cannot be read ({reason}); "
+                         f"skipped it, using checkpoint {earlier[-1]} instead.")
+        raise CheckpointError(f"no checkpoint of {workdir} can be read ({', '.join(map(str, steps))}; the oldest "
+                              f"failed with {reason}). Fix: train again into a fresh workdir.")
     finally:
         checkpointer.close()
+
+
+def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDict, step: int) -> DeterministicPolicy:
+    metadata = checkpointer.array_metadata(step)
+    obs_dim = metadata["obs"].shape[1]
+    action_dim = metadata["buffer"]["action"].shape[2]
+    names = tuple(task_names(config.env))
+    env_spec = agents.EnvSpec(len(names), obs_dim, action_dim, names)
+    agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
+    fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
+    part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
     return DeterministicPolicy(agent.eval_actions, part["train_state"], step)
