@@ -21,14 +21,35 @@ import tqdm
 LOG_FILES = ("train.jsonl", "eval.jsonl")
 
 
-def keep_records_up_to(workdir: pathlib.Path, step: int) -> None:
-    """Rewrites the JSONL logs without the records logged after `step`."""
+def keep_records_up_to(workdir: pathlib.Path, step: int) -> list[str]:
+    """Rewrites the JSONL logs without the records logged after `step`. A damaged line (cut
+    short by a kill, or not a record) is moved to `<log>.damaged`; returns a warning per log
+    that had any."""
+    warnings = []
     for name in LOG_FILES:
         path = workdir / name
         if not path.exists():
             continue
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        kept, damaged = [], []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record_step = json.loads(line)["step"]
+                keep = record_step <= step
+            except (ValueError, KeyError, TypeError):
+                damaged.append((number, line))
+                continue
+            if keep:
+                kept.append(line)
+        if damaged:
+            aside = path.with_name(path.name + ".damaged")
+            with open(aside, "a", encoding="utf-8") as handle:
+                handle.writelines(line + "\n" for _, line in damaged)
+            warnings.append(f"warning: {path}: line(s) {', '.join(str(n) for n, _ in damaged)} are not JSON records "
+                            f"(cut short or damaged); moved them to {aside}.")
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return warnings
 
 
 EVAL_KEYS = ("step", "env_steps", "tasks")  # the keys of an evaluation record that are not metrics
@@ -44,7 +65,7 @@ class RunLog:
         stream=sys.stdout,
         headline_metric: str = "success",
     ):
-        keep_records_up_to(workdir, start_step)
+        damaged = keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
         # purge_step hides events a killed run wrote past its last checkpoint.
@@ -64,6 +85,8 @@ class RunLog:
         )
         self._bar_stats: dict[str, str] = {}
         self._headline_metric = headline_metric
+        for warning in damaged:
+            self._print(warning)
 
     def advance(self, steps: int = 1) -> None:
         self._bar.update(steps)
