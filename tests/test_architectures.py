@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtsac_jax import networks
+from mtsac_jax import gradients, networks
 from mtsac_jax.agents import EnvSpec, sac
 from mtsac_jax.config import compose, task_names
 from mtsac_jax.networks import mlp, paco
@@ -254,7 +254,8 @@ def test_paco_masks_out_a_diverging_task_and_resets_its_vector_and_moments():
     losses = jnp.array([0.5, 7.0, 0.25])  # task 1 diverges
 
     guard = parts.loss_guard
-    masked, (_, seen, diverged) = guard.masked(lambda p: (losses, None))(params)
+    fixed = gradients.TaskLoss(lambda p, inputs: (losses, None), None, None, None)
+    masked, (_, seen, diverged) = guard.masked(fixed)(params)
     np.testing.assert_array_equal(diverged, [False, True, False])
     np.testing.assert_array_equal(masked, [0.5, 0.0, 0.25])
     np.testing.assert_array_equal(seen, losses)
@@ -271,11 +272,11 @@ def test_paco_masks_out_a_diverging_task_and_resets_its_vector_and_moments():
         np.testing.assert_array_equal(moment["params"]["ensemble"]["paco"]["hidden_0"]["kernel"],
                                       opt_state[0].mu["params"]["ensemble"]["paco"]["hidden_0"]["kernel"])
     # and in a step, the diverged task gets no gradient on its vector
-    def task_losses(p):  # task t's loss reads task t's vectors only; task 1's is far above the threshold
+    def task_losses(p, inputs):  # task t's loss reads task t's vectors only; task 1's is far above the threshold
         vectors = p["params"]["ensemble"]["paco"]["composition"]["embedding"]
         return jnp.sum(vectors**2, axis=(0, 2)) * jnp.array([0.01, 1000.0, 0.01]), None
 
-    loss = guard.masked(task_losses)
+    loss = guard.masked(gradients.TaskLoss(task_losses, None, None, None))
     grads = jax.grad(lambda p: loss(p)[0].sum())(params)
     composition_grad = grads["params"]["ensemble"]["paco"]["composition"]["embedding"]
     assert np.all(composition_grad[:, 1] == 0.0) and np.all(composition_grad[:, 0] != 0.0)

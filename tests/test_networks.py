@@ -80,13 +80,10 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
     task = 1
     others = [t for t in range(T) if t != task]
 
-    critic_grads = jax.grad(lambda p: sac.critic_losses(sac_parts, p, state, batch, jax.random.key(2))[0][task])(
-        state.critic_params
-    )
-    actor_grads = jax.grad(
-        lambda p: sac.actor_losses(sac_parts, p, state.critic_params, state.log_alpha, batch["obs"],
-                                   jax.random.key(3))[0][task]
-    )(state.actor_params)
+    critic_loss = sac.critic_loss(sac_parts, state, batch, jax.random.key(2))
+    critic_grads = jax.grad(lambda p: critic_loss(p)[0][task])(state.critic_params)
+    actor_loss = sac.actor_loss(sac_parts, state, batch["obs"], jax.random.key(3))
+    actor_grads = jax.grad(lambda p: actor_loss(p)[0][task])(state.actor_params)
     checked = 0
     for grads, task_axis in ((critic_grads, 1), (actor_grads, 0)):  # critic leaves lead with the twin axis
         for name, leaf in per_task_leaves(grads, variant):
@@ -98,7 +95,7 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
     assert checked >= 2
 
     log_prob = jax.random.normal(jax.random.key(4), (T, B))
-    alpha_grad = jax.grad(lambda a: sac.alpha_losses(sac_parts, a, log_prob)[0][task])(state.log_alpha)
+    alpha_grad = jax.grad(lambda a: sac.alpha_loss(sac_parts, log_prob)(a)[0][task])(state.log_alpha)
     assert alpha_grad.shape == (T,)
     assert np.all(alpha_grad[np.array(others)] == 0.0) and alpha_grad[task] != 0.0
 

@@ -88,7 +88,7 @@ def test_temperature_loss_forms_step_log_alpha_by_the_error_or_by_alpha_times_it
         config = tiny_config(num_envs=T)
         config.agent.temperature_loss = form
         sac_parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
-        grads[form] = np.asarray(jax.grad(lambda a: sac.alpha_losses(sac_parts, a, log_prob)[0].sum())(log_alpha))
+        grads[form] = np.asarray(jax.grad(lambda a: sac.alpha_loss(sac_parts, log_prob)(a)[0].sum())(log_alpha))
     entropy_error = np.asarray(-log_prob - sac_parts.target_entropy).mean(axis=-1)
     np.testing.assert_allclose(grads["log_alpha"], entropy_error, rtol=1e-6)
     np.testing.assert_allclose(grads["alpha"], np.exp(log_alpha) * entropy_error, rtol=1e-6)

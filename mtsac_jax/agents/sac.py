@@ -14,7 +14,10 @@ Choices that peers make differently, as mtrl makes them:
 - rewards are not rescaled.
 Per-task losses are (T,) vectors; the registered gradient method (`agent.gradient`, `mean` by
 default: the gradient of their mean, which equals mtrl's mean over the whole batch because
-every task has the same number of samples) turns each into the gradient Adam applies.
+every task has the same number of samples) turns each into the gradient Adam applies. Each
+loss is a `gradients.TaskLoss`: a function of the parameters and of explicit inputs (the batch,
+the other networks' parameters, the sampling noise, drawn before the loss) whose task axes are
+known, so that a method can take any task's share of it.
 
 The steps (`critic_step`, `actor_step`, `temperature_step`, `target_step`) take the `SAC`
 bundle first and any `flax.struct` state with the fields they read, and return the state
@@ -67,6 +70,9 @@ class SAC:
     alpha_optimizer: optax.GradientTransformation
     gradient: gradients.GradientFunctions
     loss_guard: networks.LossGuard | None  # the network's mask-out and reset of diverging tasks
+    descriptions: jax.Array | None  # (T, L) task-description embeddings the networks read, if any
+    actor_axes: dict  # the task axis of each leaf of the actor's parameters (None: shared)
+    critic_axes: dict  # the same for the critics'
     num_tasks: int
     obs_dim: int
     action_dim: int
@@ -91,19 +97,37 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
     def make_network(section):
         return functools.partial(
             networks.build, config.network, multitask, section.hidden_dim, section.num_layers,
-            descriptions=descriptions,
+            reads_descriptions=descriptions is not None,
         )
 
+    actor = heads.Actor(
+        env_spec.action_dim, make_network(config.actor), config.actor.log_std_min, config.actor.log_std_max
+    )
+    critic = heads.TwinCritic(make_network(config.critic))
+
+    def inputs(num_tasks):  # zeros shaped as the networks' inputs for `num_tasks` tasks
+        obs = jnp.zeros((num_tasks, 1, env_spec.obs_dim))
+        action = jnp.zeros((num_tasks, 1, env_spec.action_dim))
+        return obs, action, None if descriptions is None else jnp.zeros((num_tasks, descriptions.shape[1]))
+
+    def init_actor(num_tasks):
+        obs, _, task_descriptions = inputs(num_tasks)
+        return actor.init(jax.random.key(0), obs, task_descriptions)
+
+    def init_critic(num_tasks):
+        return critic.init(jax.random.key(0), *inputs(num_tasks))
+
     return SAC(
-        actor=heads.Actor(
-            env_spec.action_dim, make_network(config.actor), config.actor.log_std_min, config.actor.log_std_max
-        ),
-        critic=heads.TwinCritic(make_network(config.critic)),
+        actor=actor,
+        critic=critic,
         actor_optimizer=optax.adam(config.optimizers.actor.lr),
         critic_optimizer=optax.adam(config.optimizers.critic.lr),
         alpha_optimizer=optax.adam(config.optimizers.alpha.lr),
         gradient=gradients.build(config.gradient, env_spec.num_tasks),
         loss_guard=network.loss_guard(config.network) if network.loss_guard else None,
+        descriptions=None if descriptions is None else jnp.asarray(descriptions),
+        actor_axes=gradients.task_axes(init_actor, env_spec.num_tasks),
+        critic_axes=gradients.task_axes(init_critic, env_spec.num_tasks),
         num_tasks=env_spec.num_tasks,
         obs_dim=env_spec.obs_dim,
         action_dim=env_spec.action_dim,
@@ -120,8 +144,8 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
     key, actor_key, critic_key = jax.random.split(key, 3)
     obs = jnp.zeros((sac.num_tasks, 1, sac.obs_dim))
     action = jnp.zeros((sac.num_tasks, 1, sac.action_dim))
-    actor_params = sac.actor.init(actor_key, obs)
-    critic_params = sac.critic.init(critic_key, obs, action)
+    actor_params = sac.actor.init(actor_key, obs, sac.descriptions)
+    critic_params = sac.critic.init(critic_key, obs, action, sac.descriptions)
     log_alpha = jnp.full((sac.num_alphas,), jnp.log(sac.init_temperature), jnp.float32)
     # The gradient method's streams are folded off the state's key, leaving its splits as they are.
     params = {"critic": critic_params, "actor": actor_params, "alpha": log_alpha}
@@ -142,70 +166,124 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
     )
 
 
-def alpha(sac: SAC, log_alpha):  # (T, 1): broadcasts against (T, B)
-    return jnp.broadcast_to(jnp.exp(log_alpha), (sac.num_tasks,))[:, None]
+def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
+    return jnp.broadcast_to(jnp.exp(log_alpha), (num_tasks,))[:, None]
 
 
-# ----- per-task losses, each returning ((T,) loss vector, aux) -----
+def _alpha_axis(sac: SAC):  # one log-alpha per task, or one that all tasks share
+    return 0 if sac.num_alphas == sac.num_tasks else None
 
 
-def critic_losses(sac: SAC, critic_params, state, batch, key):
+# ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux), inputs with task axes -----
+
+
+def critic_losses(sac: SAC, critic_params, inputs):
     """Soft Bellman residual (eq. 5) with the soft target of eq. 3 through min of twin
     target critics. Bootstraps through truncation: only `terminated` cuts the target."""
-    mean, log_std = sac.actor.apply(state.actor_params, batch["next_obs"])
-    next_action, next_log_prob = heads.sample_tanh_gaussian(mean, log_std, key)
-    target_q = sac.critic.apply(state.target_critic_params, batch["next_obs"], next_action).min(axis=0)
-    soft_value = target_q - alpha(sac, state.log_alpha) * next_log_prob
+    batch, descriptions = inputs["batch"], inputs["descriptions"]
+    num_tasks = batch["obs"].shape[0]
+    mean, log_std = sac.actor.apply(inputs["actor_params"], batch["next_obs"], descriptions)
+    next_action, next_log_prob = heads.tanh_gaussian(mean, log_std, inputs["noise"])
+    target_q = sac.critic.apply(inputs["target_critic_params"], batch["next_obs"], next_action, descriptions)
+    soft_value = target_q.min(axis=0) - alpha(inputs["log_alpha"], num_tasks) * next_log_prob
     target = batch["reward"] + sac.discount * (1.0 - batch["terminated"]) * soft_value
-    q = sac.critic.apply(critic_params, batch["obs"], batch["action"])  # (2, T, B)
+    q = sac.critic.apply(critic_params, batch["obs"], batch["action"], descriptions)  # (2, T, B)
     squared_error = (q - jax.lax.stop_gradient(target)[None]) ** 2
     return squared_error.sum(axis=0).mean(axis=-1), q.mean(axis=(0, 2))
 
 
-def actor_losses(sac: SAC, actor_params, critic_params, log_alpha, obs, key):
+def actor_losses(sac: SAC, actor_params, inputs):
     """Policy loss of eq. 7 with the reparameterised tanh-Gaussian: E[alpha log pi - min Q]."""
-    mean, log_std = sac.actor.apply(actor_params, obs)
-    action, log_prob = heads.sample_tanh_gaussian(mean, log_std, key)
-    q = sac.critic.apply(critic_params, obs, action).min(axis=0)
-    return (jax.lax.stop_gradient(alpha(sac, log_alpha)) * log_prob - q).mean(axis=-1), log_prob
+    obs, descriptions = inputs["obs"], inputs["descriptions"]
+    mean, log_std = sac.actor.apply(actor_params, obs, descriptions)
+    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs["noise"])
+    q = sac.critic.apply(inputs["critic_params"], obs, action, descriptions).min(axis=0)
+    temperature = jax.lax.stop_gradient(alpha(inputs["log_alpha"], obs.shape[0]))
+    return (temperature * log_prob - q).mean(axis=-1), log_prob
 
 
-def alpha_losses(sac: SAC, log_alpha, log_prob):
+def alpha_losses(sac: SAC, log_alpha, inputs):
     """Temperature loss of eq. 18, log pi detached: log_alpha_t * (-log pi - target_entropy)
     (or alpha_t * (...) with `temperature_loss="alpha"`); both push alpha the same way."""
+    log_prob = inputs["log_prob"]
     entropy_error = jax.lax.stop_gradient(-log_prob - sac.target_entropy)
     if sac.temperature_loss == "alpha":
-        return (alpha(sac, log_alpha) * entropy_error).mean(axis=-1), None
-    log_alpha = jnp.broadcast_to(log_alpha, (sac.num_tasks,))[:, None]
+        return (alpha(log_alpha, log_prob.shape[0]) * entropy_error).mean(axis=-1), None
+    log_alpha = jnp.broadcast_to(log_alpha, (log_prob.shape[0],))[:, None]
     return (log_alpha * entropy_error).mean(axis=-1), None
+
+
+def _task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
+    """`losses(sac, params, inputs)` as a `TaskLoss`; every input's task axis is the first,
+    except the networks' parameters (their own axes) and a shared log-alpha."""
+    known = {"actor_params": sac.actor_axes, "critic_params": sac.critic_axes,
+             "target_critic_params": sac.critic_axes, "log_alpha": _alpha_axis(sac)}
+    input_axes = {name: known[name] if name in known else jax.tree.map(lambda _: 0, value)
+                  for name, value in inputs.items()}
+    return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, input_axes)
 
 
 # ----- the steps -----
 
 
-def _descend(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
+def _descend(sac: SAC, state, loss: str, task_loss, params, optimizer, opt_state):
     """One gradient-method + Adam step on `params`: (losses, aux, params, opt_state, gradient_state)."""
-    losses, aux, grads, method_state = sac.gradient.value_and_grad(per_task_loss, params, state.gradient_state[loss])
+    losses, aux, grads, method_state = sac.gradient.value_and_grad(task_loss, params, state.gradient_state[loss])
     updates, opt_state = optimizer.update(grads, opt_state)
     return losses, aux, optax.apply_updates(params, updates), opt_state, {**state.gradient_state, loss: method_state}
 
 
-def _descend_network(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
+def _descend_network(sac: SAC, state, loss: str, task_loss, params, optimizer, opt_state):
     """`_descend` on a network's parameters, through the network's loss guard if it has one:
     returns the losses as computed and a `<loss>_masked` metric (T,) of the tasks left out."""
     if sac.loss_guard is None:
-        return (*_descend(sac, state, loss, per_task_loss, params, optimizer, opt_state), {})
+        return (*_descend(sac, state, loss, task_loss, params, optimizer, opt_state), {})
     _, (aux, losses, diverged), params, opt_state, gradient_state = _descend(
-        sac, state, loss, sac.loss_guard.masked(per_task_loss), params, optimizer, opt_state
+        sac, state, loss, sac.loss_guard.masked(task_loss), params, optimizer, opt_state
     )
     params, opt_state = sac.loss_guard.reset(params, opt_state, diverged)
     return losses, aux, params, opt_state, gradient_state, {f"{loss}_masked": diverged.astype(jnp.float32)}
 
 
+def _noise(sac: SAC, key, obs):
+    """Standard normal noise for one action per observation, (T, B, A), drawn outside the loss."""
+    return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), obs.dtype)
+
+
+def critic_loss(sac: SAC, state, batch, key) -> gradients.TaskLoss:
+    """`critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
+    inputs = {
+        "batch": batch,
+        "noise": _noise(sac, key, batch["next_obs"]),
+        "actor_params": state.actor_params,
+        "target_critic_params": state.target_critic_params,
+        "log_alpha": state.log_alpha,
+        "descriptions": sac.descriptions,
+    }
+    return _task_loss(sac, critic_losses, sac.critic_axes, inputs)
+
+
+def actor_loss(sac: SAC, state, obs, key) -> gradients.TaskLoss:
+    """`actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
+    inputs = {
+        "obs": obs,
+        "noise": _noise(sac, key, obs),
+        "critic_params": state.critic_params,
+        "log_alpha": state.log_alpha,
+        "descriptions": sac.descriptions,
+    }
+    return _task_loss(sac, actor_losses, sac.actor_axes, inputs)
+
+
+def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
+    """`alpha_losses` given the actor's log pi (T, B)."""
+    return _task_loss(sac, alpha_losses, _alpha_axis(sac), {"log_prob": log_prob})
+
+
 def critic_step(sac: SAC, state, batch, key):
     """Updates `critic_params` on the soft Bellman residual; metrics `critic_loss`, `q`."""
     losses, q, params, opt_state, gradient_state, masked = _descend_network(
-        sac, state, "critic", lambda p: critic_losses(sac, p, state, batch, key),
+        sac, state, "critic", critic_loss(sac, state, batch, key),
         state.critic_params, sac.critic_optimizer, state.critic_opt_state,
     )
     state = state.replace(critic_params=params, critic_opt_state=opt_state, gradient_state=gradient_state)
@@ -215,7 +293,7 @@ def critic_step(sac: SAC, state, batch, key):
 def actor_step(sac: SAC, state, obs, key):
     """Updates `actor_params` against the current critic; returns log pi (T, B) for the temperature."""
     losses, log_prob, params, opt_state, gradient_state, masked = _descend_network(
-        sac, state, "actor", lambda p: actor_losses(sac, p, state.critic_params, state.log_alpha, obs, key),
+        sac, state, "actor", actor_loss(sac, state, obs, key),
         state.actor_params, sac.actor_optimizer, state.actor_opt_state,
     )
     state = state.replace(actor_params=params, actor_opt_state=opt_state, gradient_state=gradient_state)
@@ -225,11 +303,11 @@ def actor_step(sac: SAC, state, obs, key):
 def temperature_step(sac: SAC, state, log_prob):
     """Updates `log_alpha` towards the target entropy, given the actor's log pi."""
     losses, _, log_alpha, opt_state, gradient_state = _descend(
-        sac, state, "alpha", lambda a: alpha_losses(sac, a, log_prob),
+        sac, state, "alpha", alpha_loss(sac, log_prob),
         state.log_alpha, sac.alpha_optimizer, state.alpha_opt_state,
     )
     state = state.replace(log_alpha=log_alpha, alpha_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"alpha_loss": losses, "alpha": alpha(sac, log_alpha)[:, 0]}
+    return state, {"alpha_loss": losses, "alpha": alpha(log_alpha, sac.num_tasks)[:, 0]}
 
 
 def target_step(sac: SAC, state):
@@ -266,14 +344,14 @@ def scanned(one_update, num_updates: int):
 
 def sample_actions(sac: SAC, policy_params, obs, key, step):
     """Actions sampled with the key `fold_in(key, step)`: reproducible at any step."""
-    mean, log_std = sac.actor.apply(policy_params["actor_params"], obs[:, None, :])
+    mean, log_std = sac.actor.apply(policy_params["actor_params"], obs[:, None, :], sac.descriptions)
     action, _ = heads.sample_tanh_gaussian(mean, log_std, jax.random.fold_in(key, step))
     return action[:, 0]
 
 
 def eval_actions(sac: SAC, policy_params, obs):
     """The deterministic policy tanh(mean)."""
-    mean, _ = sac.actor.apply(policy_params["actor_params"], obs[:, None, :])
+    mean, _ = sac.actor.apply(policy_params["actor_params"], obs[:, None, :], sac.descriptions)
     return jnp.tanh(mean[:, 0])
 
 
@@ -307,6 +385,7 @@ def default_config() -> dict:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     check_choice("agent.temperature_loss", config.temperature_loss, TEMPERATURE_LOSSES)
+    gradients.GRADIENTS.get(config.gradient.name).validate(config.gradient)
     positive = {
         "agent.actor.hidden_dim": config.actor.hidden_dim,
         "agent.actor.num_layers": config.actor.num_layers,

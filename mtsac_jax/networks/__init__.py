@@ -32,7 +32,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from mtsac_jax.registry import Registry
 
@@ -47,16 +46,16 @@ class LossGuard:
     threshold: float
     reset: Callable
 
-    def masked(self, per_task_loss):
-        """`per_task_loss` with diverged tasks' losses replaced by zero (no gradient), its aux
-        extended to `(aux, losses, diverged)`, the losses as computed."""
+    def masked(self, loss):
+        """The `gradients.TaskLoss` `loss` with diverged tasks' losses replaced by zero (no
+        gradient), its aux extended to `(aux, losses, diverged)`, the losses as computed."""
 
-        def loss(params):
-            losses, aux = per_task_loss(params)
+        def fn(params, inputs):
+            losses, aux = loss.fn(params, inputs)
             diverged = jax.lax.stop_gradient(~(losses <= self.threshold))
             return jnp.where(diverged, 0.0, losses), (aux, jax.lax.stop_gradient(losses), diverged)
 
-        return loss
+        return dataclasses.replace(loss, fn=fn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,37 +192,42 @@ class DescriptionEncoder(nn.Module):
     """CARE's context encoder (Sodhani et al. 2021, sec. 4.1): fixed task-description embeddings
     (T, L) through a learned two-layer ReLU MLP to the (T, E) context."""
 
-    descriptions: np.ndarray  # (T, L), float32, fixed
     embedding_dim: int
 
     @nn.compact
-    def __call__(self, num_tasks: int):
-        x = nn.relu(nn.Dense(self.embedding_dim, name="hidden")(jnp.asarray(self.descriptions)))
+    def __call__(self, descriptions):  # (T, L), fixed
+        x = nn.relu(nn.Dense(self.embedding_dim, name="hidden")(descriptions))
         return nn.Dense(self.embedding_dim, name="output")(x)
 
 
 class TaskConditioned(nn.Module):
-    """A registered network and its context in one parameter scope: `(T, B, D) -> (T, B, H)`.
+    """A registered network and its context in one parameter scope: `(T, B, D), descriptions ->
+    (T, B, H)`.
 
     The context is the learned task embedding (`task_embedding`) when `task_embedding_dim` is
-    positive, encoded from `descriptions` (T, L) instead when those are given, else None. The
-    network's parameters sit directly in this module's scope (`nn.share_scope`), beside
-    `task_embedding`."""
+    positive, encoded from the tasks' description embeddings (T, L), given with each call,
+    instead when `reads_descriptions`, else None. The network's parameters sit directly in this
+    module's scope (`nn.share_scope`), beside `task_embedding`."""
 
     make_network: Callable[[], nn.Module]
     task_embedding_dim: int = 0
-    descriptions: np.ndarray | None = None
+    reads_descriptions: bool = False
 
     def setup(self):
         self.network = self.make_network()
         nn.share_scope(self, self.network)
-        if self.task_embedding_dim and self.descriptions is not None:
-            self.task_embedding = DescriptionEncoder(self.descriptions, self.task_embedding_dim)
+        if self.task_embedding_dim and self.reads_descriptions:
+            self.task_embedding = DescriptionEncoder(self.task_embedding_dim)
         elif self.task_embedding_dim:
             self.task_embedding = TaskEmbedding(self.task_embedding_dim)
 
-    def __call__(self, x):
-        context = self.task_embedding(x.shape[0]) if self.task_embedding_dim else None
+    def __call__(self, x, descriptions=None):
+        if self.task_embedding_dim and self.reads_descriptions:
+            context = self.task_embedding(descriptions)
+        elif self.task_embedding_dim:
+            context = self.task_embedding(x.shape[0])
+        else:
+            context = None
         return self.network(x, context)
 
 
@@ -233,12 +237,12 @@ def build(
     hidden_dim: int,
     num_layers: int,
     output_dim: int,
-    descriptions: np.ndarray | None = None,
+    reads_descriptions: bool = False,
 ) -> TaskConditioned:
     """The registered network `network.name` with its context, as a module named after the
-    network (its parameters live under that name); `descriptions` (T, L) are the tasks'
-    description embeddings when `task_encoder.description_embeddings` names them. Call it inside
-    a compact module."""
+    network (its parameters live under that name); with `reads_descriptions` its context is
+    encoded from the tasks' description embeddings (T, L), which every call then gives. Call it
+    inside a compact module."""
     make = functools.partial(
         NETWORKS.get(network.name).make,
         network,
@@ -248,4 +252,4 @@ def build(
         multitask=multitask,
     )
     embedding_dim = multitask.task_encoder.embedding_dim if multitask.should_use_task_encoder else 0
-    return TaskConditioned(make, embedding_dim, descriptions, name=network.name)
+    return TaskConditioned(make, embedding_dim, reads_descriptions, name=network.name)

@@ -22,8 +22,8 @@ class Actor(nn.Module):
     log_std_max: float
 
     @nn.compact
-    def __call__(self, obs):
-        out = self.make_network(2 * self.action_dim)(obs)
+    def __call__(self, obs, descriptions=None):
+        out = self.make_network(2 * self.action_dim)(obs, descriptions)
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
         # mtrl's bound: tanh maps the raw output smoothly into [log_std_min, log_std_max].
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(raw_log_std) + 1.0)
@@ -36,15 +36,15 @@ class Critic(nn.Module):
     make_network: Callable[[int], nn.Module]
 
     @nn.compact
-    def __call__(self, obs, action):
-        return self.make_network(1)(jnp.concatenate([obs, action], axis=-1))[..., 0]
+    def __call__(self, obs, action, descriptions=None):
+        return self.make_network(1)(jnp.concatenate([obs, action], axis=-1), descriptions)[..., 0]
 
 
 _CriticEnsemble = nn.vmap(
     Critic,
     variable_axes={"params": 0},
     split_rngs={"params": True},
-    in_axes=0,
+    in_axes=(0, 0, None),
     out_axes=0,
 )
 
@@ -58,15 +58,19 @@ class TwinCritic(nn.Module):
     make_network: Callable[[int], nn.Module]
 
     @nn.compact
-    def __call__(self, obs, action):
+    def __call__(self, obs, action, descriptions=None):
         twin = lambda x: jnp.broadcast_to(x, (2, *x.shape))  # noqa: E731
-        return _CriticEnsemble(self.make_network, name="ensemble")(twin(obs), twin(action))
+        return _CriticEnsemble(self.make_network, name="ensemble")(twin(obs), twin(action), descriptions)
 
 
 def sample_tanh_gaussian(mean, log_std, key):
-    """a = tanh(u), u ~ N(mean, std); log pi(a|s) with the tanh change of variables
+    """`tanh_gaussian` with standard normal noise drawn from `key`."""
+    return tanh_gaussian(mean, log_std, jax.random.normal(key, mean.shape, mean.dtype))
+
+
+def tanh_gaussian(mean, log_std, noise):
+    """a = tanh(u), u = mean + std * noise; log pi(a|s) with the tanh change of variables
     (Haarnoja et al. 2018a, appendix C, eq. 21), summed over action dimensions."""
-    noise = jax.random.normal(key, mean.shape, mean.dtype)
     pre_tanh = mean + jnp.exp(log_std) * noise
     gaussian_log_prob = -0.5 * noise**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
     # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).

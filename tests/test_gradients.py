@@ -1,0 +1,208 @@
+"""Gradient methods: per-task gradients from one vmapped backward pass, and PCGrad."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtsac_jax import agents, gradients, replay_buffer
+from mtsac_jax.agents import EnvSpec, sac
+from mtsac_jax.config import compose
+from mtsac_jax.gradients import pcgrad
+from tests.conftest import REPO, read_jsonl, tiny_config
+
+T, OBS, ACT, B = 3, 6, 2, 4
+
+
+def random_batch(key, num_tasks=T):
+    keys = jax.random.split(key, 3)
+    obs = jax.random.normal(keys[0], (num_tasks, B, OBS))
+    return {
+        "obs": obs,
+        "action": jax.random.uniform(keys[1], (num_tasks, B, ACT), minval=-1, maxval=1),
+        "reward": jax.random.normal(keys[2], (num_tasks, B)),
+        "next_obs": obs + 0.1,
+        "terminated": jnp.zeros((num_tasks, B)),
+    }
+
+
+NETWORK_VARIANTS = {  # (network, agent.multitask keys): shared, per-task and description-read parameters
+    "mlp_multi_head": ("mlp", {"should_use_multi_head_policy": True}),
+    "mlp_shared_alpha": ("mlp", {"should_use_disentangled_alpha": False}),
+    "care_descriptions": ("care", {"should_use_task_encoder": True, "task_encoder": {"embedding_dim": 8,
+                                   "description_embeddings": "metaworld"}}),
+    "paco": ("paco", {}),
+}
+
+
+def sac_with(variant, gradient="mean", num_tasks=T):
+    network, multitask = NETWORK_VARIANTS[variant]
+    config = compose("metaworld", "state_sac", "metaworld-mt10", smoke=True, network=network, gradient=gradient)
+    config.unlock()
+    config.agent.multitask.update(multitask)
+    config.agent.multitask.num_envs = num_tasks
+    names = ("reach-v3", "push-v3", "pick-place-v3")[:num_tasks]
+    return sac.make_sac(config.agent, EnvSpec(num_tasks, OBS, ACT, names))
+
+
+@pytest.mark.parametrize("variant", NETWORK_VARIANTS)
+def test_per_task_gradients_from_one_vmapped_pass_equal_each_tasks_own_gradient(variant):
+    """Against the Jacobian of the loss vector (one backward pass per task)."""
+    parts = sac_with(variant)
+    state = sac.init_state(parts, jax.random.key(0))
+    batch = random_batch(jax.random.key(1))
+    for loss, params in ((sac.critic_loss(parts, state, batch, jax.random.key(2)), state.critic_params),
+                         (sac.actor_loss(parts, state, batch["obs"], jax.random.key(3)), state.actor_params),
+                         (sac.alpha_loss(parts, jax.random.normal(jax.random.key(4), (T, B))), state.log_alpha)):
+        losses, _, grads = jax.jit(lambda p: gradients.per_task_value_and_grad(loss, p))(params)
+        np.testing.assert_allclose(losses, loss(params)[0], rtol=1e-5, atol=1e-6)
+        jacobian = jax.jit(jax.jacrev(lambda p: loss(p)[0]))(params)  # each leaf (T, *leaf)
+
+        def expected(axis, jac):  # shared: each task's own; per-task: task t's slice from task t's loss
+            return jac if axis is None else jnp.sum(jac, axis=0)
+
+        wanted = jax.tree.map(expected, loss.param_axes, jacobian, is_leaf=gradients.is_axis)
+        chex.assert_trees_all_close(grads, wanted, rtol=2e-4, atol=1e-6)
+
+
+def test_task_axes_are_found_from_the_shapes():
+    parts = sac_with("mlp_multi_head")
+    head = parts.critic_axes["params"]["ensemble"]["mlp"]["head"]["kernel"]
+    hidden = parts.critic_axes["params"]["ensemble"]["mlp"]["hidden_0"]["kernel"]
+    assert head == 1 and hidden is None  # the critics' leaves lead with the twin axis
+    care = sac_with("care_descriptions")
+    assert care.actor_axes["params"]["care"]["task_embedding"]["hidden"]["kernel"] is None  # reads (T, L) inputs
+
+
+def test_pcgrad_projects_two_conflicting_gradients_as_the_paper():
+    g1, g2 = np.array([1.0, 1.0]), np.array([-1.0, 0.5])  # g1 . g2 = -0.5 < 0
+    projected = np.asarray(pcgrad.project_conflicting(jnp.array([g1, g2]), jnp.array([[0, 1], [1, 0]])))
+    np.testing.assert_allclose(projected[0], g1 - (-0.5 / 1.25) * g2, rtol=1e-6)
+    np.testing.assert_allclose(projected[1], g2 - (-0.5 / 2.0) * g1, rtol=1e-6)
+    assert abs(projected[0] @ g2) < 1e-6 and abs(projected[1] @ g1) < 1e-6  # on the normal planes
+
+
+def test_pcgrad_leaves_non_conflicting_gradients_unchanged():
+    grads = jnp.array([[1.0, 0.0, 2.0], [0.5, 1.0, 0.0], [0.0, 3.0, 1.0]])  # all dot products >= 0
+    orders = jnp.array([[2, 0, 1], [0, 1, 2], [1, 2, 0]])
+    np.testing.assert_array_equal(pcgrad.project_conflicting(grads, orders), grads)
+
+
+def test_pcgrad_projects_sequentially_in_each_tasks_own_order():
+    """Three tasks: the result depends on the order; each order gives alg. 1's sequence."""
+    grads = np.array([[1.0, 0.0], [-1.0, 1.0], [-0.2, -1.0]])
+
+    def by_hand(i, order):
+        g = grads[i].copy()
+        for j in order:
+            if j != i and g @ grads[j] < 0:
+                g = g - (g @ grads[j]) / (grads[j] @ grads[j]) * grads[j]
+        return g
+
+    orders = np.array([[1, 2, 0], [2, 1, 0], [0, 1, 2]])
+    swapped = orders[:, ::-1]
+    for order_set in (orders, swapped):
+        projected = np.asarray(pcgrad.project_conflicting(jnp.array(grads), jnp.array(order_set)))
+        for i in range(3):
+            np.testing.assert_allclose(projected[i], by_hand(i, order_set[i]), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(by_hand(0, orders[0]), by_hand(0, swapped[0]))
+
+
+def pcgrad_step(variant, reduction="mean", num_tasks=T, key=0):
+    parts = sac_with(variant, "pcgrad", num_tasks)
+    state = sac.init_state(parts, jax.random.key(0))
+    loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1), num_tasks), jax.random.key(2))
+    method = pcgrad.make(_gradient_config(reduction), num_tasks)
+    step = jax.jit(lambda params, method_state: method.value_and_grad(loss, params, method_state))
+    return step(state.critic_params, method.init(None, jax.random.key(key)))
+
+
+def _gradient_config(reduction):
+    config = gradients.gradient_config("pcgrad")
+    config.reduction = reduction
+    return config
+
+
+def test_pcgrad_without_conflicts_is_the_mean_gradient():
+    """Per-task losses on disjoint coordinates of a shared vector never conflict."""
+    params = {"shared": jnp.array([1.0, -2.0, 3.0]), "own": jnp.array([[0.5], [1.5], [-1.0]])}
+
+    def fn(p, inputs):
+        losses = inputs["weights"][:, 0] * p["shared"][inputs["index"][:, 0]] ** 2 + p["own"][:, 0] ** 2
+        return losses, None
+
+    inputs = {"weights": jnp.array([[1.0], [2.0], [3.0]]), "index": jnp.array([[0], [1], [2]])}
+    loss = gradients.TaskLoss(fn, inputs, {"shared": None, "own": 0}, {"weights": 0, "index": 0})
+    for reduction, scale in (("mean", 1 / 3), ("sum", 1.0)):
+        method = pcgrad.make(_gradient_config(reduction), 3)
+        _, _, grads, _ = method.value_and_grad(loss, params, method.init(params, jax.random.key(0)))
+        plain = jax.grad(lambda p: loss(p)[0].sum() * scale)(params)
+        chex.assert_trees_all_close(grads, plain, rtol=1e-6)
+
+
+def test_pcgrad_draws_its_orders_from_its_key_reproducibly():
+    _, _, grads, state = pcgrad_step("mlp_multi_head")
+    _, _, again, state_again = pcgrad_step("mlp_multi_head")
+    chex.assert_trees_all_equal(grads, again)
+    np.testing.assert_array_equal(state["key"], state_again["key"])
+    assert not np.array_equal(state["key"], jax.random.key_data(jax.random.key(0))), "the key moves on"
+
+
+def one_task_update(gradient):
+    config = tiny_config()
+    config.agent.gradient = gradients.gradient_config(gradient)
+    agent = agents.build(config.agent, EnvSpec(1, OBS, ACT, ("reach-v3",)), batch_size_per_task=B)
+    buffer = replay_buffer.init(1, 16, OBS, ACT)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        buffer = replay_buffer.insert_jit(buffer, rng.normal(size=(1, OBS)), rng.uniform(-1, 1, (1, ACT)),
+                                          rng.normal(size=1), rng.normal(size=(1, OBS)), np.zeros(1))
+    state = agent.init(jax.random.key(0))
+    for _ in range(3):
+        state, metrics = agent.update(state, buffer)
+    return state, metrics
+
+
+def test_pcgrad_with_one_task_is_plain_sac():
+    state, metrics = one_task_update("pcgrad")
+    plain_state, plain_metrics = one_task_update("mean")
+    for field in ("actor_params", "critic_params", "log_alpha"):
+        chex.assert_trees_all_equal(getattr(state, field), getattr(plain_state, field))
+    chex.assert_trees_all_equal(metrics, plain_metrics)
+
+
+def run(workdir, *overrides):
+    command = [sys.executable, "train.py", "--config=configs/compose.py:env=metaworld-mt10,gradient=pcgrad,smoke",
+               f"--workdir={workdir}", "--config.experiment.num_train_steps=120", *overrides]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process):
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def test_pcgrad_trains_mt10_through_train_py_and_resumes_exactly(tmp_path):
+    whole = run(tmp_path / "whole")
+    killed = run(tmp_path / "resumed")
+    deadline = time.time() + 600
+    while not (tmp_path / "resumed" / "checkpoints" / "50").exists():
+        assert killed.poll() is None, killed.communicate()[1][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    finish(whole)
+    assert "Resuming" in finish(run(tmp_path / "resumed"))
+    for log in ("train.jsonl", "eval.jsonl"):
+        records = read_jsonl(tmp_path / "whole" / log)
+        assert records and records == read_jsonl(tmp_path / "resumed" / log), log
+    last = read_jsonl(tmp_path / "whole" / "train.jsonl")[-1]
+    assert all(np.isfinite(value) for key, value in last.items() if isinstance(value, float))
