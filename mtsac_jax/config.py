@@ -71,6 +71,10 @@ def replay_buffer_config(num_tasks: int) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"capacity": 1_000_000, "batch_size": 128 * num_tasks})
 
 
+# mtrl's agents that are `state_sac` with a gradient method here
+MTRL_AGENTS = {"pcgrad_state_sac": "pcgrad", "gradnorm_state_sac": "gradnorm"}
+
+
 def compose(
     setup: str,
     agent: str,
@@ -81,7 +85,15 @@ def compose(
     gradient: str = "mean",
 ) -> ml_collections.ConfigDict:
     """One config from a setup, an agent, an env, a network and a gradient method; locked
-    against new keys. `task_name` is the task of a single-task env (`metaworld-mt1`)."""
+    against new keys. `task_name` is the task of a single-task env (`metaworld-mt1`); mtrl's
+    agent names `pcgrad_state_sac` and `gradnorm_state_sac` are `state_sac` with that gradient."""
+    if agent in MTRL_AGENTS:
+        if gradient not in ("mean", MTRL_AGENTS[agent]):
+            raise ConfigError(
+                f"agent={agent} is state_sac with gradient={MTRL_AGENTS[agent]}, and gradient={gradient} asks for "
+                f"another gradient method. Fix: agent=state_sac,gradient={gradient}, or drop gradient=."
+            )
+        agent, gradient = "state_sac", MTRL_AGENTS[agent]
     config = ml_collections.ConfigDict()
     config.seed = 1
     config.setup = setups.setup_config(setup)

@@ -92,7 +92,7 @@ def test_unknown_task_lists_valid_ones():
         (["--config=configs/metaworld_mt10.py", "--config.env.name=metaworld-mt50"],
          "The env is chosen in the config file's argument"),
         (["--config=configs/compose.py:env=metaworld-mt10,network=cnn"], "Unknown agent.network.name 'cnn'"),
-        (["--config=configs/compose.py:env=metaworld-mt10,gradient=pcgradd"], "Valid choices: mean"),
+        (["--config=configs/compose.py:env=metaworld-mt10,gradient=pcgradd"], "Did you mean 'pcgrad'?"),
     ],
 )
 def test_command_line_errors_are_one_clear_message(args, message, tmp_path):

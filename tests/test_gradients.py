@@ -1,5 +1,6 @@
-"""Gradient methods: per-task gradients from one vmapped backward pass, and PCGrad."""
+"""Gradient methods: per-task gradients from one vmapped backward pass, PCGrad and GradNorm."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from mtsac_jax import agents, gradients, replay_buffer
 from mtsac_jax.agents import EnvSpec, sac
 from mtsac_jax.config import compose
-from mtsac_jax.gradients import pcgrad
+from mtsac_jax.registry import ConfigError
+from mtsac_jax.gradients import gradnorm, pcgrad
 from tests.conftest import REPO, read_jsonl, tiny_config
 
 T, OBS, ACT, B = 3, 6, 2, 4
@@ -177,8 +179,68 @@ def test_pcgrad_with_one_task_is_plain_sac():
     chex.assert_trees_all_equal(metrics, plain_metrics)
 
 
-def run(workdir, *overrides):
-    command = [sys.executable, "train.py", "--config=configs/compose.py:env=metaworld-mt10,gradient=pcgrad,smoke",
+def test_gradnorm_finds_the_last_shared_layer():
+    for variant, layer in (("mlp_shared_alpha", "head"), ("mlp_multi_head", "hidden_1")):
+        parts = sac_with(variant)
+        state = sac.init_state(parts, jax.random.key(0))
+        loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
+        paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.critic_params)[0]]
+        chosen = [path for path, last in zip(paths, gradnorm.last_shared_layer(loss, state.critic_params)) if last]
+        assert chosen == [f"['params']['ensemble']['mlp']['{layer}']['bias']",
+                          f"['params']['ensemble']['mlp']['{layer}']['kernel']"], (variant, chosen)
+    parts = sac_with("mlp_multi_head")
+    alpha = sac.alpha_loss(parts, jnp.ones((T, B)))
+    assert gradnorm.last_shared_layer(alpha, jnp.zeros(T)) == [False]  # a disentangled log-alpha shares nothing
+
+
+def test_gradnorm_weights_move_towards_balance_and_keep_summing_to_the_task_count():
+    """Two regression tasks through one shared layer, one loss 100 times the other's."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 16, 4)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(2, 16, 1)), jnp.float32)
+    scales = jnp.array([100.0, 1.0])
+
+    def fn(p, inputs):
+        prediction = inputs["x"] @ p["shared"]  # (T, N, 1)
+        return inputs["scale"] * jnp.mean((prediction - inputs["y"]) ** 2, axis=(1, 2)), None
+
+    loss = gradients.TaskLoss(fn, {"x": x, "y": y, "scale": scales}, {"shared": None},
+                              {"x": 0, "y": 0, "scale": 0})
+    config = gradients.gradient_config("gradnorm")
+    method = gradnorm.make(config, 2)
+    params = {"shared": jnp.asarray(rng.normal(size=(4, 1)), jnp.float32)}
+    state = method.init(params, jax.random.key(0))
+    step = jax.jit(lambda p, s: method.value_and_grad(loss, p, s))
+
+    def imbalance(p, weights):
+        per_task = jax.vmap(lambda xi, yi, si, wi: wi * jnp.linalg.norm(jax.grad(
+            lambda q: si * jnp.mean((xi @ q - yi) ** 2))(p["shared"])))(x, y, scales, weights)
+        return float(per_task.max() / per_task.min())
+
+    before = imbalance(params, state["weights"])
+    for _ in range(200):
+        _, _, grads, state = step(params, state)
+        params = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
+        np.testing.assert_allclose(state["weights"].sum(), 2.0, rtol=1e-5)
+    weights = np.asarray(state["weights"])
+    assert weights[0] < 0.5 < 1.5 < weights[1], weights  # the large loss is weighed down
+    assert imbalance(params, state["weights"]) < before / 5
+
+
+def test_gradnorm_keeps_the_first_losses_as_the_initial_ones():
+    parts = sac_with("mlp_shared_alpha", "gradnorm")
+    state = sac.init_state(parts, jax.random.key(0))
+    method_state = state.gradient_state["critic"]
+    first = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
+    losses, _, _, method_state = parts.gradient.value_and_grad(first, state.critic_params, method_state)
+    second = sac.critic_loss(parts, state, random_batch(jax.random.key(5)), jax.random.key(6))
+    _, _, _, method_state = parts.gradient.value_and_grad(second, state.critic_params, method_state)
+    np.testing.assert_array_equal(method_state["initial_losses"], losses)
+    assert not np.allclose(method_state["weights"], 1.0)
+
+
+def run(workdir, gradient, *overrides):
+    command = [sys.executable, "train.py", f"--config=configs/compose.py:env=metaworld-mt10,gradient={gradient},smoke",
                f"--workdir={workdir}", "--config.experiment.num_train_steps=120", *overrides]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -189,9 +251,10 @@ def finish(process):
     return stdout
 
 
-def test_pcgrad_trains_mt10_through_train_py_and_resumes_exactly(tmp_path):
-    whole = run(tmp_path / "whole")
-    killed = run(tmp_path / "resumed")
+@pytest.mark.parametrize("gradient", ["pcgrad", "gradnorm"])
+def test_each_method_trains_mt10_through_train_py_and_resumes_exactly(gradient, tmp_path):
+    whole = run(tmp_path / "whole", gradient)
+    killed = run(tmp_path / "resumed", gradient)
     deadline = time.time() + 600
     while not (tmp_path / "resumed" / "checkpoints" / "50").exists():
         assert killed.poll() is None, killed.communicate()[1][-3000:]
@@ -200,9 +263,22 @@ def test_pcgrad_trains_mt10_through_train_py_and_resumes_exactly(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.communicate()
     finish(whole)
-    assert "Resuming" in finish(run(tmp_path / "resumed"))
+    assert "Resuming" in finish(run(tmp_path / "resumed", gradient))
     for log in ("train.jsonl", "eval.jsonl"):
         records = read_jsonl(tmp_path / "whole" / log)
         assert records and records == read_jsonl(tmp_path / "resumed" / log), log
     last = read_jsonl(tmp_path / "whole" / "train.jsonl")[-1]
     assert all(np.isfinite(value) for key, value in last.items() if isinstance(value, float))
+
+
+def test_mtrl_agent_names_are_state_sac_with_their_gradient_method():
+    for agent, gradient in (("pcgrad_state_sac", "pcgrad"), ("gradnorm_state_sac", "gradnorm")):
+        config = compose("metaworld", agent, "metaworld-mt10")
+        assert (config.agent.name, config.agent.gradient.name) == ("state_sac", gradient)
+    with pytest.raises(ConfigError, match="agent=state_sac,gradient=gradnorm"):
+        compose("metaworld", "pcgrad_state_sac", "metaworld-mt10", gradient="gradnorm")
+    printed = subprocess.run(
+        [sys.executable, "main.py", "setup=metaworld", "agent=pcgrad_state_sac", "env=metaworld-mt10", "--print_config"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    assert json.loads(printed)["agent"]["gradient"] == {"name": "pcgrad", "reduction": "mean"}

@@ -112,6 +112,7 @@ def task_axes(init: Callable[[int], Any], num_tasks: int):
 GRADIENTS: Registry[GradientMethod] = Registry("gradient method", "agent.gradient.name")
 GRADIENTS.register("mean", "mtsac_jax.gradients.mean:METHOD")
 GRADIENTS.register("pcgrad", "mtsac_jax.gradients.pcgrad:METHOD")
+GRADIENTS.register("gradnorm", "mtsac_jax.gradients.gradnorm:METHOD")
 
 
 def gradient_config(name: str) -> ml_collections.ConfigDict:
