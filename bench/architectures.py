@@ -38,20 +38,22 @@ PRESETS = {
 }
 
 
-def build(name: str, shape: dict, seed: int = 0):
-    """The preset's agent, a train state and a buffer of random transitions, in a process tuned
-    as train.py tunes it (before its first JAX computation)."""
+def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
+    """The preset's agent (with the gradient method `gradient`), a train state and a buffer of
+    random transitions, in a process tuned as train.py tunes it (before its first JAX computation)."""
     from mtsac_jax.cpu_runtime import tune_cpu_process
 
     tune_cpu_process()
     import jax
     from peer_plugin import NUM_TASKS, random_buffer
 
-    from mtsac_jax import agents
+    from mtsac_jax import agents, gradients
     from mtsac_jax.envs import task_names
 
     file, _, arg = PRESETS[name].partition(":")
     config = runpy.run_path(str(HERE.parent / file))["get_config"](arg or None)
+    config.unlock()
+    config.agent.gradient = gradients.gradient_config(gradient)
     names = tuple(task_names(config.env))
     obs_dim = shape["obs_dim"] - (0 if config.env.use_one_hot else NUM_TASKS)  # the shape's has the one-hot
     action_dim = shape["act_dim"]
@@ -61,37 +63,39 @@ def build(name: str, shape: dict, seed: int = 0):
     return agent, agent.init(jax.random.key(seed)), buffer
 
 
-def _system(name: str, shape: dict) -> dict:
+def system(name: str, shape: dict, gradient: str = "mean") -> dict:
+    """A timed system (bench/workers.py) updating the preset `name` with `gradient`, and the
+    FLOPs of its update."""
     from peer_plugin import updating
 
-    agent, state, buffer = build(name, shape)
+    agent, state, buffer = build(name, shape, gradient=gradient)
     analysis = agent.update.lower(state, buffer).compile().cost_analysis()
     flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
     return {**updating(agent, state, buffer), "flop_per_update": flop}
 
 
 def mlp(shape):
-    return _system("mlp", shape)
+    return system("mlp", shape)
 
 
 def film(shape):
-    return _system("film", shape)
+    return system("film", shape)
 
 
 def care(shape):
-    return _system("care", shape)
+    return system("care", shape)
 
 
 def soft_modularization(shape):
-    return _system("soft_modularization", shape)
+    return system("soft_modularization", shape)
 
 
 def moore(shape):
-    return _system("moore", shape)
+    return system("moore", shape)
 
 
 def paco(shape):
-    return _system("paco", shape)
+    return system("paco", shape)
 
 
 def summarize(results: dict[str, dict]) -> None:

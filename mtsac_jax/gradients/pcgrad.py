@@ -10,8 +10,10 @@ by their mean (`reduction="mean"`, as mtrl, so that without conflicts the result
 gradient) or their sum (`"sum"`, the paper's). Per-task parameters (a task embedding, the heads
 of a multi-head network, a disentangled log-alpha, ...) keep each task's own gradient, reduced
 the same way. The per-task gradients come from one backward pass vmapped over the task axis of
-the single-task loss (`gradients.per_task_value_and_grad`); the orders are drawn from the
-method's key, which its state carries, so a run reproduces and resumes exactly.
+the single-task loss (`gradients.per_task_value_and_grad`); the projections run on the (T, T)
+matrix of their dot products, not on the (T, P) gradients (`projection_coefficients`). The
+orders are drawn from the method's key, which its state carries, so a run reproduces and
+resumes exactly.
 
 mtrl differs: it projects every parameter as one vector (its MT-SAC has no per-task ones) and
 divides by |g_j| + 1e-8 instead of |g_j|.
@@ -37,22 +39,29 @@ def init(params, key):
     return {"key": jax.random.key_data(key)}
 
 
-def project_conflicting(grads, orders):
-    """Alg. 1 on flat per-task gradients `grads` (T, P), task i visiting the others in the
-    order `orders[i]` (a permutation of range(T); i itself is skipped): the projected (T, P)."""
-    num_tasks = grads.shape[0]
+def projection_coefficients(gram, orders):
+    """Alg. 1 in the span of the task gradients: `gram` (T, T) holds g_i . g_j and task i
+    visits the others in the order `orders[i]` (a permutation of range(T); i itself is skipped).
+    Returns A (T, T) with g_i^PC = sum_m A_im g_m: every dot product alg. 1 needs is A @ gram,
+    so the projection never touches the (T, P) gradients until A @ grads."""
+    num_tasks = gram.shape[0]
     tasks = jnp.arange(num_tasks)
 
-    def visit(projected, position):
+    def visit(coefficients, position):
         other = orders[:, position]  # (T,): the task each task projects against now
-        g_other = grads[other]
-        dot = jnp.sum(projected * g_other, axis=-1)
+        dot = jnp.sum(coefficients * gram[other], axis=-1)  # g_i^PC . g_other
         conflict = (dot < 0) & (other != tasks)
-        norm_sq = jnp.where(conflict, jnp.sum(g_other * g_other, axis=-1), 1.0)
-        return projected - jnp.where(conflict, dot / norm_sq, 0.0)[:, None] * g_other, None
+        norm_sq = jnp.where(conflict, gram[other, other], 1.0)
+        step = jnp.where(conflict, dot / norm_sq, 0.0)
+        return coefficients - step[:, None] * jax.nn.one_hot(other, num_tasks, dtype=gram.dtype), None
 
-    projected, _ = jax.lax.scan(visit, grads, jnp.arange(num_tasks))
-    return projected
+    coefficients, _ = jax.lax.scan(visit, jnp.eye(num_tasks, dtype=gram.dtype), jnp.arange(num_tasks))
+    return coefficients
+
+
+def project_conflicting(grads, orders):
+    """Alg. 1 on flat per-task gradients `grads` (T, P): the projected gradients (T, P)."""
+    return projection_coefficients(grads @ grads.T, orders) @ grads
 
 
 def value_and_grad(per_task_loss, params, state, reduction: str):
@@ -67,7 +76,7 @@ def value_and_grad(per_task_loss, params, state, reduction: str):
     shared = [leaf for leaf, axis in zip(leaves, axes) if axis is None]  # each (T, ...)
     if shared:
         flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
-        combined = project_conflicting(flat, orders).sum(axis=0) * scale
+        combined = (projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
         splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
         shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
     out = [next(shared) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
