@@ -98,11 +98,12 @@ def paco(shape):
     return system("paco", shape)
 
 
-def summarize(results: dict[str, dict]) -> None:
-    """Adds updates/s, x MT-SAC, GFLOP/s and the fraction of numpy's matmul rate."""
+def summarize(results: dict[str, dict], bases: dict[str, str]) -> None:
+    """Adds updates/s, GFLOP/s and the fraction of numpy's matmul rate to each system of
+    `bases`, and `x_base`: its updates/s over those of its base system (`bases[name]`)."""
     numpy_gflops = statistics.median([rate * MATMUL_FLOP / 1e9 for rate in rates(results["numpy_matmul"])])
     results["numpy_matmul"]["gflops"] = numpy_gflops
-    for name in PRESETS:
+    for name in bases:
         result = results.get(name)
         if not result or not result.get("calls"):
             continue
@@ -110,56 +111,70 @@ def summarize(results: dict[str, dict]) -> None:
         result["updates_per_s"] = spread(rates(result))
         result["gflops"] = result["updates_per_s"]["median"] * flop / 1e9
         result["of_numpy_matmul"] = result["gflops"] / numpy_gflops
-    base = results.get("mlp", {}).get("updates_per_s", {}).get("median")
-    for name in PRESETS:
-        if base and "updates_per_s" in results.get(name, {}):
-            results[name]["x_mt_sac"] = results[name]["updates_per_s"]["median"] / base
+    for name, base in bases.items():
+        if "updates_per_s" in results.get(name, {}) and "updates_per_s" in results.get(base, {}):
+            results[name]["x_base"] = results[name]["updates_per_s"]["median"] / results[base]["updates_per_s"]["median"]
 
 
-def table(results: dict[str, dict]) -> str:
-    lines = ["| network (MT10 preset) | updates/s | x MT-SAC | GFLOP per update | GFLOP/s | of numpy's matmul rate |",
-             "|---|---|---|---|---|---|"]
-    for name in PRESETS:
+def table(results: dict[str, dict], rows: dict[str, list[str]], header: list[str], base_label: str) -> str:
+    """A markdown row per measured system: its `rows[name]` cells, then the figures."""
+    lines = [f"| {' | '.join(header)} | updates/s | {base_label} | GFLOP per update | GFLOP/s | of numpy's matmul rate |",
+             "|---" * (len(header) + 5) + "|"]
+    for name, cells in rows.items():
         result = results.get(name)
         if result is None:
             continue
         if "updates_per_s" not in result:
-            lines.append(f"| {name} | failed | | | | |")
+            lines.append(f"| {' | '.join(cells)} | failed | | | | |")
             continue
         updates = result["updates_per_s"]
         flop = result["ready"]["details"]["flop_per_update"]
-        x_mt_sac = f"{result['x_mt_sac']:.2f}" if "x_mt_sac" in result else "-"  # without mlp in --networks
-        lines.append(f"| {name} | {updates['median']:.2f} [{updates['min']:.2f}-{updates['max']:.2f}] | "
-                     f"{x_mt_sac} | {flop / 1e9:.2f} | {result['gflops']:.1f} | "
-                     f"{result['of_numpy_matmul']:.2f} |")
-    lines.append(f"| numpy 1280x400 @ 400x400 | - | - | - | {results['numpy_matmul']['gflops']:.1f} | 1.00 |")
+        x_base = f"{result['x_base']:.2f}" if "x_base" in result else "-"  # its base was not measured
+        lines.append(f"| {' | '.join(cells)} | {updates['median']:.2f} [{updates['min']:.2f}-{updates['max']:.2f}] | "
+                     f"{x_base} | {flop / 1e9:.2f} | {result['gflops']:.1f} | {result['of_numpy_matmul']:.2f} |")
+    lines.append(f"| numpy 1280x400 @ 400x400 |{' |' * (len(header) - 1)} - | - | - | "
+                 f"{results['numpy_matmul']['gflops']:.1f} | 1.00 |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--networks", default=",".join(PRESETS), help="comma list of: " + ", ".join(PRESETS))
+def measure(file: pathlib.Path, names: list[str], argv_settings, bases: dict[str, str], rows: dict[str, list[str]],
+            header: list[str], base_label: str, described: dict) -> None:
+    """Times the systems `names` (functions of `file`) with numpy's matmul in interleaved rounds,
+    prints the table, writes the JSON and exits non-zero if one failed."""
+    systems = [System("numpy_matmul", f"{HERE / 'peer_update.py'}:numpy_matmul")]
+    systems += [System(name, f"{file}:{name}") for name in names]
+    results = measure_interleaved(systems, SHAPE, argv_settings.seconds, argv_settings.repeats,
+                                  log=lambda line: print(line, file=sys.stderr, flush=True))
+    summarize(results, {name: bases[name] for name in names})
+    print(table(results, {name: rows[name] for name in names}, header, base_label))
+    if argv_settings.json:
+        argv_settings.json.write_text(json.dumps({"shape": SHAPE, **described, "matmul": MATMUL, "settings": {
+            "seconds": argv_settings.seconds, "repeats": argv_settings.repeats}, "systems": results}, indent=1))
+    failed = [name for name, result in results.items() if "error" in result]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)} (the errors are above and in the JSON)")
+
+
+def arguments(doc: str, choices, what: str, argv: list[str] | None):
+    """The common command line: which systems, call length, rounds, JSON file."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(f"--{what}", default=",".join(choices), help="comma list of: " + ", ".join(choices))
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one timed call")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of timed calls")
     parser.add_argument("--json", type=pathlib.Path, help="write the results here")
     args = parser.parse_args(argv)
-    names = [name for name in args.networks.split(",") if name]
-    unknown = sorted(set(names) - set(PRESETS))
+    names = [name for name in getattr(args, what).split(",") if name]
+    unknown = sorted(set(names) - set(choices))
     if unknown:
-        parser.error(f"unknown networks {unknown}; choose from {list(PRESETS)}")
-    systems = [System("numpy_matmul", f"{HERE / 'peer_update.py'}:numpy_matmul")]
-    systems += [System(name, f"{HERE / 'architectures.py'}:{name}") for name in names]
-    results = measure_interleaved(systems, SHAPE, args.seconds, args.repeats,
-                                  log=lambda line: print(line, file=sys.stderr, flush=True))
-    summarize(results)
-    print(table(results))
-    if args.json:
-        args.json.write_text(json.dumps({"shape": SHAPE, "presets": PRESETS, "matmul": MATMUL,
-                                         "settings": {"seconds": args.seconds, "repeats": args.repeats},
-                                         "systems": results}, indent=1))
-    failed = [name for name, result in results.items() if "error" in result]
-    if failed:
-        sys.exit(f"failed: {', '.join(failed)} (the errors are above and in the JSON)")
+        parser.error(f"unknown {what} {unknown}; choose from {list(choices)}")
+    return args, names
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, names = arguments(__doc__, PRESETS, "networks", argv)
+    measure(HERE / "architectures.py", names, args, bases={name: "mlp" for name in PRESETS},
+            rows={name: [name] for name in PRESETS}, header=["network (MT10 preset)"], base_label="x MT-SAC",
+            described={"presets": PRESETS})
 
 
 if __name__ == "__main__":
