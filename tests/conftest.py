@@ -1,10 +1,13 @@
 """Shared fixtures: tiny configs, and real Meta-World envs built once per session."""
 
 import json
+import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -57,6 +60,37 @@ def train(workdir, *overrides, expect_success=True):
     if expect_success:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def assert_killed_run_resumes_exactly(tmp_path, config_arg, checkpoint_step=50, num_train_steps=120):
+    """`train.py --config=<config_arg>` for `num_train_steps` in one go, against a run SIGKILLed
+    after its `checkpoint_step` checkpoint and started again: the same logs, finite losses."""
+
+    def start(workdir):
+        command = [sys.executable, "train.py", f"--config={config_arg}", f"--workdir={workdir}",
+                   f"--config.experiment.num_train_steps={num_train_steps}"]
+        return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(process):
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+        return stdout
+
+    whole, killed = start(tmp_path / "whole"), start(tmp_path / "resumed")
+    deadline = time.time() + 600
+    while not (tmp_path / "resumed" / "checkpoints" / str(checkpoint_step)).exists():
+        assert killed.poll() is None, killed.communicate()[1][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    finish(whole)
+    assert "Resuming" in finish(start(tmp_path / "resumed"))
+    for log in ("train.jsonl", "eval.jsonl"):
+        records = read_jsonl(tmp_path / "whole" / log)
+        assert records and records == read_jsonl(tmp_path / "resumed" / log), log
+    last = read_jsonl(tmp_path / "whole" / "train.jsonl")[-1]
+    assert all(math.isfinite(value) for value in last.values() if isinstance(value, float))
 
 
 def read_jsonl(path, drop_perf=True):

@@ -3,10 +3,6 @@ plain per-task loop written from its paper's equations, its mechanism on small c
 per-task parameters reached only by their own task's loss."""
 
 import runpy
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +15,7 @@ from mtsac_jax.agents import EnvSpec, sac
 from mtsac_jax.config import compose, task_names
 from mtsac_jax.networks import mlp, paco
 from mtsac_jax.networks.moore import gram_schmidt
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import REPO, assert_killed_run_resumes_exactly
 
 T, B, D, H, OUT = 3, 5, 6, 16, 4
 ARCHITECTURES = ("film", "care", "soft_modularization", "moore", "paco")
@@ -282,18 +278,6 @@ def test_paco_masks_out_a_diverging_task_and_resets_its_vector_and_moments():
     assert np.all(composition_grad[:, 1] == 0.0) and np.all(composition_grad[:, 0] != 0.0)
 
 
-def run_preset(workdir, name):
-    command = [sys.executable, "train.py", f"--config=configs/{name}.py:mt10,smoke", f"--workdir={workdir}",
-               "--config.experiment.num_train_steps=120"]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process):
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout
-
-
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_each_presets_agent_builds_from_its_config_file(name):
     """What train.py builds from `configs/<name>.py:mt10,smoke`, without the envs: the network
@@ -308,21 +292,4 @@ def test_each_presets_agent_builds_from_its_config_file(name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "paco" else pytest.mark.slow)
                                   for n in ARCHITECTURES])
 def test_each_preset_trains_mt10_through_train_py_and_resumes_exactly(name, tmp_path):
-    """The MT10 smoke preset for 120 steps in one go, against a run killed after its step-50
-    checkpoint and started again."""
-    whole = run_preset(tmp_path / "whole", name)
-    killed = run_preset(tmp_path / "resumed", name)
-    deadline = time.time() + 600
-    while not (tmp_path / "resumed" / "checkpoints" / "50").exists():
-        assert killed.poll() is None, killed.communicate()[1][-3000:]
-        assert time.time() < deadline
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate()
-    finish(whole)
-    assert "Resuming" in finish(run_preset(tmp_path / "resumed", name))
-    for log in ("train.jsonl", "eval.jsonl"):
-        records = read_jsonl(tmp_path / "whole" / log)
-        assert records and records == read_jsonl(tmp_path / "resumed" / log), log
-    last = read_jsonl(tmp_path / "whole" / "train.jsonl")[-1]
-    assert all(np.isfinite(value) for key, value in last.items() if isinstance(value, float))
+    assert_killed_run_resumes_exactly(tmp_path, f"configs/{name}.py:mt10,smoke")

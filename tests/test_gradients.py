@@ -1,10 +1,8 @@
 """Gradient methods: per-task gradients from one vmapped backward pass, PCGrad and GradNorm."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import chex
 import jax
@@ -15,23 +13,11 @@ import pytest
 from mtsac_jax import agents, gradients, replay_buffer
 from mtsac_jax.agents import EnvSpec, sac
 from mtsac_jax.config import compose
-from mtsac_jax.registry import ConfigError
 from mtsac_jax.gradients import gradnorm, pcgrad
-from tests.conftest import REPO, read_jsonl, tiny_config
+from mtsac_jax.registry import ConfigError
+from tests.conftest import REPO, assert_killed_run_resumes_exactly, tiny_config
+from tests.test_networks import ACT, B, OBS, T, random_batch
 
-T, OBS, ACT, B = 3, 6, 2, 4
-
-
-def random_batch(key, num_tasks=T):
-    keys = jax.random.split(key, 3)
-    obs = jax.random.normal(keys[0], (num_tasks, B, OBS))
-    return {
-        "obs": obs,
-        "action": jax.random.uniform(keys[1], (num_tasks, B, ACT), minval=-1, maxval=1),
-        "reward": jax.random.normal(keys[2], (num_tasks, B)),
-        "next_obs": obs + 0.1,
-        "terminated": jnp.zeros((num_tasks, B)),
-    }
 
 
 NETWORK_VARIANTS = {  # (network, agent.multitask keys): shared, per-task and description-read parameters
@@ -43,14 +29,13 @@ NETWORK_VARIANTS = {  # (network, agent.multitask keys): shared, per-task and de
 }
 
 
-def sac_with(variant, gradient="mean", num_tasks=T):
+def sac_with(variant, gradient="mean"):
     network, multitask = NETWORK_VARIANTS[variant]
     config = compose("metaworld", "state_sac", "metaworld-mt10", smoke=True, network=network, gradient=gradient)
     config.unlock()
     config.agent.multitask.update(multitask)
-    config.agent.multitask.num_envs = num_tasks
-    names = ("reach-v3", "push-v3", "pick-place-v3")[:num_tasks]
-    return sac.make_sac(config.agent, EnvSpec(num_tasks, OBS, ACT, names))
+    config.agent.multitask.num_envs = T
+    return sac.make_sac(config.agent, EnvSpec(T, OBS, ACT, ("reach-v3", "push-v3", "pick-place-v3")))
 
 
 @pytest.mark.parametrize("variant", NETWORK_VARIANTS)
@@ -116,11 +101,11 @@ def test_pcgrad_projects_sequentially_in_each_tasks_own_order():
     assert not np.allclose(by_hand(0, orders[0]), by_hand(0, swapped[0]))
 
 
-def pcgrad_step(variant, reduction="mean", num_tasks=T, key=0):
-    parts = sac_with(variant, "pcgrad", num_tasks)
+def pcgrad_step(variant, reduction="mean", key=0):
+    parts = sac_with(variant, "pcgrad")
     state = sac.init_state(parts, jax.random.key(0))
-    loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1), num_tasks), jax.random.key(2))
-    method = pcgrad.make(_gradient_config(reduction), num_tasks)
+    loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
+    method = pcgrad.make(_gradient_config(reduction), T)
     step = jax.jit(lambda params, method_state: method.value_and_grad(loss, params, method_state))
     return step(state.critic_params, method.init(None, jax.random.key(key)))
 
@@ -239,36 +224,9 @@ def test_gradnorm_keeps_the_first_losses_as_the_initial_ones():
     assert not np.allclose(method_state["weights"], 1.0)
 
 
-def run(workdir, gradient, *overrides):
-    command = [sys.executable, "train.py", f"--config=configs/compose.py:env=metaworld-mt10,gradient={gradient},smoke",
-               f"--workdir={workdir}", "--config.experiment.num_train_steps=120", *overrides]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process):
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout
-
-
 @pytest.mark.parametrize("gradient", ["pcgrad", "gradnorm"])
 def test_each_method_trains_mt10_through_train_py_and_resumes_exactly(gradient, tmp_path):
-    whole = run(tmp_path / "whole", gradient)
-    killed = run(tmp_path / "resumed", gradient)
-    deadline = time.time() + 600
-    while not (tmp_path / "resumed" / "checkpoints" / "50").exists():
-        assert killed.poll() is None, killed.communicate()[1][-3000:]
-        assert time.time() < deadline
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate()
-    finish(whole)
-    assert "Resuming" in finish(run(tmp_path / "resumed", gradient))
-    for log in ("train.jsonl", "eval.jsonl"):
-        records = read_jsonl(tmp_path / "whole" / log)
-        assert records and records == read_jsonl(tmp_path / "resumed" / log), log
-    last = read_jsonl(tmp_path / "whole" / "train.jsonl")[-1]
-    assert all(np.isfinite(value) for key, value in last.items() if isinstance(value, float))
+    assert_killed_run_resumes_exactly(tmp_path, f"configs/compose.py:env=metaworld-mt10,gradient={gradient},smoke")
 
 
 def test_mtrl_agent_names_are_state_sac_with_their_gradient_method():
