@@ -93,7 +93,10 @@ def _forget_unstarted(workdir: pathlib.Path, started: dict[str, bool]) -> None:
     checkpoints = workdir / "checkpoints"
     if started["config"] or (checkpoints.is_dir() and any(checkpoints.iterdir())):
         return
-    (workdir / "config.json").unlink(missing_ok=True)
+    try:
+        (workdir / "config.json").unlink(missing_ok=True)
+    except OSError:  # the workdir could not be made (a file in its path): nothing was written
+        return
     if not started["folder"] and workdir.is_dir():
         leftovers = [path for path in workdir.rglob("*") if path.is_file()]
         if not leftovers:

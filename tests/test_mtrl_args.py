@@ -1,7 +1,5 @@
 """mtrl's command lines (Hydra-style `key=value` words) run as typed, through train.py and main.py."""
 
-import functools
-import importlib.util
 import json
 import subprocess
 import sys
@@ -104,9 +102,10 @@ def test_words_that_cannot_run_stop_with_one_message(args, message):
     assert message in str(stop.value.code) and str(stop.value.code).startswith("error: ")
 
 
-@functools.cache
 def train_script():
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """train.py as a module, imported once per process (its flags are defined at import)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import train
+
+    return train
