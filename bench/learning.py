@@ -106,6 +106,9 @@ ROWS = {  # row name: (config argument, overrides, seeds)
         )
         for gradient in ("pcgrad", "gradnorm")
     },
+    # Distral at the same budget: a 2x256 network per task and the distilled policy, evaluated
+    # with the distilled policy (mtrl's choice)
+    "mt10-cpu-50k-distral": ("configs/compose.py:env=metaworld-mt10,agent=distral", MT10_CPU_50K, (1,)),
 }
 SBX_ROWS = {f"sbx-mt1-{task}": f"mt1-{task}" for task in ("reach-v3",)}  # peer row: its mtsac_jax row
 SOLVED = 0.9

@@ -67,6 +67,7 @@ class AgentSpec:
 
 AGENTS: Registry[AgentSpec] = Registry("agent", "agent.name")
 AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
+AGENTS.register("distral", "mtsac_jax.agents.distral:DISTRAL")
 
 
 def build(

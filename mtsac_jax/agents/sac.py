@@ -213,11 +213,12 @@ def alpha_losses(sac: SAC, log_alpha, inputs):
     return (log_alpha * entropy_error).mean(axis=-1), None
 
 
-def _task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
+def task_loss(sac: SAC, losses, params_axes, inputs, input_axes=None) -> gradients.TaskLoss:
     """`losses(sac, params, inputs)` as a `TaskLoss`; every input's task axis is the first,
-    except the networks' parameters (their own axes) and a shared log-alpha."""
+    except the networks' parameters (their own axes), a shared log-alpha and the inputs whose
+    axes `input_axes` gives."""
     known = {"actor_params": sac.actor_axes, "critic_params": sac.critic_axes,
-             "target_critic_params": sac.critic_axes, "log_alpha": _alpha_axis(sac)}
+             "target_critic_params": sac.critic_axes, "log_alpha": _alpha_axis(sac), **(input_axes or {})}
     input_axes = {name: known[name] if name in known else jax.tree.map(lambda _: 0, value)
                   for name, value in inputs.items()}
     return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, input_axes)
@@ -226,26 +227,26 @@ def _task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
 # ----- the steps -----
 
 
-def _descend(sac: SAC, state, loss: str, task_loss, params, optimizer, opt_state):
+def descend(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
     """One gradient-method + Adam step on `params`: (losses, aux, params, opt_state, gradient_state)."""
-    losses, aux, grads, method_state = sac.gradient.value_and_grad(task_loss, params, state.gradient_state[loss])
+    losses, aux, grads, method_state = sac.gradient.value_and_grad(per_task_loss, params, state.gradient_state[loss])
     updates, opt_state = optimizer.update(grads, opt_state)
     return losses, aux, optax.apply_updates(params, updates), opt_state, {**state.gradient_state, loss: method_state}
 
 
-def _descend_network(sac: SAC, state, loss: str, task_loss, params, optimizer, opt_state):
-    """`_descend` on a network's parameters, through the network's loss guard if it has one:
+def descend_network(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
+    """`descend` on a network's parameters, through the network's loss guard if it has one:
     returns the losses as computed and a `<loss>_masked` metric (T,) of the tasks left out."""
     if sac.loss_guard is None:
-        return (*_descend(sac, state, loss, task_loss, params, optimizer, opt_state), {})
-    _, (aux, losses, diverged), params, opt_state, gradient_state = _descend(
-        sac, state, loss, sac.loss_guard.masked(task_loss), params, optimizer, opt_state
+        return (*descend(sac, state, loss, per_task_loss, params, optimizer, opt_state), {})
+    _, (aux, losses, diverged), params, opt_state, gradient_state = descend(
+        sac, state, loss, sac.loss_guard.masked(per_task_loss), params, optimizer, opt_state
     )
     params, opt_state = sac.loss_guard.reset(params, opt_state, diverged)
     return losses, aux, params, opt_state, gradient_state, {f"{loss}_masked": diverged.astype(jnp.float32)}
 
 
-def _noise(sac: SAC, key, obs):
+def action_noise(sac: SAC, key, obs):
     """Standard normal noise for one action per observation, (T, B, A), drawn outside the loss."""
     return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), obs.dtype)
 
@@ -254,35 +255,35 @@ def critic_loss(sac: SAC, state, batch, key) -> gradients.TaskLoss:
     """`critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
     inputs = {
         "batch": batch,
-        "noise": _noise(sac, key, batch["next_obs"]),
+        "noise": action_noise(sac, key, batch["next_obs"]),
         "actor_params": state.actor_params,
         "target_critic_params": state.target_critic_params,
         "log_alpha": state.log_alpha,
         "descriptions": sac.descriptions,
     }
-    return _task_loss(sac, critic_losses, sac.critic_axes, inputs)
+    return task_loss(sac, critic_losses, sac.critic_axes, inputs)
 
 
 def actor_loss(sac: SAC, state, obs, key) -> gradients.TaskLoss:
     """`actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
     inputs = {
         "obs": obs,
-        "noise": _noise(sac, key, obs),
+        "noise": action_noise(sac, key, obs),
         "critic_params": state.critic_params,
         "log_alpha": state.log_alpha,
         "descriptions": sac.descriptions,
     }
-    return _task_loss(sac, actor_losses, sac.actor_axes, inputs)
+    return task_loss(sac, actor_losses, sac.actor_axes, inputs)
 
 
 def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
     """`alpha_losses` given the actor's log pi (T, B)."""
-    return _task_loss(sac, alpha_losses, _alpha_axis(sac), {"log_prob": log_prob})
+    return task_loss(sac, alpha_losses, _alpha_axis(sac), {"log_prob": log_prob})
 
 
 def critic_step(sac: SAC, state, batch, key):
     """Updates `critic_params` on the soft Bellman residual; metrics `critic_loss`, `q`."""
-    losses, q, params, opt_state, gradient_state, masked = _descend_network(
+    losses, q, params, opt_state, gradient_state, masked = descend_network(
         sac, state, "critic", critic_loss(sac, state, batch, key),
         state.critic_params, sac.critic_optimizer, state.critic_opt_state,
     )
@@ -292,7 +293,7 @@ def critic_step(sac: SAC, state, batch, key):
 
 def actor_step(sac: SAC, state, obs, key):
     """Updates `actor_params` against the current critic; returns log pi (T, B) for the temperature."""
-    losses, log_prob, params, opt_state, gradient_state, masked = _descend_network(
+    losses, log_prob, params, opt_state, gradient_state, masked = descend_network(
         sac, state, "actor", actor_loss(sac, state, obs, key),
         state.actor_params, sac.actor_optimizer, state.actor_opt_state,
     )
@@ -302,7 +303,7 @@ def actor_step(sac: SAC, state, obs, key):
 
 def temperature_step(sac: SAC, state, log_prob):
     """Updates `log_alpha` towards the target entropy, given the actor's log pi."""
-    losses, _, log_alpha, opt_state, gradient_state = _descend(
+    losses, _, log_alpha, opt_state, gradient_state = descend(
         sac, state, "alpha", alpha_loss(sac, log_prob),
         state.log_alpha, sac.alpha_optimizer, state.alpha_opt_state,
     )
