@@ -56,6 +56,15 @@ MTRL_KEYS = {
     **{key: ("env.use_one_hot", "task id in the input: the one-hot task id in the observation") for key in _TASK_INFO},
 }
 
+# mtrl keys that exist here with another meaning: refused, with the explanation.
+MTRL_OTHER_MEANING = {
+    key: "mtrl's distral_alpha is the KL's coefficient beside SAC's tuned temperature, and its distral_beta is "
+    "unused; here they are the paper's alpha (the KL's share, in [0, 1]) and beta (the inverse temperature, "
+    "fixed), Teh et al. 2017, eq. 2. Fix: pass the paper's values as --config.agent.distral_alpha=... and "
+    "--config.agent.distral_beta=... flags"
+    for key in ("agent.distral_alpha", "agent.distral_beta")
+}
+
 
 def hydra_flags(argv: list[str]) -> list[str]:
     """Hydra's `--cfg job` (print the resolved config) as `--print_config`."""
@@ -126,6 +135,8 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
     known = our_keys(config_arg) if config_arg is not None else None
     overrides, one_hot = [], {}
     for key, value in pairs.items():
+        if key in MTRL_OTHER_MEANING:
+            raise ConfigError(f"{key}={value}: {MTRL_OTHER_MEANING[key]}.")
         if key in MTRL_KEYS:
             ours, meaning = MTRL_KEYS[key]
             if key in _TASK_INFO:

@@ -93,6 +93,7 @@ def test_words_override_a_config_file():
           "agent.multitask.critic_cfg.should_condition_encoder_on_task_info=False"], "task-info flags disagree"),
         (["env=metaworld-mt100"], "Unknown env 'metaworld-mt100'"),
         (["env=metaworld-mt10", "setup.seed=2", "--config.seed=3"], "seed given twice"),
+        (["agent=distral", "env=metaworld-mt10", "agent.distral_alpha=0.1"], "mtrl's distral_alpha is the KL's coefficient"),
     ],
 )
 def test_words_that_cannot_run_stop_with_one_message(args, message):
@@ -100,6 +101,12 @@ def test_words_that_cannot_run_stop_with_one_message(args, message):
     with pytest.raises(SystemExit) as stop:
         train_script().run(["train.py", *args, "--print_config"])
     assert message in str(stop.value.code) and str(stop.value.code).startswith("error: ")
+
+
+def test_mtrls_distral_line_chooses_the_distral_agent():
+    (config,) = printed_configs(run("main.py", "setup=metaworld", "agent=distral", "env=metaworld-mt10",
+                                    "agent.multitask.num_envs=10", "--print_config"))
+    assert config["agent"]["name"] == "distral" and config["agent"]["eval_policy"] == "distilled"
 
 
 def train_script():
