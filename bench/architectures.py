@@ -39,8 +39,9 @@ PRESETS = {
 
 
 def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
-    """The preset's agent (with the gradient method `gradient`), a train state and a buffer of
-    random transitions, in a process tuned as train.py tunes it (before its first JAX computation)."""
+    """The agent of the preset `name` (or of the config argument `name`, `file.py:arg`), with the
+    gradient method `gradient`, a train state and a buffer of random transitions, in a process
+    tuned as train.py tunes it (before its first JAX computation)."""
     from mtsac_jax.cpu_runtime import tune_cpu_process
 
     tune_cpu_process()
@@ -50,7 +51,7 @@ def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
     from mtsac_jax import agents, gradients
     from mtsac_jax.envs import task_names
 
-    file, _, arg = PRESETS[name].partition(":")
+    file, _, arg = PRESETS.get(name, name).partition(":")
     config = runpy.run_path(str(HERE.parent / file))["get_config"](arg or None)
     config.unlock()
     config.agent.gradient = gradients.gradient_config(gradient)
@@ -64,8 +65,8 @@ def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
 
 
 def system(name: str, shape: dict, gradient: str = "mean") -> dict:
-    """A timed system (bench/workers.py) updating the preset `name` with `gradient`, and the
-    FLOPs of its update."""
+    """A timed system (bench/workers.py) updating the preset (or config argument) `name` with
+    `gradient`, and the FLOPs of its update."""
     from peer_plugin import updating
 
     agent, state, buffer = build(name, shape, gradient=gradient)
