@@ -27,6 +27,7 @@ import ml_collections
 
 from mtsac_jax import agents, envs, gradients, networks, setups, task_descriptions
 from mtsac_jax.envs import task_names
+from mtsac_jax.numerics import NAN_POLICIES
 from mtsac_jax.registry import ConfigError, check_choice
 
 __all__ = ["ConfigError", "compose", "flatten", "parse_config_arg", "task_names", "upgrade", "validate"]
@@ -61,6 +62,10 @@ def experiment_config() -> ml_collections.ConfigDict:
             "keep_checkpoints": 2,
             "num_updates_per_step": 1,
             "save_video": False,
+            # a non-finite loss or state: "stop" the run (its last checkpoint kept) or "skip" the
+            # update; `max_skipped_updates` skips in a row stop it too
+            "nan_policy": "stop",
+            "max_skipped_updates": 10,
         }
     )
 
@@ -228,11 +233,15 @@ def import_extensions(files) -> None:
 def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
-    (today's `mean`), no `extensions`, no `experiment.save_video` (False) and no
+    (today's `mean`), no `extensions`, no `experiment.save_video` (False), no
+    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10) and no
     `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
-    saved.get("experiment", {}).setdefault("save_video", False)
+    experiment = saved.get("experiment", {})
+    experiment.setdefault("save_video", False)
+    experiment.setdefault("nan_policy", "stop")
+    experiment.setdefault("max_skipped_updates", 10)
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
@@ -398,7 +407,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "experiment.save_freq": config.experiment.save_freq,
         "experiment.keep_checkpoints": config.experiment.keep_checkpoints,
         "experiment.num_updates_per_step": config.experiment.num_updates_per_step,
+        "experiment.max_skipped_updates": config.experiment.max_skipped_updates,
     }
+    check_choice("experiment.nan_policy", config.experiment.nan_policy, NAN_POLICIES)
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")

@@ -1,0 +1,70 @@
+"""Non-finite updates: detected inside the jitted update, never adopted, named to the user.
+
+`guarded(update)` runs an agent's update and checks every metric and every floating-point leaf
+of the new train state (parameters, optimizer moments, temperatures, a gradient method's state:
+a non-finite gradient shows in the parameters and moments Adam computes from it). If anything
+is not finite, the state given is returned unchanged, so a bad state never reaches a checkpoint.
+The checks are reductions over arrays the update has just written; `bench/nan_guard.py`
+measures their cost. What the run does next is `experiment.nan_policy`'s: `stop` (the run ends
+with the message of `describe`, its last checkpoint kept) or `skip` (the update is dropped and
+counted; `experiment.max_skipped_updates` in a row end the run as `stop` does).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NAN_POLICIES = ("stop", "skip")
+
+
+def _field(path) -> str:
+    """The train-state field a leaf belongs to (`critic_params`, `actor_opt_state`, ...)."""
+    first = path[0]
+    return str(getattr(first, "name", getattr(first, "key", first)))
+
+
+def state_faults(state) -> dict[str, jax.Array]:
+    """{field: () bool}: whether any floating-point leaf of that field of `state` is not finite."""
+    faults: dict[str, jax.Array] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            continue
+        field = _field(path)
+        bad = ~jnp.isfinite(leaf).all()
+        faults[field] = faults[field] | bad if field in faults else bad
+    return faults
+
+
+def guarded(update: Callable) -> Callable:
+    """`update(state, buffer) -> (state, metrics)` as `(state, metrics, fault)`.
+
+    `fault` holds `any` (() bool), `metrics` ({name: (T,) bool}, the tasks whose metric is not
+    finite) and `state` ({field: () bool}); when `any`, the state returned is the one given."""
+
+    def run(state, buffer):
+        new_state, metrics = update(state, buffer)
+        metric_faults = {name: ~jnp.isfinite(value) for name, value in metrics.items()}
+        field_faults = state_faults(new_state)
+        bad = jnp.stack([*(f.any() for f in metric_faults.values()), *field_faults.values()]).any()
+        state = jax.lax.cond(bad, lambda: state, lambda: new_state)
+        return state, metrics, {"any": bad, "metrics": metric_faults, "state": field_faults}
+
+    return run
+
+
+def describe(fault: dict, step: int, task_names: tuple[str, ...]) -> str:
+    """What was not finite at `step`, and on which tasks, from a `guarded` update's fault."""
+    fault = jax.device_get(fault)
+    metrics = {name: np.asarray(bad) for name, bad in fault["metrics"].items() if np.asarray(bad).any()}
+    fields = [field for field, bad in fault["state"].items() if bad]
+    parts = []
+    for name, bad in metrics.items():
+        tasks = [task_names[index] for index in np.flatnonzero(np.atleast_1d(bad))]
+        parts.append(f"{name} (task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
+    if fields:
+        parts.append(f"the new {', '.join(fields)}")
+    return f"step {step}: non-finite {'; '.join(parts)}"
