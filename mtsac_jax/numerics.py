@@ -57,14 +57,13 @@ def guarded(update: Callable) -> Callable:
 
 
 def describe(fault: dict, step: int, task_names: tuple[str, ...]) -> str:
-    """What was not finite at `step`, and on which tasks, from a `guarded` update's fault."""
+    """What was not finite at `step`: each metric with its tasks, else the state fields."""
     fault = jax.device_get(fault)
-    metrics = {name: np.asarray(bad) for name, bad in fault["metrics"].items() if np.asarray(bad).any()}
-    fields = [field for field, bad in fault["state"].items() if bad]
     parts = []
-    for name, bad in metrics.items():
+    for name, bad in fault["metrics"].items():
         tasks = [task_names[index] for index in np.flatnonzero(np.atleast_1d(bad))]
-        parts.append(f"{name} (task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
-    if fields:
-        parts.append(f"the new {', '.join(fields)}")
+        if tasks:
+            parts.append(f"{name} (task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)})")
+    if not parts:
+        parts = [f"values in the new {', '.join(field for field, bad in fault['state'].items() if bad)}"]
     return f"step {step}: non-finite {'; '.join(parts)}"
