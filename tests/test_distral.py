@@ -2,13 +2,14 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mtsac_jax
-from mtsac_jax import agents
+from mtsac_jax import agents, replay_buffer
 from mtsac_jax.agents import EnvSpec, distral, sac
 from mtsac_jax.config import compose, validate
 from mtsac_jax.networks import heads
@@ -124,3 +125,23 @@ def test_distral_trains_mt10_through_train_py_resumes_exactly_and_evaluates_eith
     # every task row through the one distilled policy: the same observation, the same action
     same = policy.eval_action(np.repeat(obs[:1], 10, axis=0))
     np.testing.assert_allclose(same, np.repeat(same[:1], 10, axis=0), rtol=1e-6)
+
+
+def test_with_a_network_per_task_pcgrad_has_nothing_to_project_and_equals_mean():
+    """Every parameter of the disjoint task policies and critics is a task's own, so PCGrad
+    changes nothing: its update is the plain one."""
+    obs_dim, act_dim = 7, 2
+    buffer = replay_buffer.init(T, 16, obs_dim, act_dim)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        buffer = replay_buffer.insert_jit(buffer, rng.normal(size=(T, obs_dim)), rng.uniform(-1, 1, (T, act_dim)),
+                                          rng.normal(size=T), rng.normal(size=(T, obs_dim)), np.zeros(T))
+    states = {}
+    for gradient in ("mean", "pcgrad"):
+        config = compose("metaworld", "distral", "metaworld-mt10", smoke=True, gradient=gradient)
+        config.unlock()
+        config.agent.multitask.num_envs = T
+        agent = agents.build(config.agent, EnvSpec(T, obs_dim, act_dim, TASKS), 4)
+        states[gradient], _ = agent.update(agent.init(jax.random.key(0)), buffer)
+    for field in ("actor_params", "critic_params", "distilled_actor_params"):
+        chex.assert_trees_all_close(getattr(states["pcgrad"], field), getattr(states["mean"], field), rtol=1e-5, atol=1e-6)
