@@ -1,7 +1,7 @@
 """Orbax checkpoints of a whole run: `WORKDIR/checkpoints/<step>/`.
 
 A checkpoint holds three items:
-- `arrays`: the TrainState, the replay buffer (contents and cursor) and the current
+- `arrays`: the TrainState, the replay buffer (contents, cursors and sizes) and the current
   observation, restored into the exact structure of a freshly built run;
 - `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes;
 - `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics and
@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -31,10 +32,12 @@ import orbax.checkpoint as ocp
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
-# 2: the train state carries every field of the agent's state. 1 (no `format` in the meta):
-# written before the registries, when the train state had no field without arrays (such as
-# the gradient state of `mean`); such fields are restored as they are in a fresh state.
-FORMAT = 2
+# 3: the replay buffer keeps a cursor and a size per task. 2: one cursor and size for all
+# tasks (restored as that value for every task); the train state carries every field of the
+# agent's state. 1 (no `format` in the meta): written before the registries, when the train
+# state had no field without arrays (such as the gradient state of `mean`); such fields are
+# restored as they are in a fresh state.
+FORMAT = 3
 
 
 class CheckpointError(RuntimeError):
@@ -119,14 +122,14 @@ class Checkpointer:
             try:
                 with quiet_orbax():
                     meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-                    legacy = meta.get("format", 1) == 1
-                    target = _format_1(abstract_arrays) if legacy else abstract_arrays
+                    saved_format = meta.get("format", 1)
+                    target = _saved_layout(abstract_arrays, saved_format)
                     restored = self._manager.restore(
                         step,
                         args=ocp.args.Composite(arrays=ocp.args.StandardRestore(target), envs=ocp.args.StandardRestore()),
                     )
                 _check_shapes(target, restored["arrays"])
-                arrays = _from_format_1(abstract_arrays, restored["arrays"]) if legacy else restored["arrays"]
+                arrays = _upgrade(abstract_arrays, restored["arrays"], saved_format)
             except Exception as error:  # a corrupt, truncated or foreign checkpoint
                 aside = self._move_aside(step)
                 warn(
@@ -181,16 +184,30 @@ class Checkpointer:
                 manager.close()
 
 
-def _format_1(abstract_arrays: dict) -> dict:
-    """The arrays' tree as format 1 wrote it: the train state without its array-less fields."""
-    state = abstract_arrays["train_state"]
-    fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
-    return {**abstract_arrays, "train_state": {name: value for name, value in fields.items() if jax.tree.leaves(value)}}
+def _saved_layout(abstract_arrays: dict, saved_format: int) -> dict:
+    """The arrays' tree as format `saved_format` wrote it."""
+    layout = dict(abstract_arrays)
+    if saved_format < 3:  # one cursor and size for all tasks
+        scalar = jax.ShapeDtypeStruct((), abstract_arrays["buffer"].cursor.dtype)
+        layout["buffer"] = abstract_arrays["buffer"].replace(cursor=scalar, size=scalar)
+    if saved_format < 2:  # the train state without its array-less fields
+        state = abstract_arrays["train_state"]
+        fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
+        layout["train_state"] = {name: value for name, value in fields.items() if jax.tree.leaves(value)}
+    return layout
 
 
-def _from_format_1(abstract_arrays: dict, restored: dict) -> dict:
-    """Format-1 arrays in today's tree: the array-less fields as in a fresh state."""
-    return {**restored, "train_state": abstract_arrays["train_state"].replace(**restored["train_state"])}
+def _upgrade(abstract_arrays: dict, restored: dict, saved_format: int) -> dict:
+    """Arrays restored in format `saved_format`, in today's tree."""
+    arrays = dict(restored)
+    if saved_format < 3:
+        num_tasks = abstract_arrays["buffer"].cursor.shape
+        buffer = restored["buffer"]
+        arrays["buffer"] = buffer.replace(cursor=jnp.full(num_tasks, buffer.cursor, buffer.cursor.dtype),
+                                          size=jnp.full(num_tasks, buffer.size, buffer.size.dtype))
+    if saved_format < 2:
+        arrays["train_state"] = abstract_arrays["train_state"].replace(**restored["train_state"])
+    return arrays
 
 
 def _check_shapes(expected: Any, restored: Any) -> None:

@@ -1,8 +1,10 @@
 """Device-resident replay buffer with a leading task axis.
 
-Arrays are shaped (T, capacity_per_task, ...). One vector-env step writes one transition
-per task at the same ring index; sampling is stratified, `batch_size / T` per task, so a
-batch is (T, B_t, ...) and every task weighs the same in the loss.
+Arrays are shaped (T, capacity_per_task, ...). Each task has its own ring cursor and size:
+one vector-env step writes one transition per task, each at its task's cursor, except for a
+task whose transition is dropped (its env worker failed during the step: `insert`'s `keep`),
+which keeps its cursor and size. Sampling is stratified, `batch_size / T` per task, so a batch
+is (T, B_t, ...) and every task weighs the same in the loss.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class ReplayBuffer:
     reward: jax.Array  # (T, C)
     next_obs: jax.Array  # (T, C, obs_dim)
     terminated: jax.Array  # (T, C): 1.0 only on true termination, never on truncation
-    cursor: jax.Array  # () int32: ring index the next insert writes to
-    size: jax.Array  # () int32: number of valid transitions per task
+    cursor: jax.Array  # (T,) int32: ring index each task's next insert writes to
+    size: jax.Array  # (T,) int32: number of valid transitions of each task
 
     @property
     def capacity_per_task(self) -> int:
@@ -37,17 +39,25 @@ def init(num_tasks: int, capacity_per_task: int, obs_dim: int, action_dim: int) 
         reward=zeros((num_tasks, capacity_per_task)),
         next_obs=zeros((num_tasks, capacity_per_task, obs_dim)),
         terminated=zeros((num_tasks, capacity_per_task)),
-        cursor=jnp.zeros((), jnp.int32),
-        size=jnp.zeros((), jnp.int32),
+        cursor=jnp.zeros((num_tasks,), jnp.int32),
+        size=jnp.zeros((num_tasks,), jnp.int32),
     )
 
 
-def insert(buffer: ReplayBuffer, obs, action, reward, next_obs, terminated) -> ReplayBuffer:
-    """Writes one transition per task (arrays shaped (T, ...)) at the ring cursor."""
-    cursor = buffer.cursor
+def insert(buffer: ReplayBuffer, obs, action, reward, next_obs, terminated, keep=None) -> ReplayBuffer:
+    """Writes one transition per task (arrays shaped (T, ...)) at each task's ring cursor.
+
+    `keep` ((T,) bool, default all True): tasks whose transition is stored; a task with
+    `keep=False` is left exactly as it was (contents, cursor and size).
+    """
+    num_tasks = buffer.reward.shape[0]
+    keep = jnp.ones((num_tasks,), bool) if keep is None else jnp.asarray(keep, bool)
+    tasks, cursor = jnp.arange(num_tasks), buffer.cursor
 
     def write(store, value):
-        return store.at[:, cursor].set(jnp.asarray(value, store.dtype))
+        value = jnp.asarray(value, store.dtype)
+        kept = keep.reshape((num_tasks,) + (1,) * (value.ndim - 1))
+        return store.at[tasks, cursor].set(jnp.where(kept, value, store[tasks, cursor]))
 
     return buffer.replace(
         obs=write(buffer.obs, obs),
@@ -55,8 +65,8 @@ def insert(buffer: ReplayBuffer, obs, action, reward, next_obs, terminated) -> R
         reward=write(buffer.reward, reward),
         next_obs=write(buffer.next_obs, next_obs),
         terminated=write(buffer.terminated, terminated),
-        cursor=(cursor + 1) % buffer.capacity_per_task,
-        size=jnp.minimum(buffer.size + 1, buffer.capacity_per_task),
+        cursor=jnp.where(keep, (cursor + 1) % buffer.capacity_per_task, cursor),
+        size=jnp.where(keep, jnp.minimum(buffer.size + 1, buffer.capacity_per_task), buffer.size),
     )
 
 
@@ -64,9 +74,10 @@ insert_jit = jax.jit(insert, donate_argnums=0)
 
 
 def sample(buffer: ReplayBuffer, key: jax.Array, batch_size_per_task: int) -> dict[str, jax.Array]:
-    """Stratified sample: `batch_size_per_task` transitions of each task, shaped (T, B_t, ...)."""
+    """Stratified sample: `batch_size_per_task` transitions of each task, shaped (T, B_t, ...),
+    each task's drawn uniformly from its own valid transitions."""
     num_tasks = buffer.reward.shape[0]
-    index = jax.random.randint(key, (num_tasks, batch_size_per_task), 0, buffer.size)  # (T, B_t)
+    index = jax.random.randint(key, (num_tasks, batch_size_per_task), 0, buffer.size[:, None])  # (T, B_t)
     take = jax.vmap(lambda store, task_index: store[task_index])
     return {
         "obs": take(buffer.obs, index),

@@ -27,8 +27,8 @@ def filled(num_inserts, insert=replay_buffer.insert_jit):
 
 def test_ring_wraps_around_and_overwrites_oldest():
     buffer = filled(C + 2)  # values 0..6; slots 0 and 1 now hold 5 and 6
-    assert int(buffer.size) == C
-    assert int(buffer.cursor) == 2
+    np.testing.assert_array_equal(buffer.size, [C] * T)
+    np.testing.assert_array_equal(buffer.cursor, [2] * T)
     np.testing.assert_array_equal(buffer.obs[0, :, 0], [5, 6, 2, 3, 4])
     np.testing.assert_array_equal(buffer.reward[2], np.array([5, 6, 2, 3, 4]) + 2)
 
@@ -58,3 +58,27 @@ def test_jit_and_no_jit_agree(num_inserts):
     key = jax.random.key(1)
     sample_jit = jax.jit(replay_buffer.sample, static_argnums=2)
     chex.assert_trees_all_equal(sample_jit(jitted, key, 7), replay_buffer.sample(plain, key, 7))
+
+
+def test_a_task_not_kept_keeps_its_row_cursor_and_size():
+    buffer = filled(2)
+    before = jax.device_get(buffer)
+    buffer = replay_buffer.insert_jit(buffer, **transition(9.0), keep=np.array([True, False, True]))
+    np.testing.assert_array_equal(buffer.cursor, [3, 2, 3])
+    np.testing.assert_array_equal(buffer.size, [3, 2, 3])
+    for name in ("obs", "action", "reward", "next_obs", "terminated"):
+        np.testing.assert_array_equal(getattr(buffer, name)[1], getattr(before, name)[1], err_msg=name)
+    np.testing.assert_array_equal(buffer.obs[[0, 2], 2, 0], [9.0, 9.0])
+    # The next kept transition of task 1 goes where the dropped one would have gone.
+    buffer = replay_buffer.insert_jit(buffer, **transition(10.0))
+    np.testing.assert_array_equal(buffer.obs[:, :4, 0], [[0, 1, 9, 10], [0, 1, 10, 0], [0, 1, 9, 10]])
+    # Task 1 samples only its 3 valid transitions.
+    batch = replay_buffer.sample(buffer, jax.random.key(0), batch_size_per_task=64)
+    assert set(np.unique(batch["obs"][1])) == {0.0, 1.0, 10.0}
+
+
+def test_keeping_every_task_is_the_plain_insert():
+    chex.assert_trees_all_equal(
+        replay_buffer.insert_jit(filled(C + 1), **transition(7.0), keep=np.ones(T, bool)),
+        replay_buffer.insert_jit(filled(C + 1), **transition(7.0)),
+    )
