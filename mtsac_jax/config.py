@@ -234,10 +234,13 @@ def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
     (today's `mean`), no `extensions`, no `experiment.save_video` (False), no
-    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10) and no
-    `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task)."""
+    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10), no
+    `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task) and
+    no env worker keys (`envs.COMMON_DEFAULTS`)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
+    for key, value in envs.COMMON_DEFAULTS.items():
+        saved.get("env", {}).setdefault(key, value)
     experiment = saved.get("experiment", {})
     experiment.setdefault("save_video", False)
     experiment.setdefault("nan_policy", "stop")

@@ -6,10 +6,17 @@ transition. Evaluation runs at every positive multiple of `eval_freq` and at the
 a checkpoint is written every `save_freq` steps, at the last step and when SIGTERM or
 SIGINT asks the run to stop. Running again with the same workdir resumes bit-exactly from
 the newest checkpoint.
+
+Env worker faults (docs/reliability.md): a replaced async worker interrupts its task's episode,
+which is dropped (the failed step's transition is not stored, the episode is not counted in
+the train statistics); an evaluation it interrupts is done again. More than
+`env.max_worker_restarts` restarts of one worker within `env.worker_restart_window_s` stop the
+run after saving a checkpoint when the state allows one.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 import signal
@@ -39,8 +46,16 @@ RESUMABLE_CHANGES = frozenset(
         "experiment.keep_checkpoints",
         "experiment.save_video",
         "env.vector_strategy",
+        "env.worker_timeout_s",
+        "env.max_worker_restarts",
+        "env.worker_restart_window_s",
     }
 )
+# Logged with each replaced train worker, by when it was replaced.
+DROPPED_IN_STEP = ("Its unfinished episode is dropped: the transition of this step is not stored and the episode "
+                   "is not counted in train/episode_reward or train/success.")
+DROPPED_BETWEEN_STEPS = ("Its unfinished episode is dropped (not counted in train/episode_reward or train/success); "
+                         "the task goes on with a new episode.")
 
 
 class TrainingError(RuntimeError):
@@ -91,6 +106,12 @@ class EpisodeStats:
             self.finished_success.append(float(self.success[index]))
             self.reward[index] = 0.0
             self.success[index] = False
+        self.interrupt(np.flatnonzero(step.dropped))
+
+    def interrupt(self, indices) -> None:
+        """Forgets the unfinished episodes of tasks `indices`: they are never counted."""
+        self.reward[indices] = 0.0
+        self.success[indices] = False
 
     def flush(self) -> dict:
         if not self.finished_reward:
@@ -133,6 +154,23 @@ def update_record(metrics: dict, names: tuple[str, ...], step: int) -> dict:
     record["train/alpha_mean"] = float(metrics["alpha"].mean())
     record.update({f"train/alpha/{name}": float(a) for name, a in zip(names, metrics["alpha"])})
     return record
+
+
+class RestartCounter:
+    """Counts each env worker's restarts within the last `window_s` seconds
+    (`env.worker_restart_window_s`)."""
+
+    def __init__(self, window_s: float, clock=time.monotonic):
+        self.window_s, self.clock = window_s, clock
+        self._times = collections.defaultdict(collections.deque)
+
+    def add(self, worker) -> int:
+        """Records a restart of `worker` (any hashable key); its restarts within the window."""
+        now, times = self.clock(), self._times[worker]
+        times.append(now)
+        while now - times[0] > self.window_s:
+            times.popleft()
+        return len(times)
 
 
 class StopSignals:
@@ -187,6 +225,8 @@ class Trainer:
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
         self.video_failed = False
         self.obs = None
+        self.restarts = RestartCounter(config.env.worker_restart_window_s)
+        self.fault_error: str | None = None  # set when a worker was restarted too often: the run stops
 
     def close(self) -> None:
         self.checkpointer.close()
@@ -198,13 +238,18 @@ class Trainer:
     def _arrays(self) -> dict:
         return {"train_state": self.state, "buffer": self.buffer, "obs": self.obs}
 
-    def save(self, step: int) -> None:
+    def save(self, step: int, say) -> None:
+        env_blobs = {
+            "train": self._retry("train", step, say, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
+                                 on_restart=self._restarted_between_steps),
+            "eval": self._retry("eval", step, say, "Evaluations start their episodes afresh anyway.",
+                                lambda: list(self.eval_envs.call("snapshot"))),
+        }
         meta = {
             "step": step,
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "episode_stats": self.episode_stats.to_json(),
         }
-        env_blobs = {"train": list(self.train_envs.call("snapshot")), "eval": list(self.eval_envs.call("snapshot"))}
         self.checkpointer.save(step, self._arrays(), env_blobs, meta)
 
     def restore(self, warn) -> int:
@@ -213,14 +258,15 @@ class Trainer:
         abstract = jax.eval_shape(lambda: self._arrays())
         restored = self.checkpointer.restore_latest(abstract, warn)
         if restored is None:
-            obs, _ = self.train_envs.reset()
+            obs, _ = self._retry("train", 0, warn, "All train envs are reset again.", self.train_envs.reset)
             self.obs = obs.astype(np.float32)
             return 0
         step, arrays, env_blobs, meta = restored
         self.state, self.buffer = arrays["train_state"], arrays["buffer"]
         self.obs = np.asarray(arrays["obs"])
-        self.train_envs.call("restore", env_blobs["train"])
-        self.eval_envs.call("restore", env_blobs["eval"])
+        for group, vector_env in (("train", self.train_envs), ("eval", self.eval_envs)):
+            self._retry(group, step, warn, "Its env is restored from the checkpoint all the same.",
+                        lambda: vector_env.call("restore", env_blobs[group]))
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
         self.episode_stats.load_json(meta["episode_stats"])
         return step
@@ -238,6 +284,55 @@ class Trainer:
         say(f"{self.workdir} has logs but no usable checkpoint: starting over from step 0. "
             f"The earlier logs are kept in {aside}.")
 
+    # ----- env worker faults -----
+
+    def _retry(self, group: str, step: int, say, consequence: str, request, on_restart=None):
+        """`request()`, done again after each worker restart it meets (`envs.WorkersRestarted`),
+        which is logged with `consequence` and passed to `on_restart`. A worker restarted too
+        often stops the run with `TrainingError`, keeping the checkpoints as they are."""
+        while True:
+            try:
+                return request()
+            except envs.WorkersRestarted as restarted:
+                self._note_faults(restarted.faults, group, step, consequence, say)
+                if on_restart is not None:
+                    on_restart(restarted)
+                if self.fault_error is not None:
+                    raise TrainingError(f"{self.fault_error} {self._kept_checkpoint()}") from restarted
+
+    def _note_faults(self, faults: list[envs.WorkerFault], group: str, step: int, consequence: str, say) -> None:
+        """Logs each replaced worker; sets `fault_error` when one was restarted too often."""
+        env = self.config.env
+        for fault in faults:
+            say(f"warning: step {step}: the {group} env worker of task {fault.task} {fault.what}; a new worker "
+                f"took its place (restart {fault.restart}, on a random stream of its own). {consequence}")
+            count = self.restarts.add((group, fault.index))
+            if count > env.max_worker_restarts and self.fault_error is None:
+                self.fault_error = (
+                    f"The {group} env worker of task {fault.task} was restarted {count} times within "
+                    f"env.worker_restart_window_s={env.worker_restart_window_s:g} s, more than "
+                    f"env.max_worker_restarts={env.max_worker_restarts} allows; the last time it {fault.what} at "
+                    f"step {step}. "
+                    "Something keeps killing or stalling it. Fix: check the machine's memory (the out-of-memory "
+                    "killer) and load; raise env.worker_timeout_s if the env is slow rather than stuck; or pass "
+                    "--config.env.vector_strategy=sync to run the envs in this process and see their own errors."
+                )
+
+    def _restarted_between_steps(self, restarted: envs.WorkersRestarted) -> None:
+        """Train workers replaced between steps: their tasks act next from their new envs' first observation."""
+        obs = np.array(self.obs)
+        for index, first_obs in restarted.obs.items():
+            obs[index] = first_obs
+        self.obs = obs
+        self.episode_stats.interrupt(list(restarted.obs))
+
+    def _kept_checkpoint(self) -> str:
+        steps = self.checkpointer.steps()
+        if not steps:
+            return "No checkpoint was written yet: the same command starts this run afresh."
+        return (f"The newest checkpoint (step {steps[-1]}) in {self.checkpointer.directory} is kept: rerun the same "
+                "command to resume from it.")
+
     # ----- the loop -----
 
     def act(self, step: int) -> np.ndarray:
@@ -249,7 +344,10 @@ class Trainer:
     def evaluate(self, step: int, say) -> dict:
         policy = DeterministicPolicy(self.agent.eval_actions, self.agent.policy_params(self.state))
         record = {"step": step, "env_steps": step * self.num_tasks}
-        record.update(self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names))
+        record.update(self._retry(
+            "eval", step, say, f"The evaluation of step {step} is done again from its start.",
+            lambda: self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names),
+        ))
         if self.experiment.save_video and not self.video_failed:
             self._record_video(policy, step, say)
         return record
@@ -260,7 +358,7 @@ class Trainer:
         try:
             paths = video.record_episodes(policy, self.config.env, self.config.seed,
                                           self.workdir / "videos" / f"step{step}")
-        except (video.VideoError, OSError) as error:
+        except (video.VideoError, envs.EnvWorkerError, OSError) as error:
             self.video_failed = True
             say(f"warning: no evaluation videos for the rest of this run: {error}")
             return
@@ -285,7 +383,10 @@ class Trainer:
                 )
                 if start_step >= experiment.num_train_steps:
                     log.message("The run is already complete; raise experiment.num_train_steps to train further.")
-                self._loop(start_step, log, stop)
+                try:
+                    self._loop(start_step, log, stop)
+                except envs.EnvWorkerError as error:  # an env raised: the state is not one to save
+                    raise envs.EnvWorkerError(f"{error} {self._kept_checkpoint()}") from error
             finally:
                 log.close()
 
@@ -300,9 +401,11 @@ class Trainer:
             if step > max(experiment.init_steps, 1):
                 self.state, metrics = self.agent.update(self.state, self.buffer)  # dispatched asynchronously
                 interval_updates += experiment.num_updates_per_step
-            transition = envs.step(self.train_envs, actions)
+            transition = envs.step(self.train_envs, actions, drop_restarted=True)
+            self._note_faults(transition.faults, "train", step, DROPPED_IN_STEP, log.message)
             self.buffer = replay_buffer.insert_jit(
-                self.buffer, self.obs, actions, transition.reward, transition.final_obs, transition.terminated
+                self.buffer, self.obs, actions, transition.reward, transition.final_obs, transition.terminated,
+                keep=~transition.dropped,
             )
             self.episode_stats.add(transition)
             self.obs = transition.next_obs
@@ -324,9 +427,15 @@ class Trainer:
             pause_start = time.perf_counter()
             if step % experiment.eval_freq == 0 or last_step:
                 log.eval(self.evaluate(step, log.message))
-            if step % experiment.save_freq == 0 or last_step or stop.received:
-                self.save(step)
+            if step % experiment.save_freq == 0 or last_step or stop.received or self.fault_error:
+                self.save(step, log.message)
             interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput
+            if self.fault_error:
+                raise TrainingError(
+                    f"{self.fault_error} A checkpoint of step {step} (the replaced worker's task starting a new "
+                    f"episode) is saved in {self.checkpointer.directory}: once fixed, rerun the same command to "
+                    "resume from it."
+                )
             if stop.received:
                 log.message(
                     f"Stopped by {stop.received} at step {step}; checkpoint saved in {self.checkpointer.directory}. "

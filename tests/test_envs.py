@@ -1,3 +1,6 @@
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -76,19 +79,22 @@ def test_random_goal_changes_between_episodes():
         vector_env.close()
 
 
-def test_a_killed_async_worker_gives_a_clear_error():
+def test_a_killed_async_worker_is_replaced_and_named():
     config = tiny_config()
     config.env.vector_strategy = "async"  # a worker process whatever the core count
     vector_env = envs.make_vector_env(config.env, seed=0)
     try:
         vector_env.reset()
         envs.step(vector_env, np.zeros((1, 4), np.float32))
-        vector_env.processes[0].kill()
-        vector_env.processes[0].join()
-        with pytest.raises(envs.EnvWorkerError, match=r"worker 0 \(exit code -9\) died.*vector_strategy=sync"):
+        os.kill(vector_env._workers[0].process.pid, signal.SIGKILL)
+        with pytest.raises(envs.WorkersRestarted, match=r"task reach-v3: died \(killed by SIGKILL\)") as raised:
             envs.step(vector_env, np.zeros((1, 4), np.float32))
+        (fault,) = raised.value.faults
+        assert (fault.index, fault.task, fault.restart) == (0, "reach-v3", 1)
+        step = envs.step(vector_env, np.zeros((1, 4), np.float32))  # the new worker steps on
+        assert not step.dropped.any() and step.next_obs.shape == (1, 39)
     finally:
-        vector_env.close(terminate=True)
+        vector_env.close()
 
 
 def test_auto_strategy_follows_the_core_count(monkeypatch):

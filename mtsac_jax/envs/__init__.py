@@ -10,18 +10,27 @@ family's module is imported only when one of its envs is used.
 SAME_STEP autoreset: on the last step of an episode the returned observation already belongs
 to the next episode, the true final observation is `info["final_obs"]` and the step's
 `success` lives in `info["final_info"]` (`step` unpacks this).
+
+Env faults (docs/reliability.md, "Env worker faults"): with `vector_strategy="async"` each task
+runs in a worker process (`mtsac_jax.envs.workers`) that is replaced when it dies or does not
+answer within `env.worker_timeout_s`; an env that raises, in a worker or in this process,
+gives an `EnvWorkerError` naming its task.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import gymnasium as gym
 import ml_collections
 import numpy as np
 
+from mtsac_jax.envs.workers import (
+    DEFAULT_TIMEOUT_S, EnvWorkerError, WorkerFault, WorkersRestarted, WorkerVectorEnv, env_error_message, raised_at,
+)
 from mtsac_jax.registry import ConfigError, Registry, check_choice
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
@@ -30,6 +39,13 @@ TRAIN_STREAM, EVAL_STREAM = 0, 1
 # (bench/loop_throughput.py); with spare cores each worker steps its task in parallel.
 ASYNC_MIN_CORES = 4
 VECTOR_STRATEGIES = ("auto", "sync", "async")
+# The keys of every env section besides `name`, with their defaults (README.md's keys table).
+COMMON_DEFAULTS = {
+    "vector_strategy": "auto",
+    "worker_timeout_s": DEFAULT_TIMEOUT_S,  # seconds an async worker may take to answer
+    "max_worker_restarts": 3,  # restarts of one worker within the window before the run stops
+    "worker_restart_window_s": 3600.0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +53,14 @@ class EnvFamily:
     """A registered env family.
 
     env_names: the `env.name`s it provides.
-    default_config: `(env_name, task_name) -> dict`, the `env` section besides `name` (which
-        always holds `vector_strategy`); `task_name` is the `task=` of the config-file argument.
+    default_config: `(env_name, task_name) -> dict`, the `env` section besides `name` and the
+        keys every section holds (`COMMON_DEFAULTS`); `task_name` is the `task=` of the
+        config-file argument.
     task_names: `(env_config) -> tuple[str, ...]`, the tasks in benchmark order.
     make_vector_env: `(env_config, seed, evaluation, render_mode, **render_options) ->
         gym.vector.VectorEnv`, one sub-env per task, SAME_STEP autoreset, each sub-env with
-        `snapshot()`/`restore(blobs)`; eval envs (`evaluation=True`) draw from their own
-        random streams.
+        `snapshot()`/`restore(blobs)`, built by `vector_env_class`; eval envs
+        (`evaluation=True`) draw from their own random streams.
     validate: `(env_config) -> None`, raises `ConfigError` naming the key and the fix.
     """
 
@@ -75,9 +92,7 @@ def all_env_names() -> tuple[str, ...]:
 def env_config(name: str, task_name: str | None = None) -> ml_collections.ConfigDict:
     """The `env` section of env `name` at its family's defaults."""
     family = family_of(name)
-    return ml_collections.ConfigDict(
-        {"name": name, "vector_strategy": "auto", **family.default_config(name, task_name)}
-    )
+    return ml_collections.ConfigDict({"name": name, **COMMON_DEFAULTS, **family.default_config(name, task_name)})
 
 
 def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -88,6 +103,19 @@ def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def validate(env_config: ml_collections.ConfigDict) -> None:
     family = family_of(env_config.name, key="env.name")
     check_choice("env.vector_strategy", env_config.vector_strategy, VECTOR_STRATEGIES)
+    for key, meaning in (
+        ("worker_timeout_s", "the seconds an env worker may take to answer before it is restarted"),
+        ("worker_restart_window_s", "the seconds within which env.max_worker_restarts restarts of one worker are allowed"),
+    ):
+        if not env_config[key] > 0:
+            raise ConfigError(f"env.{key}={env_config[key]!r} must be positive: it is {meaning}. "
+                              f"Fix: pass --config.env.{key}=<seconds>, e.g. {COMMON_DEFAULTS[key]:g}.")
+    if env_config.max_worker_restarts < 1:
+        raise ConfigError(
+            f"env.max_worker_restarts={env_config.max_worker_restarts!r} must be at least 1: it is how many times "
+            "one env worker may be restarted within env.worker_restart_window_s before the run stops. "
+            f"Fix: pass --config.env.max_worker_restarts=<1 or more>, e.g. {COMMON_DEFAULTS['max_worker_restarts']}."
+        )
     family.validate(env_config)
 
 
@@ -108,18 +136,58 @@ def make_vector_env(
     return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, **render_options)
 
 
-def vector_env_class(vector_strategy: str) -> type[gym.vector.VectorEnv]:
-    return gym.vector.AsyncVectorEnv if resolve_strategy(vector_strategy) == "async" else gym.vector.SyncVectorEnv
+def vector_env_class(vector_strategy: str, worker_timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[..., gym.vector.VectorEnv]:
+    """The vector env of `env.vector_strategy`, called as `(env_fns, autoreset_mode=SAME_STEP,
+    task_names=None, label="env")`: `WorkerVectorEnv` (one restartable worker per task, each
+    answering within `worker_timeout_s`) or `TaskSyncVectorEnv` (in this process). `task_names`
+    and `label` ("train env", "eval env") name the envs in messages."""
+    if resolve_strategy(vector_strategy) == "async":
+        return functools.partial(WorkerVectorEnv, timeout_s=worker_timeout_s)
+    return TaskSyncVectorEnv
+
+
+class _NamesTaskOnError(gym.Wrapper):
+    """Turns an exception of the env's `step` or `reset` into an `EnvWorkerError` naming the task."""
+
+    def __init__(self, env: gym.Env, label: str, task: str):
+        super().__init__(env)
+        self._label, self._task = label, task
+
+    def _named(self, error: Exception) -> EnvWorkerError:
+        return EnvWorkerError(env_error_message(self._label, self._task, type(error).__name__, str(error), raised_at(error)))
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as error:
+            raise self._named(error) from error
+
+    def reset(self, **kwargs):
+        try:
+            return self.env.reset(**kwargs)
+        except Exception as error:
+            raise self._named(error) from error
+
+
+def _named_env(env_fn: Callable[[], gym.Env], label: str, task: str) -> gym.Env:
+    return _NamesTaskOnError(env_fn(), label, task)
+
+
+class TaskSyncVectorEnv(gym.vector.SyncVectorEnv):
+    """gymnasium's `SyncVectorEnv` whose env errors name their task (`EnvWorkerError`)."""
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+                 task_names: Sequence[str] | None = None, label: str = "env"):
+        names = list(task_names) if task_names is not None else [str(i) for i in range(len(env_fns))]
+        super().__init__([functools.partial(_named_env, env_fn, label, name) for env_fn, name in zip(env_fns, names)],
+                         autoreset_mode=autoreset_mode)
 
 
 def derived_seed(*entropy: int) -> int:
-    """A 32-bit seed from (run seed, task index[, stream]): task i's goals come from
-    `derived_seed(seed, i)`, its train/eval env randomness from `derived_seed(seed, i, stream)`."""
+    """A 32-bit seed from (run seed, task index[, stream[, restart]]): task i's goals come from
+    `derived_seed(seed, i)`, its train/eval env randomness from `derived_seed(seed, i, stream)`,
+    and after the k-th restart of its worker from `derived_seed(seed, i, stream, k)`."""
     return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
-
-
-class EnvWorkerError(RuntimeError):
-    """An env worker crashed or an env raised; the message names the task and the fix."""
 
 
 def resolve_strategy(vector_strategy: str) -> str:
@@ -133,20 +201,39 @@ def resolve_strategy(vector_strategy: str) -> str:
 class Step:
     """One vector step, arrays shaped (T, ...), ready for the replay buffer."""
 
-    next_obs: np.ndarray  # obs to act on next (already reset where an episode ended)
+    next_obs: np.ndarray  # obs to act on next (already reset where an episode ended or a worker was replaced)
     final_obs: np.ndarray  # the true s' of this transition (final_obs where an episode ended)
     reward: np.ndarray
     terminated: np.ndarray  # stored in the buffer; truncation is bootstrapped through
     done: np.ndarray  # terminated or truncated: an episode ended on this step
     success: np.ndarray  # the env's success flag for this step (False where it has none)
+    dropped: np.ndarray  # tasks whose worker was replaced during this step: no transition, episode interrupted
+    faults: list[WorkerFault]  # what happened to those workers
 
 
-def step(envs: gym.vector.VectorEnv, actions: np.ndarray) -> Step:
-    """Steps all task envs and unpacks SAME_STEP autoreset into a transition."""
+def step(envs: gym.vector.VectorEnv, actions: np.ndarray, drop_restarted: bool = False) -> Step:
+    """Steps all task envs and unpacks SAME_STEP autoreset into a transition.
+
+    A worker replaced during the step raises `WorkersRestarted`, or with `drop_restarted`
+    gives a Step whose `dropped` tasks have their new env's first observation as `next_obs`,
+    reward 0 and no episode end. An env that raises gives an `EnvWorkerError`.
+    """
+    dropped, faults = np.zeros(envs.num_envs, dtype=bool), []
     try:
         next_obs, reward, terminated, truncated, info = envs.step(actions)
-    except Exception as error:
-        raise EnvWorkerError(_describe_failure(envs, error)) from error
+    except WorkersRestarted as restarted:
+        if not drop_restarted:
+            raise
+        next_obs, reward, terminated, truncated, info = restarted.step_result
+        faults = restarted.faults
+        dropped[[fault.index for fault in faults]] = True
+    except EnvWorkerError:
+        raise
+    except Exception as error:  # a vector env of a family's own
+        raise EnvWorkerError(
+            f"An env raised {type(error).__name__}: {error} (in {raised_at(error)}). Fix: check the env settings of "
+            "the config (env.*) or the env's code."
+        ) from error
     done = np.logical_or(terminated, truncated)
     final_obs = next_obs.copy()
     success = np.zeros(len(done), dtype=bool)
@@ -165,21 +252,6 @@ def step(envs: gym.vector.VectorEnv, actions: np.ndarray) -> Step:
         terminated=terminated.astype(np.float32),
         done=done,
         success=success,
-    )
-
-
-def _describe_failure(envs: gym.vector.VectorEnv, error: Exception) -> str:
-    processes = getattr(envs, "processes", [])
-    dead = [f"worker {index} (exit code {process.exitcode})" for index, process in enumerate(processes)
-            if not process.is_alive()]
-    if dead:
-        return (
-            f"Env {', '.join(dead)} died ({type(error).__name__}). A worker killed from outside "
-            "(out of memory, a signal) takes its task down with it. Fix: check memory and rerun, or pass "
-            "--config.env.vector_strategy=sync to run the envs in this process and see their own errors."
-        )
-    return (
-        f"An env raised {type(error).__name__}: {error}. Fix: check the env settings "
-        "(env.max_episode_steps, env.reward_function_version) or rerun with "
-        "--config.env.vector_strategy=sync to see the env's own traceback."
+        dropped=dropped,
+        faults=faults,
     )

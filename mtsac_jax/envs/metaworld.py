@@ -10,8 +10,6 @@ same step.
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import signal
 import warnings
 
 import gymnasium as gym
@@ -74,25 +72,24 @@ def _make_task_env(
     task_name: str,
     task_index: int,
     num_tasks: int,
-    goal_seed: int,
-    rng_seed: int,
+    seed: int,
+    stream: int,
     fixed_goal: bool,
     terminate_on_success: bool,
     env_kwargs: dict,
+    restart: int = 0,
 ) -> gym.Env:
-    """One Meta-World task env (module-level so async workers can pickle it).
+    """One Meta-World task env (module-level so async workers can unpickle it).
 
-    The 50 goals of a task come from `goal_seed`, shared by train and eval envs so both
-    see the same goal set (and, with `fixed_goal`, the same single goal); each env's own
-    randomness is then reseeded from `rng_seed`. In an async worker process, SIGINT and
-    SIGTERM are ignored: the training process handles them and closes the workers itself.
+    The 50 goals of a task come from `derived_seed(seed, task_index)`, shared by train and eval
+    envs so both see the same goal set (and, with `fixed_goal`, the same single goal); the env's
+    own randomness is then reseeded from `derived_seed(seed, task_index, stream)`, or, for the
+    `restart`-th replacement of a failed async worker, from `derived_seed(seed, task_index,
+    stream, restart)`: the same goals, a new stream, the same one for the same restart.
     """
-    if multiprocessing.parent_process() is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = metaworld.make_mt_envs(
         task_name,
-        seed=goal_seed,
+        seed=derived_seed(seed, task_index),
         env_id=task_index,
         num_tasks=num_tasks,
         terminate_on_success=terminate_on_success,
@@ -101,7 +98,7 @@ def _make_task_env(
     if fixed_goal:
         env.get_wrapper_attr("sample_tasks")()
         env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
-    env.unwrapped.seed(rng_seed)
+    env.unwrapped.seed(derived_seed(seed, task_index, stream, *([restart] if restart else [])))
     return SnapshotWrapper(env, task_index)
 
 
@@ -115,7 +112,6 @@ def make_vector_env(
     """Train or eval envs of the tasks; eval envs terminate on success, as Meta-World's
     evaluator expects. `render_options` are Meta-World's `width`, `height`, `camera_name`."""
     names = task_names(env_config)
-    stream = EVAL_STREAM if evaluation else TRAIN_STREAM
     env_kwargs = {
         "use_one_hot": env_config.use_one_hot,
         "max_episode_steps": env_config.max_episode_steps,
@@ -129,16 +125,17 @@ def make_vector_env(
             task_name=name,
             task_index=index,
             num_tasks=len(names),
-            goal_seed=derived_seed(seed, index),
-            rng_seed=derived_seed(seed, index, stream),
+            seed=seed,
+            stream=EVAL_STREAM if evaluation else TRAIN_STREAM,
             fixed_goal=env_config.fixed_goal,
             terminate_on_success=evaluation,
             env_kwargs=env_kwargs,
         )
         for index, name in enumerate(names)
     ]
-    vector_cls = vector_env_class(env_config.vector_strategy)
-    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
+    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names,
+                      label="eval env" if evaluation else "train env")
 
 
 FAMILY = EnvFamily(
