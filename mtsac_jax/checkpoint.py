@@ -7,9 +7,13 @@ A checkpoint holds three items:
 - `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics and
   the checkpoint `format`.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
-kill during a save leaves the previous checkpoints intact; a checkpoint that fails to
-restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the
-one before it.
+kill during a save leaves the previous checkpoints intact. Then `checksums.json` records the
+CRC-32 of every file of the checkpoint, and a restore first checks them: a checkpoint that was
+truncated or had a bit flipped on disk (which orbax reads back without complaint when it hits
+array data) is told apart from a good one. A checkpoint that fails its checksums or fails to
+restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the one
+before it. (A checkpoint without `checksums.json`, from before checksums or from a kill right
+after its commit, is restored unchecked.)
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ import functools
 import logging
 import pathlib
 import shutil
+import json
+import os
 import time
+import zlib
 from typing import Any
 
 import jax
@@ -38,6 +45,7 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 # state had no field without arrays (such as the gradient state of `mean`); such fields are
 # restored as they are in a fresh state.
 FORMAT = 3
+CHECKSUMS = "checksums.json"
 
 
 class CheckpointError(RuntimeError):
@@ -105,6 +113,7 @@ class Checkpointer:
                 force=True,
             )
             self._manager.wait_until_finished()
+            _write_checksums(self.directory / str(step))
         except (OSError, ValueError) as error:
             raise CheckpointError(
                 f"Could not write the checkpoint for step {step} to {self.directory}: {error}. The previous "
@@ -120,6 +129,7 @@ class Checkpointer:
         """
         for step in reversed(self.steps()):
             try:
+                verify_checksums(self.directory / str(step))
                 with quiet_orbax():
                     meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
                     saved_format = meta.get("format", 1)
@@ -148,7 +158,9 @@ class Checkpointer:
 
     def restore_part(self, step: int, part: Any) -> Any:
         """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`) of checkpoint `step`'s
-        arrays, as arrays on the default device; the rest, the replay buffer above all, is not read."""
+        arrays, as arrays on the default device; the rest, the replay buffer above all, is not read
+        (its files are checksummed all the same)."""
+        verify_checksums(self.directory / str(step))
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), part)
         args = ocp.args.PyTreeRestore(
@@ -182,6 +194,45 @@ class Checkpointer:
         for manager in (self._manager, self.__dict__.get("_reader")):
             if manager is not None:
                 manager.close()
+
+
+def _crc32(path: pathlib.Path) -> int:
+    crc = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _file_checksums(folder: pathlib.Path) -> dict[str, int]:
+    return {str(path.relative_to(folder)): _crc32(path)
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != CHECKSUMS}
+
+
+def _write_checksums(folder: pathlib.Path) -> None:
+    partial = folder / f"{CHECKSUMS}.partial"
+    partial.write_text(json.dumps(_file_checksums(folder)))
+    os.replace(partial, folder / CHECKSUMS)
+
+
+def verify_checksums(folder: pathlib.Path) -> None:
+    """Raises ValueError naming the first file of checkpoint `folder` that is missing, added or
+    different from when it was written; a checkpoint without `checksums.json` passes."""
+    path = folder / CHECKSUMS
+    if not path.exists():
+        return
+    try:
+        expected = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{CHECKSUMS} is damaged ({error})") from None
+    actual = _file_checksums(folder)
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            raise ValueError(f"{name} is missing")
+        if name not in expected:
+            raise ValueError(f"{name} was not part of the checkpoint")
+        if expected[name] != actual[name]:
+            raise ValueError(f"{name} does not match its checksum (damaged on disk)")
 
 
 def _saved_layout(abstract_arrays: dict, saved_format: int) -> dict:
