@@ -11,7 +11,7 @@ Env worker faults (docs/reliability.md): a replaced async worker interrupts its 
 which is dropped (the failed step's transition is not stored, the episode is not counted in
 the train statistics); an evaluation it interrupts is done again. More than
 `env.max_worker_restarts` restarts of one worker within `env.worker_restart_window_s` stop the
-run after saving a checkpoint when the state allows one.
+run once the current step is complete and saved.
 """
 
 from __future__ import annotations
@@ -288,16 +288,18 @@ class Trainer:
 
     def _retry(self, group: str, step: int, say, consequence: str, request, on_restart=None):
         """`request()`, done again after each worker restart it meets (`envs.WorkersRestarted`),
-        which is logged with `consequence` and passed to `on_restart`. A worker restarted too
-        often stops the run with `TrainingError`, keeping the checkpoints as they are."""
+        which is logged with `consequence` and passed to `on_restart`. A restart met once the
+        run is stopping (`fault_error`) stops it at once with `TrainingError`, keeping the
+        checkpoints as they are."""
         while True:
             try:
                 return request()
             except envs.WorkersRestarted as restarted:
+                stopping = self.fault_error is not None
                 self._note_faults(restarted.faults, group, step, consequence, say)
                 if on_restart is not None:
                     on_restart(restarted)
-                if self.fault_error is not None:
+                if stopping:
                     raise TrainingError(f"{self.fault_error} {self._kept_checkpoint()}") from restarted
 
     def _note_faults(self, faults: list[envs.WorkerFault], group: str, step: int, consequence: str, say) -> None:
@@ -383,6 +385,8 @@ class Trainer:
                 )
                 if start_step >= experiment.num_train_steps:
                     log.message("The run is already complete; raise experiment.num_train_steps to train further.")
+                if self.fault_error:  # workers restarted too often while resuming
+                    raise TrainingError(f"{self.fault_error} {self._kept_checkpoint()}")
                 try:
                     self._loop(start_step, log, stop)
                 except envs.EnvWorkerError as error:  # an env raised: the state is not one to save
@@ -432,9 +436,8 @@ class Trainer:
             interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput
             if self.fault_error:
                 raise TrainingError(
-                    f"{self.fault_error} A checkpoint of step {step} (the replaced worker's task starting a new "
-                    f"episode) is saved in {self.checkpointer.directory}: once fixed, rerun the same command to "
-                    "resume from it."
+                    f"{self.fault_error} A checkpoint of step {step} is saved in {self.checkpointer.directory}: once "
+                    "fixed, rerun the same command to resume from it."
                 )
             if stop.received:
                 log.message(

@@ -162,8 +162,8 @@ def test_a_hung_worker_is_replaced_after_the_timeout_and_too_many_restarts_stop_
     match = re.fullmatch(
         r"error: The train env worker of task reach-v3 was restarted 2 times within env\.worker_restart_window_s=3600 "
         r"s, more than env\.max_worker_restarts=1 allows; the last time it died \(killed by SIGKILL\) at step \d+\. "
-        r".*Fix: .* A checkpoint of step (\d+) .* is saved in \S+: once fixed, rerun the same "
-        r"command to resume from it\.", paragraph)
+        r".*Fix: .* A checkpoint of step (\d+) is saved in \S+: once fixed, rerun the same command to resume from "
+        r"it\.", paragraph)
     assert match, paragraph
     step = int(match[1])
     assert (workdir / "checkpoints" / str(step)).is_dir()
@@ -272,24 +272,58 @@ def test_the_failed_step_s_transition_never_reaches_the_buffer():
         vector_env.close()
 
 
-def test_env_functions_of_a_module_loaded_from_its_path_reach_the_workers(tmp_path):
-    """As a config file's or an extension's functions: a worker cannot import their module by name."""
-    (tmp_path / "my_envs.py").write_text(
-        "import gymnasium as gym\n\ndef make(length):\n    return gym.make('Pendulum-v1', max_episode_steps=length)\n")
+MY_ENVS = """
+import gymnasium as gym
+
+
+def make(length):
+    return gym.make("Pendulum-v1", max_episode_steps=length)
+
+
+class Broken(gym.Wrapper):
+    def step(self, action):
+        raise RuntimeError("the env broke")
+
+
+def make_broken():
+    return Broken(make(10))
+"""
+
+
+@pytest.fixture
+def my_envs(tmp_path):
+    """A module of env functions loaded from its path, as a config file or an extension is: a
+    worker cannot import it by name."""
+    (tmp_path / "my_envs.py").write_text(MY_ENVS)
     spec = importlib.util.spec_from_file_location("my_envs_from_a_path", tmp_path / "my_envs.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as ml_collections does with a config file
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_env_functions_of_a_module_loaded_from_its_path_reach_the_workers(my_envs):
+    vector_env = WorkerVectorEnv([functools.partial(my_envs.make, 7)] * 2)
     try:
-        spec.loader.exec_module(module)
-        vector_env = WorkerVectorEnv([functools.partial(module.make, 7)] * 2)
-        try:
-            vector_env.reset(seed=0)
-            steps = [vector_env.step(np.zeros((2, 1), np.float32)) for _ in range(7)]
-            assert steps[-1][3].all() and "final_obs" in steps[-1][4]
-        finally:
-            vector_env.close()
+        vector_env.reset(seed=0)
+        steps = [vector_env.step(np.zeros((2, 1), np.float32)) for _ in range(7)]
+        assert steps[-1][3].all() and "final_obs" in steps[-1][4]
     finally:
-        del sys.modules[spec.name]
+        vector_env.close()
+
+
+def test_an_env_that_raises_in_a_worker_names_its_task_and_is_not_restarted(my_envs):
+    vector_env = WorkerVectorEnv([functools.partial(my_envs.make, 10), my_envs.make_broken], task_names=["a", "b"],
+                                 label="train env")
+    try:
+        vector_env.reset(seed=0)
+        with pytest.raises(envs.EnvWorkerError, match=r"^The train env of task b raised RuntimeError: the env broke "
+                                                       r"\(in \S+:\d+ in step\)") as raised:
+            envs.step(vector_env, np.zeros((2, 1), np.float32), drop_restarted=True)
+        assert not isinstance(raised.value, envs.WorkersRestarted) and vector_env.restarts == [0, 0]
+    finally:
+        vector_env.close()
 
 
 def test_a_stopped_worker_is_replaced_once_the_timeout_has_passed():
