@@ -326,6 +326,16 @@ def test_an_env_that_raises_in_a_worker_names_its_task_and_is_not_restarted(my_e
         vector_env.close()
 
 
+def test_a_process_that_exits_without_closing_its_workers_does_not_hang():
+    """Even when its exit hooks would run multiprocessing's (which SIGTERMs and joins workers,
+    which ignore SIGTERM) before the vector env's finalizer."""
+    script = ("import weakref\nclass Early: pass\nearly = Early()\nweakref.finalize(early, print, 'finalized')\n"
+              "import functools, gymnasium as gym\nfrom mtsac_jax.envs.workers import WorkerVectorEnv\n"
+              "envs = WorkerVectorEnv([functools.partial(gym.make, 'Pendulum-v1')] * 2)\nenvs.reset(seed=0)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "finalized" in result.stdout, result.stderr[-3000:]
+
+
 def test_a_stopped_worker_is_replaced_once_the_timeout_has_passed():
     vector_env = pendulums(timeout_s=0.5)
     try:

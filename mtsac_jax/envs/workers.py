@@ -21,6 +21,7 @@ in `ps` and `top` on Linux (`train-env-3` for task 3 of the "train env").
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import importlib.machinery
@@ -251,7 +252,11 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         self._takes_restart = [_takes_restart(fn) for fn in env_fns]
         self._context = _fork_server(env_fns)
         self._workers: list[_Worker | None] = [None] * self.num_envs
+        # Kills the workers when this env is collected or at exit, unless closed before. Registered
+        # after multiprocessing's own exit hook so that it runs first: that hook would wait forever
+        # for workers that ignore its SIGTERM.
         self._shutdown = weakref.finalize(self, _kill_all, self._workers)
+        atexit.register(self._shutdown)
         try:
             for index in range(self.num_envs):
                 self._workers[index] = self._start(index)
@@ -331,6 +336,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
             for worker in closing.values():
                 worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
         self._shutdown()
+        atexit.unregister(self._shutdown)
 
     # ----- requests, faults and restarts -----
 
