@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtsac_jax import agents, envs, replay_buffer, video
+from mtsac_jax import agents, envs, numerics, replay_buffer, video
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import flatten, task_names, upgrade, validate
 from mtsac_jax.policy import DeterministicPolicy
@@ -138,18 +138,10 @@ class EpisodeStats:
         self.finished_success = list(saved["finished_success"])
 
 
-def update_record(metrics: dict, names: tuple[str, ...], step: int) -> dict:
-    """Means over tasks of the last update's metrics, plus alpha per task; NaN stops the run."""
+def update_record(metrics: dict, names: tuple[str, ...]) -> dict:
+    """Means over tasks of the last adopted update's metrics (finite: `numerics.guarded`), plus
+    alpha per task."""
     metrics = {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
-    for key, value in metrics.items():
-        if not np.all(np.isfinite(value)):
-            bad = [name for name, v in zip(names, np.broadcast_to(value, (len(names),))) if not np.isfinite(v)]
-            raise TrainingError(
-                f"train/{key} became non-finite at step {step} (tasks: {', '.join(bad)}). The update "
-                "diverged; nothing after this point would be meaningful. Fix: lower the learning rates "
-                "(agent.optimizers.*.lr), raise experiment.init_steps, or check the reward scale of the env. "
-                "The checkpoints written before this step are intact."
-            )
     record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key != "alpha"}
     record["train/alpha_mean"] = float(metrics["alpha"].mean())
     record.update({f"train/alpha/{name}": float(a) for name, a in zip(names, metrics["alpha"])})
@@ -215,6 +207,9 @@ class Trainer:
             batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
             num_updates_per_call=self.experiment.num_updates_per_step,
         )
+        # the agent's update, dropped (the state given back) when its result is not finite
+        self.update = jax.jit(numerics.guarded(self.agent.update), donate_argnums=0)
+        self.skipped_updates, self.skipped_in_a_row = 0, 0  # dropped updates: in this log interval, in a row
         init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.state = self.agent.init(init_key)
         self.buffer = replay_buffer.init(
@@ -328,6 +323,29 @@ class Trainer:
         self.obs = obs
         self.episode_stats.interrupt(list(restarted.obs))
 
+    def _dropped_update(self, what: str, say) -> None:
+        """A non-finite update (`what`: its step, quantities and tasks), already dropped: stops the
+        run (`experiment.nan_policy="stop"`, or too many in a row) or counts it."""
+        experiment = self.experiment
+        fix = ("Fix: lower the learning rates (agent.optimizers.*.lr), raise experiment.init_steps or check the "
+               "env's reward scale")
+        if experiment.nan_policy == "stop":
+            raise TrainingError(
+                f"Training stopped at {what}. The update was dropped and nothing of it saved. "
+                f"{self._kept_checkpoint()} {fix}; or pass --config.experiment.nan_policy=skip to drop such "
+                "updates and go on."
+            )
+        self.skipped_in_a_row += 1
+        self.skipped_updates += 1
+        if self.skipped_in_a_row > experiment.max_skipped_updates:
+            raise TrainingError(
+                f"Training stopped: {self.skipped_in_a_row} updates in a row were not finite, more than "
+                f"experiment.max_skipped_updates={experiment.max_skipped_updates}; the last at {what}. "
+                f"{self._kept_checkpoint()} {fix}."
+            )
+        if self.skipped_in_a_row == 1:
+            say(f"warning: dropped the update at {what} (experiment.nan_policy=skip: the state is as before it).")
+
     def _kept_checkpoint(self) -> str:
         steps = self.checkpointer.steps()
         if not steps:
@@ -402,8 +420,9 @@ class Trainer:
         for step in range(start_step + 1, experiment.num_train_steps + 1):
             actions = self.act(step)
             # Learning starts once the warm-up transitions (at least one) are in the buffer.
-            if step > max(experiment.init_steps, 1):
-                self.state, metrics = self.agent.update(self.state, self.buffer)  # dispatched asynchronously
+            updating = step > max(experiment.init_steps, 1)
+            if updating:  # dispatched asynchronously; its state is the one given if it was not finite
+                self.state, new_metrics, fault = self.update(self.state, self.buffer)
                 interval_updates += experiment.num_updates_per_step
             transition = envs.step(self.train_envs, actions, drop_restarted=True)
             self._note_faults(transition.faults, "train", step, DROPPED_IN_STEP, log.message)
@@ -413,6 +432,11 @@ class Trainer:
             )
             self.episode_stats.add(transition)
             self.obs = transition.next_obs
+            if updating:  # the next step's actions wait for this update anyway
+                if bool(fault["any"]):
+                    self._dropped_update(numerics.describe(fault, step, self.names), log.message)
+                else:
+                    metrics, self.skipped_in_a_row = new_metrics, 0
             interval_steps += 1
             log.advance()
 
@@ -421,11 +445,13 @@ class Trainer:
                 record = {"step": step, "env_steps": step * self.num_tasks}
                 record.update(self.episode_stats.flush())
                 if metrics is not None:
-                    record.update(update_record(metrics, self.names, step))
+                    record.update(update_record(metrics, self.names))
                 now = time.perf_counter()
                 record["perf/env_steps_per_s"] = interval_steps * self.num_tasks / (now - interval_start)
                 record["perf/updates_per_s"] = interval_updates / (now - interval_start)
                 record["perf/elapsed_s"] = now - run_start
+                if experiment.nan_policy == "skip":
+                    record["train/skipped_updates"], self.skipped_updates = self.skipped_updates, 0
                 log.train(record)
                 interval_start, interval_steps, interval_updates = now, 0, 0
             pause_start = time.perf_counter()

@@ -1,6 +1,7 @@
 """End-to-end: the smoke config through train.py, as a user runs it."""
 
 import json
+import re
 
 import pytest
 
@@ -54,14 +55,22 @@ def test_other_seed_changes_the_run(smoke_run, tmp_path):
     assert read_jsonl(workdir / "train.jsonl") != read_jsonl(tmp_path / "seed2" / "train.jsonl")
 
 
-def test_non_finite_loss_stops_with_a_clear_message():
-    import numpy as np
+def test_a_non_finite_update_stops_the_run_before_anything_of_it_is_saved(tmp_path):
+    """A critic learning rate of 1e30: the second update's losses overflow. The update is dropped
+    inside the jitted step, the run stops with the step, the quantity and the task, and the
+    checkpoint from before it stays the newest."""
+    result = train(tmp_path / "run", "--config.agent.optimizers.critic.lr=1e30", expect_success=False)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert re.search(r"Training stopped at step \d+: non-finite [a-z_]+ \(task reach-v3\)", message), message
+    assert "The newest checkpoint (step 50)" in message and "nan_policy=skip" in message
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == ["50"]
 
-    from mtsac_jax.training import TrainingError, update_record
 
-    metrics = {name: np.ones(2) for name in ("critic_loss", "actor_loss", "alpha_loss", "entropy", "q")}
-    metrics["alpha"] = np.ones(2)
-    assert update_record(metrics, ("reach-v3", "push-v3"), step=10)["train/alpha/push-v3"] == 1.0
-    metrics["critic_loss"] = np.array([1.0, np.nan])
-    with pytest.raises(TrainingError, match=r"train/critic_loss became non-finite at step 10 \(tasks: push-v3\)"):
-        update_record(metrics, ("reach-v3", "push-v3"), step=10)
+def test_with_nan_policy_skip_dropped_updates_are_counted_and_too_many_in_a_row_stop_the_run(tmp_path):
+    result = train(tmp_path / "run", "--config.agent.optimizers.critic.lr=1e30", "--config.experiment.nan_policy=skip",
+                   "--config.experiment.max_skipped_updates=3", expect_success=False)
+    assert result.returncode == 1
+    assert result.stdout.count("warning: dropped the update at step") + result.stderr.count(
+        "warning: dropped the update at step") == 1
+    assert "4 updates in a row were not finite, more than experiment.max_skipped_updates=3" in result.stderr
