@@ -3,8 +3,6 @@
 import json
 import re
 
-import pytest
-
 from tests.conftest import read_jsonl, train
 
 
