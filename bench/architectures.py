@@ -70,9 +70,13 @@ def system(name: str, shape: dict, gradient: str = "mean") -> dict:
     from peer_plugin import updating
 
     agent, state, buffer = build(name, shape, gradient=gradient)
+    return {**updating(agent, state, buffer), "flop_per_update": flop_per_update(agent, state, buffer)}
+
+
+def flop_per_update(agent, state, buffer) -> float:
+    """The FLOPs of one `agent.update` call, as XLA's cost analysis of the compiled update counts them."""
     analysis = agent.update.lower(state, buffer).compile().cost_analysis()
-    flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
-    return {**updating(agent, state, buffer), "flop_per_update": flop}
+    return (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
 
 
 def mlp(shape):

@@ -18,7 +18,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from architectures import arguments, build, measure  # noqa: E402
+from architectures import arguments, build, flop_per_update, measure  # noqa: E402
 
 SYSTEMS = {"plain": False, "guarded": True}
 
@@ -38,9 +38,7 @@ def _system(shape: dict, guard: bool) -> dict:
             return state, (metrics, fault)
 
         agent = dataclasses.replace(agent, update=jax.jit(update, donate_argnums=0))
-    analysis = agent.update.lower(state, buffer).compile().cost_analysis()
-    flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
-    return {**updating(agent, state, buffer), "flop_per_update": flop}
+    return {**updating(agent, state, buffer), "flop_per_update": flop_per_update(agent, state, buffer)}
 
 
 def plain(shape):
