@@ -5,9 +5,10 @@
 One `train.py` run (MT10, 2x32 networks, async env workers, 100-step episodes, a checkpoint
 every 200 steps) trains for `--minutes` of wall-clock. Every `--kill-every` seconds (once it has
 written a checkpoint since it started) the training process is SIGKILLed and started again with
-the same command; every `--worker-kill-every` seconds one env worker (a random task's) is
-SIGKILLed. At the end the run is stopped with SIGTERM at some step S, and a reference run of
-the same config trains to S uninterrupted. Checked:
+the same command; in the second half, every `--worker-kill-every` seconds one env worker (a
+random task's) is SIGKILLed as well. At the end the run is stopped with SIGTERM at some step S,
+and a reference run of the same config trains uninterrupted to the last checkpoint written
+before the first killed worker. Checked:
 - the logs are gapless: `train.jsonl` has one record per `log_freq` steps and `eval.jsonl` one
   per `eval_freq` steps up to S, in order, no step twice, every loss finite;
 - they equal the reference's (all but the `perf/` timings) up to the last checkpoint written
@@ -16,7 +17,8 @@ the same config trains to S uninterrupted. Checked:
 - every killed worker was logged and replaced, and the run went on;
 - memory does not grow: the resident memory of the training process and of its workers,
   sampled every 10 s, from the first minute of each sitting to its end.
-Prints a table and writes JSON.
+Prints a table and writes JSON. Interrupted, the same command resumes it: the sittings so far
+are kept in `soak_state.json` in the work folder, and train.py resumes both runs.
 """
 
 from __future__ import annotations
@@ -106,10 +108,13 @@ def read_jsonl(path: pathlib.Path) -> list[dict]:
 
 
 def soak(workdir: pathlib.Path, minutes: float, kill_every: float, worker_kill_every: float, seed: int) -> dict:
-    rng = random.Random(seed)
-    deadline = time.time() + 60 * minutes
-    sittings, worker_kills, first_worker_kill_checkpoint = [], [], None
-    next_worker_kill = time.time() + worker_kill_every
+    state_path = workdir.parent / "soak_state.json"
+    state = (json.loads(state_path.read_text()) if state_path.exists()
+             else {"sittings": [], "worker_kills": [], "first_worker_kill_checkpoint": None})
+    sittings, worker_kills = state["sittings"], state["worker_kills"]
+    rng = random.Random(seed + len(worker_kills))
+    deadline = time.time() + 60 * minutes - sum(s["seconds"] for s in sittings)
+    next_worker_kill = max(deadline - 30 * minutes, time.time()) + worker_kill_every
     output = open(workdir.parent / "soak.out", "a")
     while True:
         started, samples, next_sample = time.time(), [], time.time()
@@ -132,8 +137,8 @@ def soak(workdir: pathlib.Path, minutes: float, kill_every: float, worker_kill_e
                     victim = rng.choice(workers)
                     os.kill(victim, signal.SIGKILL)
                     worker_kills.append({"sitting": len(sittings), "time_s": now - started, "worker": name(victim)})
-                    if first_worker_kill_checkpoint is None:
-                        first_worker_kill_checkpoint = (checkpoints(workdir) or [0])[-1]
+                    if state["first_worker_kill_checkpoint"] is None:
+                        state["first_worker_kill_checkpoint"] = (checkpoints(workdir) or [0])[-1]
                     next_worker_kill = now + worker_kill_every
             if now - started >= kill_every and checkpoints(workdir) != first_checkpoints:
                 process.send_signal(signal.SIGKILL)
@@ -142,11 +147,11 @@ def soak(workdir: pathlib.Path, minutes: float, kill_every: float, worker_kill_e
         returncode = process.wait(timeout=600)
         sittings.append({"seconds": time.time() - started, "ending": ending or f"exit {returncode}",
                          "rss_mib": samples})
+        state_path.write_text(json.dumps(state))
         if ending != "sigkill":
             break
     output.close()
-    return {"sittings": sittings, "worker_kills": worker_kills,
-            "first_worker_kill_checkpoint": first_worker_kill_checkpoint}
+    return state
 
 
 def check(workdir: pathlib.Path, reference: pathlib.Path, stop_step: int, compare_to: int) -> dict:
@@ -194,18 +199,21 @@ def main(argv: list[str] | None = None) -> None:
     restarts_logged = sum(1 for line in log.splitlines() if "a new worker took its place" in line)
     # a worker killed in the last seconds of a sitting may go unnoticed: the sitting ended first
     noticed = sum(kill["time_s"] + 5.0 < result["sittings"][kill["sitting"]]["seconds"] for kill in result["worker_kills"])
+    compare_to = result["first_worker_kill_checkpoint"] or stop_step
     started = time.time()
-    subprocess.run(command(reference, f"--config.experiment.num_train_steps={stop_step}"), cwd=REPO, check=True,
+    subprocess.run(command(reference, f"--config.experiment.num_train_steps={compare_to}"), cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    compare_to = result["first_worker_kill_checkpoint"]
     result.update({
         "minutes": args.minutes, "stop_step": stop_step, "reference_seconds": time.time() - started,
         "process_kills": sum(s["ending"] == "sigkill" for s in result["sittings"]),
         "worker_restart_lines": restarts_logged, "worker_kills_before_their_sittings_last_5_s": noticed,
-        "checks": check(run, reference, stop_step, stop_step if compare_to is None else compare_to),
+        "checks": check(run, reference, stop_step, compare_to),
         "memory": growth(result["sittings"]),
         "command": " ".join(["python bench/soak.py", *(argv if argv is not None else sys.argv[1:])]),
     })
+    first_kill_sitting = result["worker_kills"][0]["sitting"] if result["worker_kills"] else len(result["sittings"])
+    result["process_kills_before_first_worker_kill"] = sum(
+        s["ending"] == "sigkill" for s in result["sittings"][:first_kill_sitting])
     checks, memory = result["checks"], result["memory"]
     print("| tried | count | survived |\n|---|---|---|")
     print(f"| SIGKILL of train.py, then the same command | {result['process_kills']} | "
@@ -213,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| SIGKILL of an env worker | {len(result['worker_kills'])} | "
           f"restart lines logged: {result['worker_restart_lines']} (kills 5 s or more before their sitting ended: "
           f"{noticed}); losses finite: {checks['finite']} |")
-    print(f"| logs against an uninterrupted run, to step {checks['compared_up_to_step']} | "
+    print(f"| logs against an uninterrupted run, to step {checks['compared_up_to_step']} "
+          f"(across {result['process_kills_before_first_worker_kill']} SIGKILL + resume) | "
           f"{checks['records_compared']} records | identical: {checks['identical_to_reference']} |")
     print(f"| resident memory, last / first-after-1-min per sitting | {len(memory['per_sitting'])} sittings | "
           f"max ratio {memory['max_ratio_last_to_first']} |")
