@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import sys
 
@@ -25,6 +26,27 @@ _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes per task (default: 
 _VIDEO = flags.DEFINE_bool("video", False, "Also record one episode per task to WORKDIR/videos/step<N>/.")
 
 
+def evaluate(policy, config, episodes: int, eval_envs) -> dict:
+    """The setup's evaluation of `policy` on `eval_envs` (closed after), done again from its
+    start after each env worker that died or hung and was replaced (a warning line names the
+    task); more than `env.max_worker_restarts` replacements raise `EnvWorkerError`."""
+    setup, names = SETUPS.get(config.setup.name), task_names(config.env)
+    try:
+        for restarts in itertools.count(1):
+            try:
+                return setup.evaluate(policy, eval_envs, episodes, names)
+            except envs.WorkersRestarted as restarted:
+                print(f"warning: {restarted} The evaluation is done again from its start.", file=sys.stderr)
+                if restarts > config.env.max_worker_restarts:
+                    raise envs.EnvWorkerError(
+                        f"env workers were replaced {restarts} times during this evaluation, more than "
+                        f"env.max_worker_restarts={config.env.max_worker_restarts}. Fix: see what kills them "
+                        "(the out-of-memory killer, a crash in the env), or evaluate with "
+                        "env.vector_strategy=sync in the run's config.json.") from restarted
+    finally:
+        eval_envs.close()
+
+
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected argument(s) {' '.join(argv[1:])}. Flags: --workdir, --step, --episodes, --video.")
@@ -41,13 +63,11 @@ def main(argv):
     except (PolicyError, ConfigError, CheckpointError) as error:
         sys.exit(f"error: {error}")
     episodes = _EPISODES.value or config.experiment.num_eval_episodes
-    eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
+    record = {"step": policy.step}
     try:
-        record = {"step": policy.step}
-        setup = SETUPS.get(config.setup.name)
-        record.update(setup.evaluate(policy, eval_envs, episodes, task_names(config.env)))
-    finally:
-        eval_envs.close()
+        record.update(evaluate(policy, config, episodes, envs.make_vector_env(config.env, config.seed, evaluation=True)))
+    except envs.EnvWorkerError as error:
+        sys.exit(f"error: {error}")
     print(f"{workdir}, checkpoint {policy.step}, {episodes} episode(s) per task")
     print(format_eval(record))
     if _VIDEO.value:

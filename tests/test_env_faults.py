@@ -3,8 +3,11 @@ replaced and its failed transition dropped; one restarted too often stops the ru
 checkpoint; an env that raises names its task; old checkpoints resume with per-task cursors."""
 
 import collections
+import contextlib
 import functools
+import json
 import importlib.util
+import io
 import math
 import os
 import pathlib
@@ -22,7 +25,9 @@ import jax
 import numpy as np
 import pytest
 
+import evaluate as evaluate_py
 from mtsac_jax import checkpoint, envs, replay_buffer
+from mtsac_jax import policy as policy_module
 from mtsac_jax.config import ConfigError
 from mtsac_jax.env_state import SnapshotWrapper
 from mtsac_jax.envs.metaworld import _make_task_env
@@ -385,3 +390,46 @@ def test_worker_keys_out_of_range_are_refused(key, value):
     config.env[key] = value
     with pytest.raises(ConfigError, match=rf"env\.{key}={value!r} must be .* Fix: pass --config\.env\.{key}="):
         envs.validate(config.env)
+
+
+
+def test_evaluate_py_names_a_worker_killed_as_it_starts(smoke_run, tmp_path):
+    """evaluate.py with async workers, an eval worker SIGKILLed as soon as it exists: killed while
+    building its env, a clean error naming the task; killed later, a warning and the evaluation
+    done again. Either way no traceback."""
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run[0], workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    config["env"]["vector_strategy"] = "async"
+    (workdir / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen([sys.executable, "evaluate.py", f"--workdir={workdir}", "--episodes=1"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        os.kill(worker_pid(process.pid, "eval-env-0"), signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    if process.returncode:
+        assert re.fullmatch(r"error: The eval env worker of task reach-v3 died \(killed by SIGKILL\) while building "
+                            r"its env\. Fix: .*\s*", stderr), stderr[-3000:]
+    else:
+        assert "The evaluation is done again from its start." in stderr and "reach-v3" in stdout
+
+
+def test_evaluate_py_does_its_evaluation_again_after_a_killed_worker(smoke_run):
+    """evaluate.py's evaluation meets a dead eval worker: one warning names the task, the worker
+    is replaced and the evaluation is done again from its start."""
+    config = policy_module.load_config(smoke_run[0])
+    config.unlock()
+    config.env.vector_strategy = "async"
+    policy = policy_module.load_policy(smoke_run[0])
+    eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
+    eval_envs.reset()
+    os.kill(worker_pid(os.getpid(), "eval-env-0"), signal.SIGKILL)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        record = evaluate_py.evaluate(policy, config, 2, eval_envs)
+    assert len(re.findall(r"^warning: .*task reach-v3: died \(killed by SIGKILL\).* The evaluation is done again "
+                          r"from its start\.$", stderr.getvalue(), re.M)) == 1, stderr.getvalue()
+    assert 0.0 <= record["success"] <= 1.0 and list(record["tasks"]) == ["reach-v3"]
