@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import pathlib
 import signal
 import threading
@@ -188,6 +189,31 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+def memory_bytes() -> int | None:
+    """The memory of the first device: an accelerator's own, the machine's for CPU (None if unknown)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(state, buffer) -> None:
+    """Refuses, before anything is allocated, a train state and buffer (abstract shapes) that
+    alone outgrow the device's memory: XLA would otherwise abort while compiling or allocating."""
+    gib = lambda tree: sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree)) / 2**30  # noqa: E731
+    available = memory_bytes()
+    if available is not None and gib(state) + gib(buffer) > available / 2**30:
+        raise TrainingError(
+            f"out of memory before starting: the train state (networks, target networks, optimizer moments) needs "
+            f"{gib(state):,.1f} GiB and the replay buffer {gib(buffer):,.1f} GiB, more than the {available / 2**30:.1f} "
+            f"GiB of this {jax.devices()[0].platform.upper()} device. Fix: lower the network sizes "
+            "(agent.actor/critic hidden_dim, num_layers) or replay_buffer.capacity.")
+
+
 class Trainer:
     """One run: envs, agent, buffer and logs, resumable from its checkpoints."""
 
@@ -211,10 +237,17 @@ class Trainer:
         self.update = jax.jit(numerics.guarded(self.agent.update), donate_argnums=0)
         self.skipped_updates, self.skipped_in_a_row = 0, 0  # dropped updates: in this log interval, in a row
         init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
-        self.state = self.agent.init(init_key)
-        self.buffer = replay_buffer.init(
+        make_buffer = lambda: replay_buffer.init(  # noqa: E731
             self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
         )
+        try:
+            check_memory(jax.eval_shape(self.agent.init, init_key), jax.eval_shape(make_buffer))
+        except TrainingError:
+            self.train_envs.close()
+            self.eval_envs.close()
+            raise
+        self.state = self.agent.init(init_key)
+        self.buffer = make_buffer()
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.num_tasks)
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)

@@ -6,6 +6,7 @@ as a traceback. A few end-to-end commands run as subprocesses.
 """
 
 import json
+import re
 import math
 import os
 import pathlib
@@ -165,6 +166,11 @@ def test_a_rejected_run_leaves_nothing_that_breaks_a_valid_random_smoke_run(tmp_
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "out of memory" in refused.stderr and "replay_buffer.capacity" in refused.stderr
     assert not (workdir / "config.json").exists()
+    refused = run("train.py", SMOKE, f"--workdir={workdir}", "--config.agent.critic.hidden_dim=1000000000")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr  # XLA would abort while compiling
+    assert re.search(r"out of memory before starting: the train state .* needs [\d,.]+ GiB .* Fix: lower the "
+                     r"network sizes \(agent.actor/critic hidden_dim", refused.stderr), refused.stderr[-3000:]
+    assert not workdir.exists()
     trained = run("train.py", SMOKE, f"--workdir={workdir}", *SHORT,
                   *overrides_as_flags(overrides))
     assert trained.returncode == 0, trained.stderr[-3000:]
