@@ -121,13 +121,15 @@ class Checkpointer:
                 "workdir writable, then rerun the same command to resume."
             ) from error
 
-    def restore_latest(self, abstract_arrays: Any, warn) -> tuple[int, Any, dict[str, list[bytes]], dict] | None:
-        """The newest checkpoint that restores cleanly, or None when there is none.
+    def restore_latest(self, abstract_arrays: Any, warn,
+                       at_most: int | None = None) -> tuple[int, Any, dict[str, list[bytes]], dict] | None:
+        """The newest checkpoint (of step `at_most` or earlier) that restores cleanly, or None
+        when there is none.
 
         `abstract_arrays` gives the structure, shapes and dtypes (e.g. from `jax.eval_shape`);
         a shape mismatch means the checkpoint belongs to another configuration.
         """
-        for step in reversed(self.steps()):
+        for step in reversed([step for step in self.steps() if at_most is None or step <= at_most]):
             try:
                 verify_checksums(self.directory / str(step))
                 with quiet_orbax():
@@ -150,6 +152,11 @@ class Checkpointer:
             envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
             return step, arrays, envs, dict(meta)
         return None
+
+    def discard_after(self, step: int) -> None:
+        """Deletes the checkpoints newer than `step` (a run going on from `step` writes them anew)."""
+        for newer in [saved for saved in self.steps() if saved > step]:
+            self._manager.delete(newer)
 
     def array_metadata(self, step: int) -> Any:
         """The tree of checkpoint `step`'s arrays as metadata (each leaf has `.shape` and

@@ -101,6 +101,7 @@ def compose(
         agent, gradient = "state_sac", MTRL_AGENTS[agent]
     config = ml_collections.ConfigDict()
     config.seed = 1
+    config.num_seeds = 1  # seeds config.seed, config.seed + 1, ... trained side by side in one process
     config.setup = setups.setup_config(setup)
     config.agent = agent_config(agent, network, gradient)
     config.env = envs.env_config(env, task_name)
@@ -233,12 +234,13 @@ def import_extensions(files) -> None:
 def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
-    (today's `mean`), no `extensions`, no `experiment.save_video` (False), no
+    (today's `mean`), no `extensions`, no `num_seeds` (1), no `experiment.save_video` (False), no
     `experiment.nan_policy` ("stop") and `max_skipped_updates` (10), no
     `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task) and
     no env worker keys (`envs.COMMON_DEFAULTS`)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
+    saved.setdefault("num_seeds", 1)
     for key, value in envs.COMMON_DEFAULTS.items():
         saved.get("env", {}).setdefault(key, value)
     experiment = saved.get("experiment", {})
@@ -287,7 +289,7 @@ def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected:
         )
 
 
-SECTIONS = ("seed", "setup", "agent", "env", "experiment", "replay_buffer", "extensions")
+SECTIONS = ("seed", "num_seeds", "setup", "agent", "env", "experiment", "replay_buffer", "extensions")
 SEED_BOUND = 2**32  # the env and replay seeds are derived from the seed as 32-bit integers
 
 
@@ -382,7 +384,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     num_tasks = len(task_names(config.env))
     _check_keys("experiment", config.experiment, experiment_config())
     _check_keys("replay_buffer", config.replay_buffer, replay_buffer_config(num_tasks))
-    defaults = {"seed": 1, "extensions": [], **flatten({
+    defaults = {"seed": 1, "num_seeds": 1, "extensions": [], **flatten({
         "setup": setups.setup_config(config.setup.name), "agent": agent_section, "env": env_section,
         "experiment": experiment_config(), "replay_buffer": replay_buffer_config(num_tasks)})}
     _check_types(config, defaults)
@@ -390,6 +392,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"seed={config.seed} must lie in [0, 2**32): env and network seeds derive from it. "
             "Fix: pass --config.seed=<a non-negative integer>, e.g. 1."
+        )
+    if not 1 <= config.num_seeds <= SEED_BOUND - config.seed:
+        raise ConfigError(
+            f"num_seeds={config.num_seeds} must be at least 1 (and seed + num_seeds - 1 below 2**32): the run trains "
+            f"seeds {config.seed} to seed + num_seeds - 1. Fix: pass --config.num_seeds=<1 or more>, e.g. 5."
         )
     envs.validate(config.env)
     family = config.env.name.split("-", 1)[0]

@@ -64,7 +64,10 @@ class RunLog:
         start_step: int,
         stream=sys.stdout,
         headline_metric: str = "success",
+        label: str | None = None,
     ):
+        """`label`: one seed's of a multi-seed run; its console lines start with `[label]` and
+        there is no progress bar."""
         damaged = keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
@@ -77,7 +80,7 @@ class RunLog:
             initial=start_step,
             unit="step",
             file=stream,
-            disable=not stream.isatty(),
+            disable=label is not None or not stream.isatty(),
             dynamic_ncols=True,
             # Rates come from the log interval (env-steps/s, updates/s in the postfix), not from
             # tqdm's own smoothed step rate, so the bar shows one figure per quantity.
@@ -85,6 +88,7 @@ class RunLog:
         )
         self._bar_stats: dict[str, str] = {}
         self._headline_metric = headline_metric
+        self._prefix = f"[{label}] " if label else ""
         for warning in damaged:
             self._print(warning)
 
@@ -134,6 +138,7 @@ class RunLog:
         self._tensorboard.close()
 
     def _print(self, text: str) -> None:
+        text = "\n".join(self._prefix + line for line in text.splitlines()) if self._prefix else text
         if self._bar.disable:
             print(text, file=self._stream, flush=True)
         else:

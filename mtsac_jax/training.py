@@ -23,8 +23,10 @@ import pathlib
 import signal
 import threading
 import time
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -52,6 +54,7 @@ RESUMABLE_CHANGES = frozenset(
         "env.worker_restart_window_s",
     }
 )
+STOPPED = "stopped.txt"  # in a seed's workdir: why that seed of a multi-seed run stopped
 # Logged with each replaced train worker, by when it was replaced.
 DROPPED_IN_STEP = ("Its unfinished episode is dropped: the transition of this step is not stored and the episode "
                    "is not counted in train/episode_reward or train/success.")
@@ -214,40 +217,50 @@ def check_memory(state, buffer) -> None:
             "(agent.actor/critic hidden_dim, num_layers) or replay_buffer.capacity.")
 
 
-class Trainer:
-    """One run: envs, agent, buffer and logs, resumable from its checkpoints."""
+class SeedAxis:
+    """The seed axis of a run with `num_seeds` > 1: the train state and the replay buffer carry
+    a leading axis over seeds and the agent's functions are vmapped over it. With one seed
+    there is no such axis and every function is the agent's own."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
-        self.config, self.workdir = config, workdir
+    def __init__(self, num_seeds: int):
+        self.num_seeds = num_seeds
+
+    def map(self, fn: Callable, in_axes=0) -> Callable:
+        return fn if self.num_seeds == 1 else jax.vmap(fn, in_axes=in_axes)
+
+    def stack(self, trees: list) -> Any:
+        if self.num_seeds == 1:
+            return trees[0]
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+    def take(self, tree, index: int) -> Any:
+        return tree if self.num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def seed_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+    """The config of seed `seed` of a multi-seed run: a single-seed run of its own."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.seed, config.num_seeds = seed, 1
+    config.lock()
+    return config
+
+
+class SeedStopped(Exception):
+    """One seed of a multi-seed run stopped (the message says why); the others go on."""
+
+
+class SeedRun:
+    """One seed's envs, logs and checkpoints: a complete single-seed workdir."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None):
+        self.config, self.workdir, self.label = config, workdir, label
         self.experiment = config.experiment
         self.names = task_names(config.env)
         self.num_tasks = len(self.names)
+        self.setup = SETUPS.get(config.setup.name)
         self.train_envs = envs.make_vector_env(config.env, config.seed)
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
-        self.obs_dim = self.train_envs.single_observation_space.shape[0]
-        self.action_dim = self.train_envs.single_action_space.shape[0]
-        self.setup = SETUPS.get(config.setup.name)
-        self.agent = agents.build(
-            config.agent,
-            agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
-            batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
-            num_updates_per_call=self.experiment.num_updates_per_step,
-        )
-        # the agent's update, dropped (the state given back) when its result is not finite
-        self.update = jax.jit(numerics.guarded(self.agent.update), donate_argnums=0)
-        self.skipped_updates, self.skipped_in_a_row = 0, 0  # dropped updates: in this log interval, in a row
-        init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
-        make_buffer = lambda: replay_buffer.init(  # noqa: E731
-            self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
-        )
-        try:
-            check_memory(jax.eval_shape(self.agent.init, init_key), jax.eval_shape(make_buffer))
-        except TrainingError:
-            self.train_envs.close()
-            self.eval_envs.close()
-            raise
-        self.state = self.agent.init(init_key)
-        self.buffer = make_buffer()
+        self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.num_tasks)
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
@@ -255,22 +268,44 @@ class Trainer:
         self.obs = None
         self.restarts = RestartCounter(config.env.worker_restart_window_s)
         self.fault_error: str | None = None  # set when a worker was restarted too often: the run stops
+        self.skipped_updates, self.skipped_in_a_row = 0, 0  # dropped updates: in this log interval, in a row
+        self.metrics = None  # the last adopted update's metrics
+        self.messages: list[str] = []  # said before the log is open
+        self.log: RunLog | None = None
+        self.stopped = (workdir / STOPPED).read_text().strip() if label and (workdir / STOPPED).is_file() else None
+
+    def say(self, text: str) -> None:
+        if self.log is None:
+            self.messages.append(text)
+        else:
+            self.log.message(text)
+
+    def open_log(self, start_step: int, headline_metric: str) -> None:
+        self.log = RunLog(self.workdir, self.experiment.num_train_steps, start_step, headline_metric=headline_metric,
+                          label=self.label)
+        for message in self.messages:
+            self.log.message(message)
 
     def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
         self.checkpointer.close()
         self.train_envs.close()
         self.eval_envs.close()
 
+    def stop(self, reason: str) -> None:
+        """Stops this seed for the rest of a multi-seed run, and for its resumptions."""
+        self.stopped = reason
+        self.say(f"error: {reason}")
+        (self.workdir / STOPPED).write_text(reason + "\n")
+
     # ----- checkpoints -----
 
-    def _arrays(self) -> dict:
-        return {"train_state": self.state, "buffer": self.buffer, "obs": self.obs}
-
-    def save(self, step: int, say) -> None:
+    def save(self, step: int, arrays: dict) -> None:
         env_blobs = {
-            "train": self._retry("train", step, say, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
+            "train": self._retry("train", step, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
                                  on_restart=self._restarted_between_steps),
-            "eval": self._retry("eval", step, say, "Evaluations start their episodes afresh anyway.",
+            "eval": self._retry("eval", step, "Evaluations start their episodes afresh anyway.",
                                 lambda: list(self.eval_envs.call("snapshot"))),
         }
         meta = {
@@ -278,28 +313,27 @@ class Trainer:
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "episode_stats": self.episode_stats.to_json(),
         }
-        self.checkpointer.save(step, self._arrays(), env_blobs, meta)
+        self.checkpointer.save(step, {**arrays, "obs": self.obs}, env_blobs, meta)
 
-    def restore(self, warn) -> int:
-        """Restores the newest good checkpoint; returns its step (0 when starting fresh)."""
-        self.obs = np.zeros((self.num_tasks, self.obs_dim), np.float32)
-        abstract = jax.eval_shape(lambda: self._arrays())
-        restored = self.checkpointer.restore_latest(abstract, warn)
+    def restore(self, abstract: dict, at_most: int | None = None) -> tuple[int, dict | None]:
+        """Restores the newest good checkpoint (of step `at_most` or earlier); returns its step
+        and its `train_state` and `buffer` (0 and None when starting fresh)."""
+        self.obs = np.zeros((self.num_tasks, abstract["obs"].shape[-1]), np.float32)
+        restored = self.checkpointer.restore_latest(abstract, self.say, at_most)
         if restored is None:
-            obs, _ = self._retry("train", 0, warn, "All train envs are reset again.", self.train_envs.reset)
+            obs, _ = self._retry("train", 0, "All train envs are reset again.", self.train_envs.reset)
             self.obs = obs.astype(np.float32)
-            return 0
+            return 0, None
         step, arrays, env_blobs, meta = restored
-        self.state, self.buffer = arrays["train_state"], arrays["buffer"]
-        self.obs = np.asarray(arrays["obs"])
+        self.obs = np.asarray(arrays.pop("obs"))
         for group, vector_env in (("train", self.train_envs), ("eval", self.eval_envs)):
-            self._retry(group, step, warn, "Its env is restored from the checkpoint all the same.",
+            self._retry(group, step, "Its env is restored from the checkpoint all the same.",
                         lambda: vector_env.call("restore", env_blobs[group]))
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
         self.episode_stats.load_json(meta["episode_stats"])
-        return step
+        return step, arrays
 
-    def _set_earlier_logs_aside(self, say) -> None:
+    def set_earlier_logs_aside(self) -> None:
         """A workdir with logs but no usable checkpoint starts over: its logs move to
         `logs_before_<time>/` instead of being overwritten."""
         earlier = [self.workdir / name for name in ("train.jsonl", "eval.jsonl", "tb") if (self.workdir / name).exists()]
@@ -309,12 +343,12 @@ class Trainer:
         aside.mkdir()
         for path in earlier:
             path.rename(aside / path.name)
-        say(f"{self.workdir} has logs but no usable checkpoint: starting over from step 0. "
-            f"The earlier logs are kept in {aside}.")
+        self.say(f"{self.workdir} has logs but no usable checkpoint: starting over from step 0. "
+                 f"The earlier logs are kept in {aside}.")
 
     # ----- env worker faults -----
 
-    def _retry(self, group: str, step: int, say, consequence: str, request, on_restart=None):
+    def _retry(self, group: str, step: int, consequence: str, request, on_restart=None):
         """`request()`, done again after each worker restart it meets (`envs.WorkersRestarted`),
         which is logged with `consequence` and passed to `on_restart`. A restart met once the
         run is stopping (`fault_error`) stops it at once with `TrainingError`, keeping the
@@ -324,18 +358,18 @@ class Trainer:
                 return request()
             except envs.WorkersRestarted as restarted:
                 stopping = self.fault_error is not None
-                self._note_faults(restarted.faults, group, step, consequence, say)
+                self.note_faults(restarted.faults, group, step, consequence)
                 if on_restart is not None:
                     on_restart(restarted)
                 if stopping:
-                    raise TrainingError(f"{self.fault_error} {self._kept_checkpoint()}") from restarted
+                    raise TrainingError(f"{self.fault_error} {self.kept_checkpoint()}") from restarted
 
-    def _note_faults(self, faults: list[envs.WorkerFault], group: str, step: int, consequence: str, say) -> None:
+    def note_faults(self, faults: list[envs.WorkerFault], group: str, step: int, consequence: str) -> None:
         """Logs each replaced worker; sets `fault_error` when one was restarted too often."""
         env = self.config.env
         for fault in faults:
-            say(f"warning: step {step}: the {group} env worker of task {fault.task} {fault.what}; a new worker "
-                f"took its place (restart {fault.restart}, on a random stream of its own). {consequence}")
+            self.say(f"warning: step {step}: the {group} env worker of task {fault.task} {fault.what}; a new worker "
+                     f"took its place (restart {fault.restart}, on a random stream of its own). {consequence}")
             count = self.restarts.add((group, fault.index))
             if count > env.max_worker_restarts and self.fault_error is None:
                 self.fault_error = (
@@ -356,7 +390,7 @@ class Trainer:
         self.obs = obs
         self.episode_stats.interrupt(list(restarted.obs))
 
-    def _dropped_update(self, what: str, say) -> None:
+    def dropped_update(self, what: str) -> None:
         """A non-finite update (`what`: its step, quantities and tasks), already dropped: stops the
         run (`experiment.nan_policy="stop"`, or too many in a row) or counts it."""
         experiment = self.experiment
@@ -365,7 +399,7 @@ class Trainer:
         if experiment.nan_policy == "stop":
             raise TrainingError(
                 f"Training stopped at {what}. The update was dropped and nothing of it saved. "
-                f"{self._kept_checkpoint()} {fix}; or pass --config.experiment.nan_policy=skip to drop such "
+                f"{self.kept_checkpoint()} {fix}; or pass --config.experiment.nan_policy=skip to drop such "
                 "updates and go on."
             )
         self.skipped_in_a_row += 1
@@ -374,38 +408,58 @@ class Trainer:
             raise TrainingError(
                 f"Training stopped: {self.skipped_in_a_row} updates in a row were not finite, more than "
                 f"experiment.max_skipped_updates={experiment.max_skipped_updates}; the last at {what}. "
-                f"{self._kept_checkpoint()} {fix}."
+                f"{self.kept_checkpoint()} {fix}."
             )
         if self.skipped_in_a_row == 1:
-            say(f"warning: dropped the update at {what} (experiment.nan_policy=skip: the state is as before it).")
+            self.say(f"warning: dropped the update at {what} (experiment.nan_policy=skip: the state is as before it).")
 
-    def _kept_checkpoint(self) -> str:
+    def kept_checkpoint(self) -> str:
         steps = self.checkpointer.steps()
         if not steps:
             return "No checkpoint was written yet: the same command starts this run afresh."
         return (f"The newest checkpoint (step {steps[-1]}) in {self.checkpointer.directory} is kept: rerun the same "
                 "command to resume from it.")
 
-    # ----- the loop -----
+    # ----- one step -----
 
-    def act(self, step: int) -> np.ndarray:
-        if step <= self.experiment.init_steps:
-            return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, self.action_dim)).astype(np.float32)
-        policy_params = self.agent.policy_params(self.state)
-        return np.asarray(self.agent.sample_actions(policy_params, self.obs, self.act_key, step))
+    def warmup_actions(self, action_dim: int) -> np.ndarray:
+        return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, action_dim)).astype(np.float32)
 
-    def evaluate(self, step: int, say) -> dict:
-        policy = DeterministicPolicy(self.agent.eval_actions, self.agent.policy_params(self.state))
+    def step_envs(self, actions: np.ndarray, step: int) -> envs.Step:
+        transition = envs.step(self.train_envs, actions, drop_restarted=True)
+        self.note_faults(transition.faults, "train", step, DROPPED_IN_STEP)
+        self.episode_stats.add(transition)
+        self.obs = transition.next_obs
+        return transition
+
+    def adopt(self, metrics, fault, step: int) -> None:
+        """The update's result for this seed: its metrics, or a dropped update (`numerics.guarded`)."""
+        if bool(fault["any"]):
+            self.dropped_update(numerics.describe(fault, step, self.names))
+        else:
+            self.metrics, self.skipped_in_a_row = metrics, 0
+
+    def log_train(self, step: int, perf: dict) -> None:
+        record = {"step": step, "env_steps": step * self.num_tasks}
+        record.update(self.episode_stats.flush())
+        if self.metrics is not None:
+            record.update(update_record(self.metrics, self.names))
+        record.update(perf)
+        if self.experiment.nan_policy == "skip":
+            record["train/skipped_updates"], self.skipped_updates = self.skipped_updates, 0
+        self.log.train(record)
+
+    def evaluate(self, step: int, policy: DeterministicPolicy) -> dict:
         record = {"step": step, "env_steps": step * self.num_tasks}
         record.update(self._retry(
-            "eval", step, say, f"The evaluation of step {step} is done again from its start.",
+            "eval", step, f"The evaluation of step {step} is done again from its start.",
             lambda: self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names),
         ))
         if self.experiment.save_video and not self.video_failed:
-            self._record_video(policy, step, say)
+            self._record_video(policy, step)
         return record
 
-    def _record_video(self, policy, step: int, say) -> None:
+    def _record_video(self, policy, step: int) -> None:
         """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on
         envs of their own, so the run's eval envs and logs are as without video."""
         try:
@@ -413,41 +467,165 @@ class Trainer:
                                           self.workdir / "videos" / f"step{step}")
         except (video.VideoError, envs.EnvWorkerError, OSError) as error:
             self.video_failed = True
-            say(f"warning: no evaluation videos for the rest of this run: {error}")
+            self.say(f"warning: no evaluation videos for the rest of this run: {error}")
             return
-        say(f"videos: {paths[0].parent} ({len(paths)} files)")
+        self.say(f"videos: {paths[0].parent} ({len(paths)} files)")
+
+
+class Trainer:
+    """One run of `num_seeds` seeds: their envs, logs and checkpoints (`SeedRun`), and the agent's
+    state and replay buffer, resumable from their checkpoints. The seeds of a multi-seed run
+    share each jitted update and act call (vmapped over the seed axis) and write a single-seed
+    workdir each, `WORKDIR/seed_<seed>/`."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
+        self.config, self.workdir = config, workdir
+        self.experiment = config.experiment
+        self.axis = SeedAxis(config.num_seeds)
+        seeds = [config.seed + k for k in range(config.num_seeds)]
+        self.runs: list[SeedRun] = []
+        try:
+            for seed in seeds:
+                if self.axis.num_seeds == 1:
+                    self.runs.append(SeedRun(config, workdir, None))
+                else:
+                    seed_workdir = workdir / f"seed_{seed}"
+                    prepare_workdir(seed_workdir, seed_config(config, seed))
+                    self.runs.append(SeedRun(seed_config(config, seed), seed_workdir, f"seed {seed}"))
+            first = self.runs[0]
+            self.names, self.num_tasks = first.names, first.num_tasks
+            self.obs_dim = first.train_envs.single_observation_space.shape[0]
+            self.action_dim = first.train_envs.single_action_space.shape[0]
+            self.setup = first.setup
+            self.agent = agents.build(
+                config.agent,
+                agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
+                batch_size_per_task=config.replay_buffer.batch_size // self.num_tasks,
+                num_updates_per_call=self.experiment.num_updates_per_step,
+            )
+            make_buffer = lambda: replay_buffer.init(  # noqa: E731
+                self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
+            )
+            self.abstract = {"train_state": jax.eval_shape(self.agent.init, first.init_key),
+                             "buffer": jax.eval_shape(make_buffer),
+                             "obs": jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32)}
+            check_memory(*(jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
+                                        self.abstract[part]) for part in ("train_state", "buffer")))
+        except BaseException:
+            self.close()
+            raise
+        self.state = self.axis.stack([self.agent.init(run.init_key) for run in self.runs])
+        self.buffer = self.axis.stack([make_buffer() for _ in self.runs])
+        self.act_keys = self.axis.stack([run.act_key for run in self.runs])
+        # the agent's update, dropped (the state given back) when its result is not finite
+        self.update = jax.jit(self.axis.map(numerics.guarded(self.agent.update)), donate_argnums=0)
+        self.sample_actions = (self.agent.sample_actions if self.axis.num_seeds == 1
+                               else jax.jit(jax.vmap(self.agent.sample_actions, in_axes=(0, 0, 0, None))))
+        self.insert = (replay_buffer.insert_jit if self.axis.num_seeds == 1
+                       else jax.jit(jax.vmap(replay_buffer.insert), donate_argnums=0))
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.close()
+
+    @property
+    def active(self) -> list[tuple[int, SeedRun]]:
+        return [(index, run) for index, run in enumerate(self.runs) if run.stopped is None]
+
+    def each_run(self, work: Callable[[int, SeedRun], None]) -> None:
+        """`work(index, run)` for each active seed. In a multi-seed run a seed whose work fails
+        (non-finite updates, an env, its workers) is stopped alone; the run fails once none is left."""
+        for index, run in self.active:
+            try:
+                work(index, run)
+            except (TrainingError, envs.EnvWorkerError) as error:
+                if self.axis.num_seeds == 1:
+                    raise
+                kept = "" if isinstance(error, TrainingError) else f" {run.kept_checkpoint()}"
+                run.stop(f"{run.label} stopped: {error}{kept}")
+        if not self.active:
+            raise TrainingError("Every seed of this run stopped; what stopped each is said above and in "
+                                f"{self.workdir}/seed_<seed>/{STOPPED}.")
+
+    # ----- checkpoints -----
+
+    def save(self, step: int) -> None:
+        self.each_run(lambda index, run: run.save(step, {
+            "train_state": self.axis.take(self.state, index), "buffer": self.axis.take(self.buffer, index)}))
+
+    def restore(self) -> int:
+        """Restores each active seed's newest good checkpoint, the newest step all of them have
+        (a seed's newer ones are dropped); returns that step (0 when starting fresh)."""
+        if not self.active:
+            raise TrainingError("Every seed of this run stopped earlier; what stopped each is in "
+                                f"{self.workdir}/seed_<seed>/{STOPPED}. Fix: resume a seed alone with --workdir="
+                                f"{self.workdir}/seed_<seed>, or start a new run.")
+        target = None
+        while True:
+            restored = [run.restore(self.abstract, target) for _, run in self.active]
+            steps = {step for step, _ in restored}
+            if len(steps) == 1:
+                break
+            target = min(steps)
+        step = steps.pop()
+        for _, run in self.active:
+            run.checkpointer.discard_after(step)
+            if step == 0:
+                run.set_earlier_logs_aside()
+        if step:
+            for (index, _), (_, arrays) in zip(self.active, restored):
+                if self.axis.num_seeds == 1:
+                    self.state, self.buffer = arrays["train_state"], arrays["buffer"]
+                else:
+                    self.state, self.buffer = (jax.tree.map(lambda whole, part: whole.at[index].set(part), whole, part)
+                                               for whole, part in ((self.state, arrays["train_state"]),
+                                                                   (self.buffer, arrays["buffer"])))
+        return step
+
+    # ----- the loop -----
+
+    def act(self, step: int) -> np.ndarray:
+        if step <= self.experiment.init_steps:
+            return self.axis.stack([run.warmup_actions(self.action_dim) if run.stopped is None
+                                    else np.zeros((self.num_tasks, self.action_dim), np.float32) for run in self.runs])
+        policy_params = self.agent.policy_params(self.state)
+        obs = self.axis.stack([run.obs for run in self.runs])
+        return np.asarray(self.sample_actions(policy_params, obs, self.act_keys, step))
+
+    def evaluate(self, step: int) -> None:
+        policy_params = self.agent.policy_params(self.state)
+        self.each_run(lambda index, run: run.log.eval(run.evaluate(
+            step, DeterministicPolicy(self.agent.eval_actions, self.axis.take(policy_params, index)))))
 
     def run(self) -> None:
         experiment = self.experiment
         with StopSignals() as stop:
-            messages = []
-            start_step = self.restore(warn=messages.append)
-            if start_step == 0:
-                self._set_earlier_logs_aside(messages.append)
-            log = RunLog(self.workdir, experiment.num_train_steps, start_step,
-                         headline_metric=self.setup.headline_metric)
-            try:
-                for message in messages:
-                    log.message(message)
-                log.message(
+            start_step = self.restore()
+            for run in self.runs:
+                if run.stopped is None:
+                    run.open_log(start_step, self.setup.headline_metric)
+                else:
+                    print(f"[{run.label}] stopped earlier, stays stopped: {run.stopped}", flush=True)
+            for _, run in self.active:
+                run.say(
                     f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} on {self.config.env.name} "
                     f"({self.num_tasks} task(s)) at step {start_step} of {experiment.num_train_steps}; "
-                    f"workdir {self.workdir}"
+                    f"workdir {run.workdir}"
                 )
                 if start_step >= experiment.num_train_steps:
-                    log.message("The run is already complete; raise experiment.num_train_steps to train further.")
-                if self.fault_error:  # workers restarted too often while resuming
-                    raise TrainingError(f"{self.fault_error} {self._kept_checkpoint()}")
-                try:
-                    self._loop(start_step, log, stop)
-                except envs.EnvWorkerError as error:  # an env raised: the state is not one to save
-                    raise envs.EnvWorkerError(f"{error} {self._kept_checkpoint()}") from error
-            finally:
-                log.close()
+                    run.say("The run is already complete; raise experiment.num_train_steps to train further.")
 
-    def _loop(self, start_step: int, log: RunLog, stop: StopSignals) -> None:
+            def stop_on_resume_fault(index, run):  # workers restarted too often while resuming
+                if run.fault_error:
+                    raise TrainingError(f"{run.fault_error} {run.kept_checkpoint()}")
+            self.each_run(stop_on_resume_fault)
+            try:
+                self._loop(start_step, stop)
+            except envs.EnvWorkerError as error:  # an env raised: the state is not one to save
+                raise envs.EnvWorkerError(f"{error} {self.runs[0].kept_checkpoint()}") from error
+
+    def _loop(self, start_step: int, stop: StopSignals) -> None:
         experiment = self.experiment
-        metrics = None
         interval_start, interval_steps, interval_updates = time.perf_counter(), 0, 0
         run_start = interval_start
         for step in range(start_step + 1, experiment.num_train_steps + 1):
@@ -457,53 +635,60 @@ class Trainer:
             if updating:  # dispatched asynchronously; its state is the one given if it was not finite
                 self.state, new_metrics, fault = self.update(self.state, self.buffer)
                 interval_updates += experiment.num_updates_per_step
-            transition = envs.step(self.train_envs, actions, drop_restarted=True)
-            self._note_faults(transition.faults, "train", step, DROPPED_IN_STEP, log.message)
-            self.buffer = replay_buffer.insert_jit(
-                self.buffer, self.obs, actions, transition.reward, transition.final_obs, transition.terminated,
-                keep=~transition.dropped,
-            )
-            self.episode_stats.add(transition)
-            self.obs = transition.next_obs
+            obs_before, transitions = [run.obs for run in self.runs], [None] * len(self.runs)
+
+            def step_envs(index, run):
+                transitions[index] = run.step_envs(self.axis.take(actions, index), step)
+            self.each_run(step_envs)
+            self.buffer = self.insert(self.buffer, *self._insert_args(obs_before, actions, transitions))
             if updating:  # the next step's actions wait for this update anyway
-                if bool(fault["any"]):
-                    self._dropped_update(numerics.describe(fault, step, self.names), log.message)
-                else:
-                    metrics, self.skipped_in_a_row = new_metrics, 0
+                self.each_run(lambda index, run: run.adopt(self.axis.take(new_metrics, index),
+                                                           self.axis.take(fault, index), step))
             interval_steps += 1
-            log.advance()
+            for _, run in self.active:
+                run.log.advance()
 
             last_step = step == experiment.num_train_steps
             if step % experiment.log_freq == 0 or last_step:
-                record = {"step": step, "env_steps": step * self.num_tasks}
-                record.update(self.episode_stats.flush())
-                if metrics is not None:
-                    record.update(update_record(metrics, self.names))
                 now = time.perf_counter()
-                record["perf/env_steps_per_s"] = interval_steps * self.num_tasks / (now - interval_start)
-                record["perf/updates_per_s"] = interval_updates / (now - interval_start)
-                record["perf/elapsed_s"] = now - run_start
-                if experiment.nan_policy == "skip":
-                    record["train/skipped_updates"], self.skipped_updates = self.skipped_updates, 0
-                log.train(record)
+                perf = {"perf/env_steps_per_s": interval_steps * self.num_tasks / (now - interval_start),
+                        "perf/updates_per_s": interval_updates / (now - interval_start),
+                        "perf/elapsed_s": now - run_start}
+                for _, run in self.active:
+                    run.log_train(step, perf)
                 interval_start, interval_steps, interval_updates = now, 0, 0
             pause_start = time.perf_counter()
             if step % experiment.eval_freq == 0 or last_step:
-                log.eval(self.evaluate(step, log.message))
-            if step % experiment.save_freq == 0 or last_step or stop.received or self.fault_error:
-                self.save(step, log.message)
+                self.evaluate(step)
+            if (step % experiment.save_freq == 0 or last_step or stop.received
+                    or any(run.fault_error for _, run in self.active)):
+                self.save(step)
             interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput
-            if self.fault_error:
-                raise TrainingError(
-                    f"{self.fault_error} A checkpoint of step {step} is saved in {self.checkpointer.directory}: once "
-                    "fixed, rerun the same command to resume from it."
-                )
+
+            def stop_on_fault(index, run):
+                if run.fault_error:
+                    raise TrainingError(
+                        f"{run.fault_error} A checkpoint of step {step} is saved in {run.checkpointer.directory}: "
+                        "once fixed, rerun the same command to resume from it."
+                    )
+            self.each_run(stop_on_fault)
             if stop.received:
-                log.message(
-                    f"Stopped by {stop.received} at step {step}; checkpoint saved in {self.checkpointer.directory}. "
-                    "Rerun the same command with the same --workdir to resume."
-                )
+                for _, run in self.active:
+                    run.say(f"Stopped by {stop.received} at step {step}; checkpoint saved in "
+                            f"{run.checkpointer.directory}. Rerun the same command with the same --workdir to resume.")
                 return
+
+    def _insert_args(self, obs_before: list[np.ndarray], actions: np.ndarray, transitions: list) -> tuple:
+        """The replay buffer's insert arguments, over the seed axis; a stopped seed stores nothing."""
+        rows = []
+        for obs, transition in zip(obs_before, transitions):
+            if transition is None:
+                zeros = np.zeros(self.num_tasks, np.float32)
+                rows.append((obs, zeros, obs, zeros, np.zeros(self.num_tasks, bool)))
+            else:
+                rows.append((obs, transition.reward, transition.final_obs, transition.terminated, ~transition.dropped))
+        obs, reward, final_obs, terminated, keep = (self.axis.stack(list(column)) for column in zip(*rows))
+        return obs, actions, reward, final_obs, terminated, keep
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
