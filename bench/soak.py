@@ -116,7 +116,7 @@ def soak(workdir: pathlib.Path, minutes: float, kill_every: float, worker_kill_e
     deadline = time.time() + 60 * minutes - sum(s["seconds"] for s in sittings)
     next_worker_kill = max(deadline - 30 * minutes, time.time()) + worker_kill_every
     output = open(workdir.parent / "soak.out", "a")
-    while True:
+    while time.time() < deadline:  # a rerun after the last sitting only reports
         started, samples, next_sample = time.time(), [], time.time()
         process = subprocess.Popen(command(workdir), cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
         first_checkpoints = checkpoints(workdir)
@@ -160,7 +160,8 @@ def check(workdir: pathlib.Path, reference: pathlib.Path, stop_step: int, compar
     want_eval = list(range(EVAL_FREQ, stop_step + 1, EVAL_FREQ))
     finite = all(math.isfinite(v) for r in train for k, v in r.items() if k.startswith("train/") and isinstance(v, float))
     ref_train = [r for r in read_jsonl(reference / "train.jsonl") if r["step"] <= compare_to]
-    ref_eval = [r for r in read_jsonl(reference / "eval.jsonl") if r["step"] <= compare_to]
+    # the reference's last step has an evaluation of its own unless it is a multiple of EVAL_FREQ
+    ref_eval = [r for r in read_jsonl(reference / "eval.jsonl") if r["step"] <= compare_to and r["step"] % EVAL_FREQ == 0]
     return {
         "gapless": [r["step"] for r in train] == want_train and [r["step"] for r in evals] == want_eval,
         "finite": finite,
