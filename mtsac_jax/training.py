@@ -295,6 +295,8 @@ class SeedRun:
 
     def stop(self, reason: str) -> None:
         """Stops this seed for the rest of a multi-seed run, and for its resumptions."""
+        reason += (f" This seed stays stopped when the run resumes; once fixed, go on with it alone: python train.py "
+                   f"--config={self.workdir / 'config.json'} --workdir={self.workdir}")
         self.stopped = reason
         self.say(f"error: {reason}")
         (self.workdir / STOPPED).write_text(reason + "\n")
@@ -560,6 +562,9 @@ class Trainer:
             raise TrainingError("Every seed of this run stopped earlier; what stopped each is in "
                                 f"{self.workdir}/seed_<seed>/{STOPPED}. Fix: resume a seed alone with --workdir="
                                 f"{self.workdir}/seed_<seed>, or start a new run.")
+        for run in self.runs:  # a seed stopped earlier: acted for (vmapped) but never stepped
+            if run.stopped is not None:
+                run.obs = np.zeros((self.num_tasks, self.obs_dim), np.float32)
         target = None
         while True:
             restored = [run.restore(self.abstract, target) for _, run in self.active]
