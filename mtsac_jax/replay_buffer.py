@@ -10,6 +10,7 @@ is (T, B_t, ...) and every task weighs the same in the loss.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.struct
 import jax
@@ -25,6 +26,8 @@ class ReplayBuffer:
     terminated: jax.Array  # (T, C): 1.0 only on true termination, never on truncation
     cursor: jax.Array  # (T,) int32: ring index each task's next insert writes to
     size: jax.Array  # (T,) int32: number of valid transitions of each task
+    # how a sampled batch (T, B_t, ...) is split over devices (`sharding.Placement`); None: not at all
+    batch_sharding: Any = flax.struct.field(pytree_node=False, default=None)
 
     @property
     def capacity_per_task(self) -> int:
@@ -79,10 +82,13 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size_per_task: int) -> di
     num_tasks = buffer.reward.shape[0]
     index = jax.random.randint(key, (num_tasks, batch_size_per_task), 0, buffer.size[:, None])  # (T, B_t)
     take = jax.vmap(lambda store, task_index: store[task_index])
-    return {
+    batch = {
         "obs": take(buffer.obs, index),
         "action": take(buffer.action, index),
         "reward": take(buffer.reward, index),
         "next_obs": take(buffer.next_obs, index),
         "terminated": take(buffer.terminated, index),
     }
+    if buffer.batch_sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, buffer.batch_sharding)
+    return batch

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mtsac_jax import agents, envs, numerics, replay_buffer, video
+from mtsac_jax import agents, envs, numerics, replay_buffer, sharding, video
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import flatten, task_names, upgrade, validate
 from mtsac_jax.policy import DeterministicPolicy
@@ -508,16 +508,23 @@ class Trainer:
             make_buffer = lambda: replay_buffer.init(  # noqa: E731
                 self.num_tasks, config.replay_buffer.capacity // self.num_tasks, self.obs_dim, self.action_dim
             )
-            self.abstract = {"train_state": jax.eval_shape(self.agent.init, first.init_key),
-                             "buffer": jax.eval_shape(make_buffer),
-                             "obs": jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32)}
-            check_memory(*(jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype),
-                                        self.abstract[part]) for part in ("train_state", "buffer")))
+            self.placement = sharding.plan(config.num_seeds, self.num_tasks,
+                                           config.replay_buffer.batch_size // self.num_tasks)
+            state, buffer = jax.eval_shape(self.agent.init, first.init_key), jax.eval_shape(make_buffer)
+            check_memory(*(jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((len(seeds), *leaf.shape), leaf.dtype), part)
+                           for part in (state, buffer)))
+            # one seed's checkpoint arrays, restored whole onto the first device or, for one seed, as placed
+            on_first = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            placed = ({"train_state": self.placement.state_sharding(state), "buffer": self.placement.buffer_sharding(buffer)}
+                      if self.axis.num_seeds == 1 else jax.tree.map(lambda _: on_first, {"train_state": state, "buffer": buffer}))
+            self.abstract = jax.tree.map(lambda leaf, where: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where),
+                                         {"train_state": state, "buffer": buffer}, placed)
+            self.abstract["obs"] = jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32, sharding=on_first)
         except BaseException:
             self.close()
             raise
-        self.state = self.axis.stack([self.agent.init(run.init_key) for run in self.runs])
-        self.buffer = self.axis.stack([make_buffer() for _ in self.runs])
+        self._place(self.axis.stack([self.agent.init(run.init_key) for run in self.runs]),
+                    self.axis.stack([make_buffer() for _ in self.runs]))
         self.act_keys = self.axis.stack([run.act_key for run in self.runs])
         # the agent's update, dropped (the state given back) when its result is not finite
         self.update = jax.jit(self.axis.map(numerics.guarded(self.agent.update)), donate_argnums=0)
@@ -525,6 +532,12 @@ class Trainer:
                                else jax.jit(jax.vmap(self.agent.sample_actions, in_axes=(0, 0, 0, None))))
         self.insert = (replay_buffer.insert_jit if self.axis.num_seeds == 1
                        else jax.jit(jax.vmap(replay_buffer.insert), donate_argnums=0))
+
+    def _place(self, state, buffer) -> None:
+        """Puts the (stacked) train state and replay buffer where `self.placement` says."""
+        self.state = self.placement.put(state, self.placement.state_sharding(state))
+        self.buffer = self.placement.put(buffer, self.placement.buffer_sharding(buffer)).replace(
+            batch_sharding=self.placement.batch_sharding())
 
     def close(self) -> None:
         for run in self.runs:
@@ -578,13 +591,14 @@ class Trainer:
             if step == 0:
                 run.set_earlier_logs_aside()
         if step:
+            state, buffer = self.state, self.buffer.replace(batch_sharding=None)
             for (index, _), (_, arrays) in zip(self.active, restored):
                 if self.axis.num_seeds == 1:
-                    self.state, self.buffer = arrays["train_state"], arrays["buffer"]
+                    state, buffer = arrays["train_state"], arrays["buffer"]
                 else:
-                    self.state, self.buffer = (jax.tree.map(lambda whole, part: whole.at[index].set(part), whole, part)
-                                               for whole, part in ((self.state, arrays["train_state"]),
-                                                                   (self.buffer, arrays["buffer"])))
+                    state, buffer = (jax.tree.map(lambda whole, part: whole.at[index].set(part), whole, part)
+                                     for whole, part in ((state, arrays["train_state"]), (buffer, arrays["buffer"])))
+            self._place(state, buffer)
         return step
 
     # ----- the loop -----
@@ -604,6 +618,7 @@ class Trainer:
 
     def run(self) -> None:
         experiment = self.experiment
+        print(self.placement.describe(), flush=True)
         with StopSignals() as stop:
             start_step = self.restore()
             for run in self.runs:

@@ -93,6 +93,17 @@ def assert_killed_run_resumes_exactly(tmp_path, config_arg, checkpoint_step=50, 
     assert all(math.isfinite(value) for value in last.values() if isinstance(value, float))
 
 
+def assert_close(records, expected):
+    """Equal keys and steps; numbers equal to float tolerance."""
+    assert [r.keys() for r in records] == [r.keys() for r in expected]
+    for record, want in zip(records, expected):
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert record[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (record["step"], key)
+            elif key != "tasks":
+                assert record[key] == value, (record["step"], key)
+
+
 def read_jsonl(path, drop_perf=True):
     records = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
     if drop_perf:

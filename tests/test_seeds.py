@@ -14,7 +14,7 @@ import pytest
 from mtsac_jax import plot
 from mtsac_jax.policy import load_config, load_policy
 from mtsac_jax.training import STOPPED, Trainer, prepare_workdir
-from tests.conftest import REPO, read_jsonl, train
+from tests.conftest import REPO, assert_close, read_jsonl, train
 
 TWO_SEEDS = "--config.num_seeds=2"
 INIT_STEPS = 60  # the smoke config's warm-up: no update before it
@@ -26,17 +26,6 @@ def two_seeds(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("seeds") / "run"
     train(workdir, TWO_SEEDS)
     return workdir
-
-
-def assert_close(records, expected):
-    """Equal keys and steps; numbers equal to float tolerance."""
-    assert [r.keys() for r in records] == [r.keys() for r in expected]
-    for record, want in zip(records, expected):
-        for key, value in want.items():
-            if isinstance(value, float):
-                assert record[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (record["step"], key)
-            elif key != "tasks":
-                assert record[key] == value, (record["step"], key)
 
 
 def test_each_seed_is_the_single_seed_run_of_its_seed(two_seeds, smoke_run):

@@ -1,0 +1,95 @@
+"""Where the train state and the replay buffer live when the run sees several devices.
+
+One mesh axis, `devices`, over every device of the run (`jax.sharding.Mesh`). What is split
+over it, in order of preference:
+- `seed`: with `num_seeds` a multiple of the device count, the seed axis of the state and the
+  buffer: each device trains whole seeds, and nothing crosses devices in the update;
+- `task`: with the task count a multiple of the device count, the buffer's task axis, the
+  parameters replicated: each device samples and computes the losses of its tasks, and XLA
+  sums the gradients of the shared parameters over devices;
+- `batch`: otherwise the per-task batch axis of each sampled batch (the buffer replicated).
+One device is the plain path: nothing is placed and nothing constrained. Device and process
+counts are facts of the run, not of its config: checkpoints hold whole arrays, so a run saved
+on one topology resumes on another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mtsac_jax.config import ConfigError
+
+AXIS = "devices"
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """The run's devices and what is split over them (`split`: seed, task, batch, or None for one device)."""
+
+    devices: tuple
+    split: str | None
+    num_seeds: int
+
+    @property
+    def mesh(self) -> Mesh:
+        return Mesh(np.array(self.devices), (AXIS,))
+
+    def describe(self) -> str:
+        platform = self.devices[0].platform.upper()
+        processes = jax.process_count()
+        line = f"devices: {len(self.devices)} ({platform}), {processes} process{'es' if processes > 1 else ''}"
+        if self.split is None:
+            return line + "; one device: nothing is sharded"
+        what = {"seed": "the state and the replay buffer along the seed axis",
+                "task": "the replay buffer along the task axis, the parameters replicated",
+                "batch": "each sampled batch along its per-task batch axis, the replay buffer and the parameters "
+                         "replicated"}[self.split]
+        return f"{line}; sharded: {what}"
+
+    def _sharding(self, axis: int | None) -> jax.sharding.Sharding:
+        if self.split is None:
+            return jax.sharding.SingleDeviceSharding(self.devices[0])
+        return NamedSharding(self.mesh, PartitionSpec(*([None] * axis), AXIS) if axis is not None else PartitionSpec())
+
+    def state_sharding(self, state: Any) -> Any:
+        """A sharding per leaf of the train state (abstract or concrete; with the seed axis if any)."""
+        sharding = self._sharding(0 if self.split == "seed" else None)
+        return jax.tree.map(lambda _: sharding, state)
+
+    def buffer_sharding(self, buffer: Any) -> Any:
+        """A sharding per leaf of the replay buffer (every leaf has the task axis, after the seed axis if any)."""
+        sharding = self._sharding({"seed": 0, "task": 0 if self.num_seeds == 1 else 1}.get(self.split))
+        return jax.tree.map(lambda _: sharding, buffer)
+
+    def batch_sharding(self) -> NamedSharding | None:
+        """The sharding of a sampled batch (T, B_t, ...) when the batch axis is split, else None."""
+        return NamedSharding(self.mesh, PartitionSpec(None, AXIS)) if self.split == "batch" else None
+
+    def put(self, tree: Any, shardings: Any) -> Any:
+        return tree if self.split is None else jax.device_put(tree, shardings)
+
+
+def plan(num_seeds: int, num_tasks: int, batch_size_per_task: int, devices=None) -> Placement:
+    """The placement for this run on `devices` (default: every device of every process)."""
+    devices = tuple(jax.devices() if devices is None else devices)
+    count = len(devices)
+    if count == 1:
+        split = None
+    elif num_seeds > 1 and num_seeds % count == 0:
+        split = "seed"
+    elif num_tasks % count == 0:
+        split = "task"
+    elif batch_size_per_task % count == 0:
+        split = "batch"
+    else:
+        raise ConfigError(
+            f"{count} devices split neither the {num_seeds} seed(s), the {num_tasks} tasks nor the per-task batch of "
+            f"{batch_size_per_task}. Fix: make replay_buffer.batch_size / num_tasks a multiple of {count}, or run on "
+            "fewer devices (CUDA_VISIBLE_DEVICES, or --xla_force_host_platform_device_count on CPU)."
+        )
+    return Placement(devices, split, num_seeds)

@@ -1,0 +1,80 @@
+"""Several devices (simulated on CPU with --xla_force_host_platform_device_count): what is split
+over them, the same updates as on one device to float tolerance, checkpoints that move between
+topologies."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from mtsac_jax import sharding
+from mtsac_jax.config import ConfigError
+from tests.conftest import REPO, assert_close, read_jsonl
+
+MT10_SMOKE = "--config=configs/metaworld_mt10.py:smoke"
+
+
+def train_on(devices, workdir, *args):
+    """train.py on `devices` simulated CPU devices."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    result = subprocess.run([sys.executable, "train.py", f"--workdir={workdir}", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "devices, seeds, tasks, batch, split",
+    [(1, 1, 10, 8, None), (2, 1, 10, 8, "task"), (4, 1, 10, 8, "batch"), (2, 4, 10, 8, "seed"),
+     (4, 2, 10, 8, "batch"), (4, 2, 8, 8, "task")],
+)
+def test_what_is_split_over_the_devices(devices, seeds, tasks, batch, split):
+    placement = sharding.plan(seeds, tasks, batch, devices=[jax.devices()[0]] * devices)
+    assert placement.split == split
+
+
+def test_devices_that_split_nothing_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"3 devices split neither the 1 seed\(s\), the 10 tasks nor the per-task "
+                                          r"batch of 8\. Fix: make replay_buffer.batch_size / num_tasks a multiple of 3"):
+        sharding.plan(1, 10, 8, devices=[jax.devices()[0]] * 3)
+
+
+@pytest.fixture(scope="module")
+def one_device_mt10(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one") / "run"
+    stdout = train_on(1, workdir, MT10_SMOKE)
+    assert stdout.startswith("devices: 1 (CPU), 1 process; one device: nothing is sharded\n")
+    return workdir
+
+
+@pytest.mark.parametrize("devices, split", [(2, "the replay buffer along the task axis"),
+                                            (4, "each sampled batch along its per-task batch axis")])
+def test_mt10_on_several_devices_matches_one_device_and_resumes_on_one(one_device_mt10, tmp_path, devices, split):
+    """MT10 smoke on 2 devices (tasks split) and 4 (batches split): the logs of the 1-device run
+    to float tolerance (the gradients are summed over devices in another order); its checkpoint
+    then resumes on 1 device."""
+    workdir = tmp_path / "run"
+    stdout = train_on(devices, workdir, MT10_SMOKE)
+    assert stdout.startswith(f"devices: {devices} (CPU), 1 process; sharded: {split}")
+    for log in ("train.jsonl", "eval.jsonl"):
+        records, expected = read_jsonl(workdir / log), read_jsonl(one_device_mt10 / log)
+        assert [r["step"] for r in records] == [r["step"] for r in expected] != []
+        assert_close(records, expected)
+    stdout = train_on(1, workdir, MT10_SMOKE, "--config.experiment.num_train_steps=300")
+    assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 240 of 300" in stdout
+    assert [r["step"] for r in read_jsonl(workdir / "train.jsonl")][-2:] == [240, 300]
+    assert json.loads((workdir / "config.json").read_text())["num_seeds"] == 1  # no device count in the config
+
+
+def test_two_seeds_on_two_devices_each_train_their_seed(tmp_path):
+    """num_seeds=2 on 2 devices: a seed per device; each seed's logs those of the same seeds on one
+    device to float tolerance."""
+    args = ["--config=configs/metaworld_mt1.py:reach-v3,smoke", "--config.num_seeds=2"]
+    stdout = train_on(2, tmp_path / "two", *args)
+    assert stdout.startswith("devices: 2 (CPU), 1 process; sharded: the state and the replay buffer along the seed axis")
+    train_on(1, tmp_path / "one", *args)
+    for seed in ("seed_1", "seed_2"):
+        assert_close(read_jsonl(tmp_path / "two" / seed / "train.jsonl"), read_jsonl(tmp_path / "one" / seed / "train.jsonl"))
