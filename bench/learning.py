@@ -115,7 +115,10 @@ SOLVED = 0.9
 
 
 def workdir(row: str, seed: int) -> pathlib.Path:
-    return RUNS / row / f"seed{seed}"
+    """`runs/learning/<row>/seed<k>/`, or `seed_<k>/` for a row trained as one multi-seed run
+    (`train.py --workdir=runs/learning/<row> --config.num_seeds=N`)."""
+    single, of_many = RUNS / row / f"seed{seed}", RUNS / row / f"seed_{seed}"
+    return of_many if of_many.is_dir() and not single.is_dir() else single
 
 
 def read_evals(path: pathlib.Path) -> list[dict]:

@@ -125,3 +125,12 @@ def test_report_without_runs_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(learning, "RUNS", tmp_path / "learning")
     assert learning.report(None) == {"rows": [], "comparisons": []}
     assert "No evaluated runs under" in capsys.readouterr().out
+
+
+def test_a_row_trained_as_one_multi_seed_run_is_read_from_its_seed_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "RUNS", tmp_path)
+    (tmp_path / "demo" / "seed_2").mkdir(parents=True)
+    (tmp_path / "demo" / "seed1").mkdir()
+    assert learning.workdir("demo", 2) == tmp_path / "demo" / "seed_2"
+    assert learning.workdir("demo", 1) == tmp_path / "demo" / "seed1"
+    assert learning.workdir("demo", 3) == tmp_path / "demo" / "seed3"  # neither yet: where `run` trains it
