@@ -70,8 +70,13 @@ class Placement:
         """The sharding of a sampled batch (T, B_t, ...) when the batch axis is split, else None."""
         return NamedSharding(self.mesh, PartitionSpec(None, AXIS)) if self.split == "batch" else None
 
-    def put(self, tree: Any, shardings: Any) -> Any:
-        return tree if self.split is None else jax.device_put(tree, shardings)
+    def place(self, state: Any, buffer: Any) -> tuple[Any, Any]:
+        """The (stacked) train state and replay buffer put where this placement says, the buffer
+        carrying its batch sharding into `replay_buffer.sample`."""
+        if self.split is not None:
+            state = jax.device_put(state, self.state_sharding(state))
+            buffer = jax.device_put(buffer, self.buffer_sharding(buffer))
+        return state, buffer.replace(batch_sharding=self.batch_sharding())
 
 
 def plan(num_seeds: int, num_tasks: int, batch_size_per_task: int, devices=None) -> Placement:

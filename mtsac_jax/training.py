@@ -535,9 +535,7 @@ class Trainer:
 
     def _place(self, state, buffer) -> None:
         """Puts the (stacked) train state and replay buffer where `self.placement` says."""
-        self.state = self.placement.put(state, self.placement.state_sharding(state))
-        self.buffer = self.placement.put(buffer, self.placement.buffer_sharding(buffer)).replace(
-            batch_sharding=self.placement.batch_sharding())
+        self.state, self.buffer = self.placement.place(state, buffer)
 
     def close(self) -> None:
         for run in self.runs:
