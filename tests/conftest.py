@@ -116,3 +116,11 @@ def smoke_run(tmp_path_factory):
     """One uninterrupted smoke run, the reference other runs are compared against."""
     workdir = tmp_path_factory.mktemp("smoke") / "run"
     return workdir, train(workdir)
+
+
+@pytest.fixture(scope="session")
+def two_seeds(tmp_path_factory):
+    """The MT1 smoke run with seeds 1 and 2 side by side, uninterrupted."""
+    workdir = tmp_path_factory.mktemp("seeds") / "run"
+    train(workdir, "--config.num_seeds=2")
+    return workdir

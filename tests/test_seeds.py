@@ -9,23 +9,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import pytest
 
 from mtsac_jax import plot
 from mtsac_jax.policy import load_config, load_policy
 from mtsac_jax.training import STOPPED, Trainer, prepare_workdir
 from tests.conftest import REPO, assert_close, read_jsonl, train
 
-TWO_SEEDS = "--config.num_seeds=2"
+TWO_SEEDS = "--config.num_seeds=2"  # as the two_seeds fixture (conftest.py)
 INIT_STEPS = 60  # the smoke config's warm-up: no update before it
-
-
-@pytest.fixture(scope="module")
-def two_seeds(tmp_path_factory):
-    """The MT1 smoke run with seeds 1 and 2 side by side, uninterrupted."""
-    workdir = tmp_path_factory.mktemp("seeds") / "run"
-    train(workdir, TWO_SEEDS)
-    return workdir
 
 
 def test_each_seed_is_the_single_seed_run_of_its_seed(two_seeds, smoke_run):
