@@ -161,11 +161,13 @@ def measure_devices(seconds: float, repeats: int) -> dict:
     return results
 
 
-def projection(flop: float, gradient_bytes: float, devices: int, tflops: float, link_gb_s: float) -> dict:
-    """Seconds per update on `devices` devices of `tflops` each, the tasks split: its FLOPs
-    divided over them, plus a ring all-reduce of the gradients (2 (D-1)/D of their bytes over
-    each device's link of `link_gb_s`). Latency of the collectives and of launching aside."""
-    compute = flop / (devices * tflops * 1e12)
+def projection(flop: float, gradient_bytes: float, devices: int, tflops: float, link_gb_s: float,
+               efficiency: float) -> dict:
+    """Seconds per update on `devices` devices of `tflops` peak each reaching `efficiency` of it
+    (small matmuls: docs/performance.md section 5), the tasks split: its FLOPs divided over
+    them, plus a ring all-reduce of the gradients (2 (D-1)/D of their bytes over each device's
+    link of `link_gb_s`). Latency of the collectives and of kernel launches aside."""
+    compute = flop / (devices * tflops * 1e12 * efficiency)
     reduce = 2 * (devices - 1) / devices * gradient_bytes / (link_gb_s * 1e9)
     return {"devices": devices, "compute_s": compute, "all_reduce_s": reduce, "updates_per_s": 1 / (compute + reduce)}
 
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: 8 H100: fp32 without tensor cores, NVLink)")
     parser.add_argument("--tpu", default="256,197,100", help="the same for a TPU pod slice (default: v5e-256, "
                         "bf16 peak, one ICI link)")
+    parser.add_argument("--efficiency", type=float, default=0.15, help="fraction of peak the update's matmuls reach")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args(argv)
     result = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
@@ -190,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         result["devices"] = measure_devices(args.seconds, args.repeats)
         one = result["devices"]["devices_1"]["ready"]["details"]
         result["projection"] = {
-            name: projection(one["flop_per_update"], one["gradient_bytes"], *(float(x) for x in spec.split(",")))
+            name: projection(one["flop_per_update"], one["gradient_bytes"], *(float(x) for x in spec.split(",")),
+                             args.efficiency)
             for name, spec in (("gpu_node", args.gpu), ("tpu_pod", args.tpu))}
     report(result)
     if args.json:
