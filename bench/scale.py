@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--intervals", type=int, default=3, help="timed log intervals per run (seeds)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per timed call (devices)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--what", choices=("all", "seeds", "devices"), default="all")
+    parser.add_argument("--what", choices=("all", "seeds", "devices", "report"), default="all",
+                        help="report: print (and project) what --json holds, measuring nothing")
     parser.add_argument("--gpu", default="8,60,450", help="devices, TFLOP/s each, GB/s link each of a GPU node "
                         "(default: 8 H100: fp32 without tensor cores, NVLink)")
     parser.add_argument("--tpu", default="256,197,100", help="the same for a TPU pod slice (default: v5e-256, "
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         result["seeds"] = measure_seeds(args.steps, args.intervals, args.repeats)
     if args.what in ("all", "devices"):
         result["devices"] = measure_devices(args.seconds, args.repeats)
+    if "devices" in result:
         one = result["devices"]["devices_1"]["ready"]["details"]
         result["projection"] = {
             name: projection(one["flop_per_update"], one["gradient_bytes"], *(float(x) for x in spec.split(",")),
