@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import itertools
 import pathlib
 import sys
 
@@ -15,36 +14,14 @@ from absl import app, flags, logging
 
 from mtsac_jax import envs, video
 from mtsac_jax.checkpoint import CheckpointError
-from mtsac_jax.config import ConfigError, task_names
-from mtsac_jax.policy import PolicyError, load_config, load_policy
-from mtsac_jax.setups import SETUPS
+from mtsac_jax.config import ConfigError
+from mtsac_jax.policy import PolicyError, evaluate_policy, load_config, load_policy
 from mtsac_jax.run_log import format_eval
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder (holds config.json and checkpoints/).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes per task (default: experiment.num_eval_episodes).")
 _VIDEO = flags.DEFINE_bool("video", False, "Also record one episode per task to WORKDIR/videos/step<N>/.")
-
-
-def evaluate(policy, config, episodes: int, eval_envs) -> dict:
-    """The setup's evaluation of `policy` on `eval_envs` (closed after), done again from its
-    start after each env worker that died or hung and was replaced (a warning line names the
-    task); more than `env.max_worker_restarts` replacements raise `EnvWorkerError`."""
-    setup, names = SETUPS.get(config.setup.name), task_names(config.env)
-    try:
-        for restarts in itertools.count(1):
-            try:
-                return setup.evaluate(policy, eval_envs, episodes, names)
-            except envs.WorkersRestarted as restarted:
-                print(f"warning: {restarted} The evaluation is done again from its start.", file=sys.stderr)
-                if restarts > config.env.max_worker_restarts:
-                    raise envs.EnvWorkerError(
-                        f"env workers were replaced {restarts} times during this evaluation, more than "
-                        f"env.max_worker_restarts={config.env.max_worker_restarts}. Fix: see what kills them "
-                        "(the out-of-memory killer, a crash in the env), or evaluate with "
-                        "env.vector_strategy=sync in the run's config.json.") from restarted
-    finally:
-        eval_envs.close()
 
 
 def main(argv):
@@ -65,7 +42,7 @@ def main(argv):
     episodes = _EPISODES.value or config.experiment.num_eval_episodes
     record = {"step": policy.step}
     try:
-        record.update(evaluate(policy, config, episodes, envs.make_vector_env(config.env, config.seed, evaluation=True)))
+        record.update(evaluate_policy(policy, config, episodes, envs.make_vector_env(config.env, config.seed, evaluation=True)))
     except envs.EnvWorkerError as error:
         sys.exit(f"error: {error}")
     print(f"{workdir}, checkpoint {policy.step}, {episodes} episode(s) per task")

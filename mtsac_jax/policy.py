@@ -10,6 +10,7 @@ straight into `metaworld.evaluation.evaluation(policy, envs)`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import sys
@@ -20,9 +21,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mtsac_jax import agents
+from mtsac_jax import agents, envs
 from mtsac_jax.checkpoint import Checkpointer, CheckpointError, failure_reason, quiet_orbax
 from mtsac_jax.config import ConfigError, import_extensions, task_names, upgrade, validate
+from mtsac_jax.setups import SETUPS
 
 
 class PolicyError(RuntimeError):
@@ -116,3 +118,24 @@ def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDic
     fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
     part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
     return DeterministicPolicy(agent.eval_actions, part["train_state"], step)
+
+
+def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs) -> dict:
+    """The setup's evaluation of `policy` on `eval_envs` (closed after), done again from its
+    start after each env worker that died or hung and was replaced (a warning line names the
+    task); more than `env.max_worker_restarts` replacements raise `EnvWorkerError`."""
+    setup, names = SETUPS.get(config.setup.name), task_names(config.env)
+    try:
+        for restarts in itertools.count(1):
+            try:
+                return setup.evaluate(policy, eval_envs, episodes, names)
+            except envs.WorkersRestarted as restarted:
+                print(f"warning: {restarted} The evaluation is done again from its start.", file=sys.stderr)
+                if restarts > config.env.max_worker_restarts:
+                    raise envs.EnvWorkerError(
+                        f"env workers were replaced {restarts} times during this evaluation, more than "
+                        f"env.max_worker_restarts={config.env.max_worker_restarts}. Fix: see what kills them "
+                        "(the out-of-memory killer, a crash in the env), or evaluate with "
+                        "env.vector_strategy=sync in the run's config.json.") from restarted
+    finally:
+        eval_envs.close()

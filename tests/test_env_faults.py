@@ -25,7 +25,6 @@ import jax
 import numpy as np
 import pytest
 
-import evaluate as evaluate_py
 from mtsac_jax import checkpoint, envs, replay_buffer
 from mtsac_jax import policy as policy_module
 from mtsac_jax.config import ConfigError
@@ -429,7 +428,7 @@ def test_evaluate_py_does_its_evaluation_again_after_a_killed_worker(smoke_run):
     os.kill(worker_pid(os.getpid(), "eval-env-0"), signal.SIGKILL)
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        record = evaluate_py.evaluate(policy, config, 2, eval_envs)
+        record = policy_module.evaluate_policy(policy, config, 2, eval_envs)
     assert len(re.findall(r"^warning: .*task reach-v3: died \(killed by SIGKILL\).* The evaluation is done again "
                           r"from its start\.$", stderr.getvalue(), re.M)) == 1, stderr.getvalue()
     assert 0.0 <= record["success"] <= 1.0 and list(record["tasks"]) == ["reach-v3"]
