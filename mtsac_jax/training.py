@@ -233,6 +233,10 @@ class SeedAxis:
             return trees[0]
         return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
+    def stack_host(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Host arrays (observations, transitions) stacked over seeds, without a device round trip."""
+        return arrays[0] if self.num_seeds == 1 else np.stack(arrays)
+
     def take(self, tree, index: int) -> Any:
         return tree if self.num_seeds == 1 else jax.tree.map(lambda leaf: leaf[index], tree)
 
@@ -603,10 +607,10 @@ class Trainer:
 
     def act(self, step: int) -> np.ndarray:
         if step <= self.experiment.init_steps:
-            return self.axis.stack([run.warmup_actions(self.action_dim) if run.stopped is None
-                                    else np.zeros((self.num_tasks, self.action_dim), np.float32) for run in self.runs])
+            return self.axis.stack_host([run.warmup_actions(self.action_dim) if run.stopped is None
+                                         else np.zeros((self.num_tasks, self.action_dim), np.float32) for run in self.runs])
         policy_params = self.agent.policy_params(self.state)
-        obs = self.axis.stack([run.obs for run in self.runs])
+        obs = self.axis.stack_host([run.obs for run in self.runs])
         return np.asarray(self.sample_actions(policy_params, obs, self.act_keys, step))
 
     def evaluate(self, step: int) -> None:
@@ -660,6 +664,8 @@ class Trainer:
             self.each_run(step_envs)
             self.buffer = self.insert(self.buffer, *self._insert_args(obs_before, actions, transitions))
             if updating:  # the next step's actions wait for this update anyway
+                if self.axis.num_seeds > 1:  # one transfer, then each seed's part on the host
+                    new_metrics, fault = jax.device_get((new_metrics, fault))
                 self.each_run(lambda index, run: run.adopt(self.axis.take(new_metrics, index),
                                                            self.axis.take(fault, index), step))
             interval_steps += 1
@@ -705,7 +711,7 @@ class Trainer:
                 rows.append((obs, zeros, obs, zeros, np.zeros(self.num_tasks, bool)))
             else:
                 rows.append((obs, transition.reward, transition.final_obs, transition.terminated, ~transition.dropped))
-        obs, reward, final_obs, terminated, keep = (self.axis.stack(list(column)) for column in zip(*rows))
+        obs, reward, final_obs, terminated, keep = (self.axis.stack_host(list(column)) for column in zip(*rows))
         return obs, actions, reward, final_obs, terminated, keep
 
 
