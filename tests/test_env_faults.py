@@ -214,16 +214,17 @@ def test_a_checkpoint_with_one_cursor_for_all_tasks_resumes_exactly(smoke_run, t
     config = tiny_config()
     trainer = Trainer(config, workdir)
     try:
-        assert trainer.restore(warn=print) == 200
+        assert trainer.restore() == 200
         buffer = trainer.buffer
         trainer.buffer = buffer.replace(cursor=buffer.cursor[0], size=buffer.size[0])
-        trainer.checkpointer.close()
+        run = trainer.runs[0]
+        run.checkpointer.close()
         shutil.rmtree(workdir / "checkpoints" / "200")
-        trainer.checkpointer = checkpoint.Checkpointer(workdir, keep=2)
+        run.checkpointer = checkpoint.Checkpointer(workdir, keep=2)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(checkpoint, "FORMAT", 2)
-            trainer.save(200, print)
-        assert trainer.checkpointer.array_metadata(200)["buffer"]["cursor"].shape == ()
+            trainer.save(200)
+        assert run.checkpointer.array_metadata(200)["buffer"]["cursor"].shape == ()
     finally:
         trainer.close()
     result = train(workdir)
