@@ -119,7 +119,7 @@ def measure_seeds(steps: int, intervals: int, repeats: int) -> dict:
 def on_devices(config: dict) -> dict:
     """A bench/workers.py system: the MT10 reference update on `config["devices"]` simulated CPU
     devices, placed by `mtsac_jax.sharding`; its FLOPs and the bytes of its parameters."""
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={config['devices']}"
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={config['devices']}"  # CPU only
     from architectures import build, flop_per_update
     from peer_plugin import NUM_TASKS, updating
 
@@ -128,10 +128,11 @@ def on_devices(config: dict) -> dict:
     from mtsac_jax import sharding
 
     agent, state, buffer = build("mlp", config["shape"])
-    placement = sharding.plan(1, NUM_TASKS, config["shape"]["batch"] // NUM_TASKS)
+    # on CPU the simulated devices; on a GPU node or TPU host the first `devices` accelerators
+    placement = sharding.plan(1, NUM_TASKS, config["shape"]["batch"] // NUM_TASKS, jax.devices()[:config["devices"]])
     state, buffer = placement.place(state, buffer)
     params = (state.actor_params, state.critic_params, state.log_alpha)
-    return {**updating(agent, state, buffer), "devices": len(jax.devices()), "split": placement.split,
+    return {**updating(agent, state, buffer), "devices": len(placement.devices), "split": placement.split,
             "flop_per_update": flop_per_update(agent, state, buffer),
             "gradient_bytes": sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))}
 
