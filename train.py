@@ -5,6 +5,7 @@
     python train.py setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1     # mtrl's words
     python train.py -m setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1,2,3
     python train.py --config=runs/mt10/config.json --workdir=runs/mt10          # a run's saved config
+    scripts/launch_local_multiprocess.sh 2 --config=configs/metaworld_mt10.py   # 2 processes (README: many devices)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtsac_jax import mtrl_args
+from mtsac_jax import mtrl_args, processes
 from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.cli import config_keys, config_variant, default_workdir, fail, load_config_or_exit, parse_flags, print_help
 from mtsac_jax.config import ConfigError
@@ -42,6 +43,16 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     str(pathlib.Path.home() / ".cache" / "mtsac_jax" / "xla"),
     "Folder of JAX's persistent compilation cache, so a second start skips compiling ('' disables it).",
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Join the run's other processes (one per host or per GPU) with jax.distributed; on SLURM, Cloud TPU and Open MPI "
+    "everything is detected, elsewhere pass the three flags below (scripts/launch_local_multiprocess.sh does).",
+)
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for --distributed (default: $JAX_COORDINATOR_ADDRESS)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "The run's process count, for --distributed.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (0 writes the logs), for --distributed.")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the resolved config as JSON and exit (Hydra's `--cfg job` does the same)."
 )
@@ -57,6 +68,8 @@ def main(argv):
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return
     tune_cpu_process()  # memory reuse and the matmul backend (mtsac_jax/cpu_runtime.py)
+    if _DISTRIBUTED.value:
+        processes.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -64,6 +77,15 @@ def main(argv):
     if workdir.exists() and not workdir.is_dir():
         fail(f"--workdir={workdir} is a file, not a folder. Fix: pass a new or existing run folder.")
     started = _started(workdir)
+    try:
+        _train(config, workdir, started)
+    except BaseException as error:
+        if jax.process_count() > 1 and not (isinstance(error, SystemExit) and not error.code):
+            processes.leave(error)  # the others wait for this process in vain: end at once, no goodbye
+        raise
+
+
+def _train(config, workdir: pathlib.Path, started: dict[str, bool]) -> None:
     try:
         train_and_evaluate(config, workdir)
     except (TrainingError, EnvWorkerError, CheckpointError, ConfigError) as error:
@@ -91,7 +113,7 @@ def _forget_unstarted(workdir: pathlib.Path, started: dict[str, bool]) -> None:
     the folder it made, if it holds nothing else), so that the next command in this workdir,
     with any config, starts there as in a new one."""
     checkpoints = workdir / "checkpoints"
-    if started["config"] or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+    if not processes.is_main() or started["config"] or (checkpoints.is_dir() and any(checkpoints.iterdir())):
         return
     try:
         (workdir / "config.json").unlink(missing_ok=True)
@@ -112,7 +134,8 @@ def run(argv: list[str]) -> None:
         given = [arg.split("=", 1)[1] for arg in flags_argv if arg.startswith("--config=")]
         file, _, config_arg = (given[-1] if given else f"{COMPOSE}:").partition(":")
         try:
-            print_help(__doc__, ["config", "workdir", "compilation_cache", "print_config"], file, config_arg or None)
+            print_help(__doc__, ["config", "workdir", "compilation_cache", "distributed", "coordinator_address",
+                                 "num_processes", "process_id", "print_config"], file, config_arg or None)
         except ConfigError as error:
             fail(str(error))
         return

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 # orbax logs every save and restore at INFO level; keep the console for the run itself.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -113,7 +114,8 @@ class Checkpointer:
                 force=True,
             )
             self._manager.wait_until_finished()
-            _write_checksums(self.directory / str(step))
+            if jax.process_index() == 0:  # every process wrote its shards; the checkpoint is complete
+                _write_checksums(self.directory / str(step))
         except (OSError, ValueError) as error:
             raise CheckpointError(
                 f"Could not write the checkpoint for step {step} to {self.directory}: {error}. The previous "
@@ -190,8 +192,11 @@ class Checkpointer:
 
     def _move_aside(self, step: int) -> pathlib.Path:
         aside = self.directory.parent / "checkpoints_corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-        aside.parent.mkdir(exist_ok=True)
-        shutil.move(self.directory / str(step), aside)
+        if jax.process_index() == 0:
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(self.directory / str(step), aside)
+        if jax.process_count() > 1:  # every process found it damaged; it is gone once they go on
+            multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
         for manager in (self._manager, self.__dict__.get("_reader")):
             if manager is not None:
                 manager.reload()

@@ -49,6 +49,22 @@ class DeterministicPolicy:
         """The policy is memoryless: nothing to reset between episodes."""
 
 
+class TaskSharePolicy:
+    """`policy` on the tasks `tasks` (a slice of its `num_tasks`) only: observations of those
+    tasks in, their actions out (the other rows are computed on zeros and dropped)."""
+
+    def __init__(self, policy: DeterministicPolicy, tasks: slice, num_tasks: int):
+        self.policy, self.tasks, self.num_tasks = policy, tasks, num_tasks
+
+    def eval_action(self, observations: np.ndarray) -> np.ndarray:
+        whole = np.zeros((self.num_tasks, observations.shape[-1]), np.float32)
+        whole[self.tasks] = observations
+        return self.policy.eval_action(whole)[self.tasks]
+
+    def reset(self, env_mask: np.ndarray) -> None:
+        """The policy is memoryless: nothing to reset between episodes."""
+
+
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     """The resolved config a run saved in `WORKDIR/config.json` (in today's shape), with the
     run's own registered extensions imported."""

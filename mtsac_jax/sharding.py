@@ -34,6 +34,7 @@ class Placement:
     devices: tuple
     split: str | None
     num_seeds: int
+    num_tasks: int
 
     @property
     def mesh(self) -> Mesh:
@@ -43,6 +44,8 @@ class Placement:
         platform = self.devices[0].platform.upper()
         processes = jax.process_count()
         line = f"devices: {len(self.devices)} ({platform}), {processes} process{'es' if processes > 1 else ''}"
+        if processes > 1:
+            line += f" (each stepping the envs of {self.num_tasks // processes} tasks)"
         if self.split is None:
             return line + "; one device: nothing is sharded"
         what = {"seed": "the state and the replay buffer along the seed axis",
@@ -74,15 +77,47 @@ class Placement:
         """The (stacked) train state and replay buffer put where this placement says, the buffer
         carrying its batch sharding into `replay_buffer.sample`."""
         if self.split is not None:
-            state = jax.device_put(state, self.state_sharding(state))
-            buffer = jax.device_put(buffer, self.buffer_sharding(buffer))
+            state = jax.tree.map(_put, state, self.state_sharding(state))
+            buffer = jax.tree.map(_put, buffer, self.buffer_sharding(buffer))
         return state, buffer.replace(batch_sharding=self.batch_sharding())
+
+    def replicated(self) -> jax.sharding.Sharding:
+        """The sharding of an array every device holds whole."""
+        return self._sharding(None)
+
+    def rows(self) -> jax.sharding.Sharding:
+        """The sharding of per-task host data (observations, transitions) when the task axis is
+        split over the devices (several processes: each process's tasks on its devices)."""
+        return self._sharding(0)
+
+    def put(self, tree: Any, sharding: jax.sharding.Sharding) -> Any:
+        """`tree`'s arrays (every process holding the same values) placed on `sharding`."""
+        return jax.tree.map(lambda leaf: _put(leaf, sharding), tree)
+
+
+def _put(leaf, sharding: jax.sharding.Sharding):
+    """`jax.device_put`, also of PRNG key arrays and onto the devices of several processes."""
+    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+        return leaf
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_put(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
+    if jax.process_count() > 1:  # a jax.Array put there gives shards that cannot be read back (jax 0.10)
+        leaf = np.asarray(leaf)
+    return jax.device_put(leaf, sharding)
 
 
 def plan(num_seeds: int, num_tasks: int, batch_size_per_task: int, devices=None) -> Placement:
     """The placement for this run on `devices` (default: every device of every process)."""
     devices = tuple(jax.devices() if devices is None else devices)
     count = len(devices)
+    processes = len({device.process_index for device in devices})
+    if processes > 1 and (num_seeds > 1 or num_tasks % count):
+        raise ConfigError(
+            f"{processes} processes share out the tasks of one seed: they need num_seeds=1 (got {num_seeds}) and "
+            f"the {num_tasks} tasks a multiple of the {count} devices. Fix: run each seed as its own job "
+            f"(--config.seed), and on a device count that divides {num_tasks} (CUDA_VISIBLE_DEVICES, or fewer "
+            "processes or hosts)."
+        )
     if count == 1:
         split = None
     elif num_seeds > 1 and num_seeds % count == 0:
@@ -97,4 +132,4 @@ def plan(num_seeds: int, num_tasks: int, batch_size_per_task: int, devices=None)
             f"{batch_size_per_task}. Fix: make replay_buffer.batch_size / num_tasks a multiple of {count}, or run on "
             "fewer devices (CUDA_VISIBLE_DEVICES, or --xla_force_host_platform_device_count on CPU)."
         )
-    return Placement(devices, split, num_seeds)
+    return Placement(devices, split, num_seeds, num_tasks)

@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mtsac_jax import agents, envs, numerics, replay_buffer, sharding, video
+from mtsac_jax import agents, envs, numerics, processes, replay_buffer, sharding, video
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import flatten, task_names, upgrade, validate
-from mtsac_jax.policy import DeterministicPolicy
-from mtsac_jax.setups import SETUPS
+from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
+from mtsac_jax.setups import SETUPS, merge_task_records
 from mtsac_jax.run_log import RunLog
 
 # Keys that may change between a run and its resumption: they change neither shapes nor
@@ -85,9 +85,10 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
             )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        partial = workdir / "config.json.partial"
-        partial.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
-        partial.replace(config_path)
+        if processes.is_main():
+            partial = workdir / "config.json.partial"
+            partial.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+            partial.replace(config_path)
     except OSError as error:
         raise TrainingError(f"Cannot write to the workdir {workdir}: {error}. Fix: pass a writable --workdir.")
     return changes
@@ -118,28 +119,30 @@ class EpisodeStats:
         self.success[indices] = False
 
     def flush(self) -> dict:
-        if not self.finished_reward:
-            return {}
-        record = {
-            "train/episode_reward": float(np.mean(self.finished_reward)),
-            "train/success": float(np.mean(self.finished_success)),
-        }
+        """The means over the episodes finished since the last flush, on every process's tasks
+        (every process must call it)."""
+        parts = processes.gather((self.finished_reward, self.finished_success))
         self.finished_reward, self.finished_success = [], []
-        return record
+        rewards, successes = (sum(lists, []) for lists in zip(*parts))
+        if not rewards:
+            return {}
+        return {"train/episode_reward": float(np.mean(rewards)), "train/success": float(np.mean(successes))}
 
     def to_json(self) -> dict:
-        return {
-            "reward": self.reward.tolist(),
-            "success": self.success.tolist(),
-            "finished_reward": self.finished_reward,
-            "finished_success": self.finished_success,
-        }
+        """The statistics of every process's tasks, in task order (every process must call it)."""
+        parts = processes.gather((self.reward.tolist(), self.success.tolist(), self.finished_reward,
+                                  self.finished_success))
+        reward, success, finished_reward, finished_success = (sum(lists, []) for lists in zip(*parts))
+        return {"reward": reward, "success": success, "finished_reward": finished_reward,
+                "finished_success": finished_success}
 
-    def load_json(self, saved: dict) -> None:
-        self.reward = np.array(saved["reward"], dtype=np.float64)
-        self.success = np.array(saved["success"], dtype=bool)
-        self.finished_reward = list(saved["finished_reward"])
-        self.finished_success = list(saved["finished_success"])
+    def load_json(self, saved: dict, tasks: slice) -> None:
+        """This process's part of `to_json`'s statistics: its `tasks`, and the finished episodes on process 0."""
+        self.reward = np.array(saved["reward"], dtype=np.float64)[tasks]
+        self.success = np.array(saved["success"], dtype=bool)[tasks]
+        main = processes.is_main()
+        self.finished_reward = list(saved["finished_reward"]) if main else []
+        self.finished_success = list(saved["finished_success"]) if main else []
 
 
 def update_record(metrics: dict, names: tuple[str, ...]) -> dict:
@@ -254,19 +257,22 @@ class SeedStopped(Exception):
 
 
 class SeedRun:
-    """One seed's envs, logs and checkpoints: a complete single-seed workdir."""
+    """One seed's envs, logs and checkpoints: a complete single-seed workdir. In a run over
+    several processes (`mtsac_jax.processes`) each process has the envs of its share of the
+    tasks, `tasks`; process 0 writes the logs."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None):
-        self.config, self.workdir, self.label = config, workdir, label
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None,
+                 tasks: slice = slice(None)):
+        self.config, self.workdir, self.label, self.tasks = config, workdir, label, tasks
         self.experiment = config.experiment
         self.names = task_names(config.env)
         self.num_tasks = len(self.names)
         self.setup = SETUPS.get(config.setup.name)
-        self.train_envs = envs.make_vector_env(config.env, config.seed)
-        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True)
+        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=tasks)
+        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=tasks)
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
-        self.episode_stats = EpisodeStats(self.num_tasks)
+        self.episode_stats = EpisodeStats(self.train_envs.num_envs)
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
         self.video_failed = False
         self.obs = None
@@ -279,10 +285,12 @@ class SeedRun:
         self.stopped = (workdir / STOPPED).read_text().strip() if label and (workdir / STOPPED).is_file() else None
 
     def say(self, text: str) -> None:
-        if self.log is None:
-            self.messages.append(text)
-        else:
+        if self.log is not None:
             self.log.message(text)
+        elif processes.is_main():
+            self.messages.append(text)
+        else:  # processes other than 0 write no logs
+            print(f"[process {jax.process_index()}] {text}", flush=True)
 
     def open_log(self, start_step: int, headline_metric: str) -> None:
         self.log = RunLog(self.workdir, self.experiment.num_train_steps, start_step, headline_metric=headline_metric,
@@ -319,31 +327,37 @@ class SeedRun:
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "episode_stats": self.episode_stats.to_json(),
         }
-        self.checkpointer.save(step, {**arrays, "obs": self.obs}, env_blobs, meta)
+        if jax.process_count() > 1:  # the checkpoint holds every process's tasks
+            parts = processes.gather((env_blobs, self.obs))
+            env_blobs = {group: sum((blobs[group] for blobs, _ in parts), []) for group in env_blobs}
+            obs = np.concatenate([obs for _, obs in parts])
+        else:
+            obs = self.obs
+        self.checkpointer.save(step, {**arrays, "obs": obs}, env_blobs, meta)
 
     def restore(self, abstract: dict, at_most: int | None = None) -> tuple[int, dict | None]:
         """Restores the newest good checkpoint (of step `at_most` or earlier); returns its step
         and its `train_state` and `buffer` (0 and None when starting fresh)."""
-        self.obs = np.zeros((self.num_tasks, abstract["obs"].shape[-1]), np.float32)
+        self.obs = np.zeros((self.train_envs.num_envs, abstract["obs"].shape[-1]), np.float32)
         restored = self.checkpointer.restore_latest(abstract, self.say, at_most)
         if restored is None:
             obs, _ = self._retry("train", 0, "All train envs are reset again.", self.train_envs.reset)
             self.obs = obs.astype(np.float32)
             return 0, None
         step, arrays, env_blobs, meta = restored
-        self.obs = np.asarray(arrays.pop("obs"))
+        self.obs = np.asarray(arrays.pop("obs"))[self.tasks]
         for group, vector_env in (("train", self.train_envs), ("eval", self.eval_envs)):
             self._retry(group, step, "Its env is restored from the checkpoint all the same.",
                         lambda: vector_env.call("restore", env_blobs[group]))
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
-        self.episode_stats.load_json(meta["episode_stats"])
+        self.episode_stats.load_json(meta["episode_stats"], self.tasks)
         return step, arrays
 
     def set_earlier_logs_aside(self) -> None:
         """A workdir with logs but no usable checkpoint starts over: its logs move to
         `logs_before_<time>/` instead of being overwritten."""
         earlier = [self.workdir / name for name in ("train.jsonl", "eval.jsonl", "tb") if (self.workdir / name).exists()]
-        if not any(path.is_dir() or path.stat().st_size for path in earlier):
+        if not processes.is_main() or not any(path.is_dir() or path.stat().st_size for path in earlier):
             return
         aside = self.workdir / f"logs_before_{time.strftime('%Y%m%d-%H%M%S')}"
         aside.mkdir()
@@ -429,7 +443,8 @@ class SeedRun:
     # ----- one step -----
 
     def warmup_actions(self, action_dim: int) -> np.ndarray:
-        return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, action_dim)).astype(np.float32)
+        """Uniform actions for this process's tasks: its rows of every task's, as one process draws them."""
+        return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, action_dim)).astype(np.float32)[self.tasks]
 
     def step_envs(self, actions: np.ndarray, step: int) -> envs.Step:
         transition = envs.step(self.train_envs, actions, drop_restarted=True)
@@ -453,17 +468,26 @@ class SeedRun:
         record.update(perf)
         if self.experiment.nan_policy == "skip":
             record["train/skipped_updates"], self.skipped_updates = self.skipped_updates, 0
-        self.log.train(record)
+        if self.log is not None:
+            self.log.train(record)
 
-    def evaluate(self, step: int, policy: DeterministicPolicy) -> dict:
+    def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
+        """Evaluates `policy` on this process's tasks and logs the record of all of them."""
         record = {"step": step, "env_steps": step * self.num_tasks}
-        record.update(self._retry(
+        names = self.names[self.tasks]
+        share = policy if len(names) == self.num_tasks else TaskSharePolicy(policy, self.tasks, self.num_tasks)
+        evaluation = self._retry(
             "eval", step, f"The evaluation of step {step} is done again from its start.",
-            lambda: self.setup.evaluate(policy, self.eval_envs, self.experiment.num_eval_episodes, self.names),
-        ))
+            lambda: self.setup.evaluate(share, self.eval_envs, self.experiment.num_eval_episodes, names),
+        )
+        if jax.process_count() > 1:
+            evaluation = merge_task_records(processes.gather(evaluation))
+        record.update(evaluation)
+        if self.log is None:
+            return
         if self.experiment.save_video and not self.video_failed:
             self._record_video(policy, step)
-        return record
+        self.log.eval(record)
 
     def _record_video(self, policy, step: int) -> None:
         """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on
@@ -493,7 +517,7 @@ class Trainer:
         try:
             for seed in seeds:
                 if self.axis.num_seeds == 1:
-                    self.runs.append(SeedRun(config, workdir, None))
+                    self.runs.append(SeedRun(config, workdir, None, processes.task_share(len(task_names(config.env)))))
                 else:
                     seed_workdir = workdir / f"seed_{seed}"
                     prepare_workdir(seed_workdir, seed_config(config, seed))
@@ -523,7 +547,9 @@ class Trainer:
                       if self.axis.num_seeds == 1 else jax.tree.map(lambda _: on_first, {"train_state": state, "buffer": buffer}))
             self.abstract = jax.tree.map(lambda leaf, where: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where),
                                          {"train_state": state, "buffer": buffer}, placed)
-            self.abstract["obs"] = jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32, sharding=on_first)
+            self.abstract["obs"] = jax.ShapeDtypeStruct(
+                (self.num_tasks, self.obs_dim), np.float32,
+                sharding=on_first if jax.process_count() == 1 else self.placement.replicated())
         except BaseException:
             self.close()
             raise
@@ -531,7 +557,13 @@ class Trainer:
                     self.axis.stack([make_buffer() for _ in self.runs]))
         self.act_keys = self.axis.stack([run.act_key for run in self.runs])
         # the agent's update, dropped (the state given back) when its result is not finite
-        self.update = jax.jit(self.axis.map(numerics.guarded(self.agent.update)), donate_argnums=0)
+        guarded_update = self.axis.map(numerics.guarded(self.agent.update))
+        if jax.process_count() == 1:
+            self.update = jax.jit(guarded_update, donate_argnums=0)
+        else:  # every process reads the metrics and the fault whole
+            self.act_keys = self.placement.put(self.act_keys, self.placement.replicated())
+            self.update = jax.jit(guarded_update, donate_argnums=0, out_shardings=(
+                self.placement.state_sharding(self.state), self.placement.replicated(), self.placement.replicated()))
         self.sample_actions = (self.agent.sample_actions if self.axis.num_seeds == 1
                                else jax.jit(jax.vmap(self.agent.sample_actions, in_axes=(0, 0, 0, None))))
         self.insert = (replay_buffer.insert_jit if self.axis.num_seeds == 1
@@ -611,24 +643,30 @@ class Trainer:
                                          else np.zeros((self.num_tasks, self.action_dim), np.float32) for run in self.runs])
         policy_params = self.agent.policy_params(self.state)
         obs = self.axis.stack_host([run.obs for run in self.runs])
-        return np.asarray(self.sample_actions(policy_params, obs, self.act_keys, step))
+        if jax.process_count() == 1:
+            return np.asarray(self.sample_actions(policy_params, obs, self.act_keys, step))
+        obs = processes.to_global(obs, self.placement.rows())
+        return processes.local_rows(self.sample_actions(policy_params, obs, self.act_keys, step))
 
     def evaluate(self, step: int) -> None:
         policy_params = self.agent.policy_params(self.state)
-        self.each_run(lambda index, run: run.log.eval(run.evaluate(
-            step, DeterministicPolicy(self.agent.eval_actions, self.axis.take(policy_params, index)))))
+        if jax.process_count() > 1:  # each process evaluates alone, on its own device
+            policy_params = processes.local_copy(policy_params)
+        self.each_run(lambda index, run: run.evaluate(
+            step, DeterministicPolicy(self.agent.eval_actions, self.axis.take(policy_params, index))))
 
     def run(self) -> None:
         experiment = self.experiment
-        print(self.placement.describe(), flush=True)
+        if processes.is_main():
+            print(self.placement.describe(), flush=True)
         with StopSignals() as stop:
             start_step = self.restore()
             for run in self.runs:
-                if run.stopped is None:
-                    run.open_log(start_step, self.setup.headline_metric)
-                else:
+                if run.stopped is not None:
                     print(f"[{run.label}] stopped earlier, stays stopped: {run.stopped}", flush=True)
-            for _, run in self.active:
+                elif processes.is_main():
+                    run.open_log(start_step, self.setup.headline_metric)
+            for _, run in self.active if processes.is_main() else ():
                 run.say(
                     f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} on {self.config.env.name} "
                     f"({self.num_tasks} task(s)) at step {start_step} of {experiment.num_train_steps}; "
@@ -670,7 +708,8 @@ class Trainer:
                                                            self.axis.take(fault, index), step))
             interval_steps += 1
             for _, run in self.active:
-                run.log.advance()
+                if run.log is not None:
+                    run.log.advance()
 
             last_step = step == experiment.num_train_steps
             if step % experiment.log_freq == 0 or last_step:
@@ -684,8 +723,9 @@ class Trainer:
             pause_start = time.perf_counter()
             if step % experiment.eval_freq == 0 or last_step:
                 self.evaluate(step)
-            if (step % experiment.save_freq == 0 or last_step or stop.received
-                    or any(run.fault_error for _, run in self.active)):
+            # a stop asked for or forced on any process stops them all, after saving
+            halting = processes.any_process(stop.received is not None or any(run.fault_error for _, run in self.active))
+            if step % experiment.save_freq == 0 or last_step or halting:
                 self.save(step)
             interval_start += time.perf_counter() - pause_start  # eval and saving are not throughput
 
@@ -696,9 +736,10 @@ class Trainer:
                         "once fixed, rerun the same command to resume from it."
                     )
             self.each_run(stop_on_fault)
-            if stop.received:
+            if stop.received or (halting and jax.process_count() > 1):
+                cause = stop.received or "another process of the run (its console says why)"
                 for _, run in self.active:
-                    run.say(f"Stopped by {stop.received} at step {step}; checkpoint saved in "
+                    run.say(f"Stopped by {cause} at step {step}; checkpoint saved in "
                             f"{run.checkpointer.directory}. Rerun the same command with the same --workdir to resume.")
                 return
 
@@ -711,8 +752,11 @@ class Trainer:
                 rows.append((obs, zeros, obs, zeros, np.zeros(self.num_tasks, bool)))
             else:
                 rows.append((obs, transition.reward, transition.final_obs, transition.terminated, ~transition.dropped))
-        obs, reward, final_obs, terminated, keep = (self.axis.stack_host(list(column)) for column in zip(*rows))
-        return obs, actions, reward, final_obs, terminated, keep
+        args = [self.axis.stack_host(list(column)) for column in zip(*rows)]
+        args.insert(1, actions)
+        if jax.process_count() > 1:  # each process's tasks into its devices' shards of the buffer
+            args = [processes.to_global(arg, self.placement.rows()) for arg in args]
+        return tuple(args)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
@@ -721,7 +765,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     validate(config)
     workdir = pathlib.Path(workdir)
     changes = prepare_workdir(workdir, config)
-    for change in changes:
+    for change in changes if processes.is_main() else ():
         print(f"Config change on resume (allowed): {change}", flush=True)
     trainer = Trainer(config, workdir)
     try:

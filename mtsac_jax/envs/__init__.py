@@ -57,8 +57,9 @@ class EnvFamily:
         keys every section holds (`COMMON_DEFAULTS`); `task_name` is the `task=` of the
         config-file argument.
     task_names: `(env_config) -> tuple[str, ...]`, the tasks in benchmark order.
-    make_vector_env: `(env_config, seed, evaluation, render_mode, **render_options) ->
-        gym.vector.VectorEnv`, one sub-env per task, SAME_STEP autoreset, each sub-env with
+    make_vector_env: `(env_config, seed, evaluation, render_mode, tasks, **render_options) ->
+        gym.vector.VectorEnv`, one sub-env per task of the slice `tasks` of the benchmark's
+        tasks (each the same env as in the whole vector env), SAME_STEP autoreset, each sub-env with
         `snapshot()`/`restore(blobs)`, built by `vector_env_class`; eval envs
         (`evaluation=True`) draw from their own random streams.
     validate: `(env_config) -> None`, raises `ConfigError` naming the key and the fix.
@@ -124,16 +125,18 @@ def make_vector_env(
     seed: int,
     evaluation: bool = False,
     render_mode: str | None = None,
+    tasks: slice = slice(None),
     **render_options,
 ) -> gym.vector.VectorEnv:
-    """The vector env of an env config section, one sub-env per task in benchmark order.
+    """The vector env of an env config section, one sub-env per task in benchmark order (of
+    the tasks in the slice `tasks`: a process's share of a run over several processes).
 
     Eval envs terminate on success where the family defines success. `render_mode`
     ("rgb_array") makes `vector_env.call("render")` return one frame per task, shaped by
     `render_options`; offscreen rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine
     without a display.
     """
-    return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, **render_options)
+    return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, tasks, **render_options)
 
 
 def vector_env_class(vector_strategy: str, worker_timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[..., gym.vector.VectorEnv]:

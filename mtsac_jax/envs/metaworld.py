@@ -107,9 +107,10 @@ def make_vector_env(
     seed: int,
     evaluation: bool = False,
     render_mode: str | None = None,
+    tasks: slice = slice(None),
     **render_options,
 ) -> gym.vector.VectorEnv:
-    """Train or eval envs of the tasks; eval envs terminate on success, as Meta-World's
+    """Train or eval envs of the tasks (those in the slice `tasks`); eval envs terminate on success, as Meta-World's
     evaluator expects. `render_options` are Meta-World's `width`, `height`, `camera_name`."""
     names = task_names(env_config)
     env_kwargs = {
@@ -132,9 +133,9 @@ def make_vector_env(
             env_kwargs=env_kwargs,
         )
         for index, name in enumerate(names)
-    ]
+    ][tasks]
     vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
-    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names,
+    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names[tasks],
                       label="eval env" if evaluation else "train env")
 
 

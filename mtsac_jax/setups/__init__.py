@@ -14,6 +14,7 @@ import pathlib
 from typing import Callable
 
 import ml_collections
+import numpy as np
 
 from mtsac_jax.registry import Registry
 
@@ -36,6 +37,15 @@ class Setup:
     headline_metric: str
     evaluate: Callable[..., dict]
     default_config: Callable[[], dict] = dict
+
+
+def merge_task_records(records: list[dict]) -> dict:
+    """One evaluation record from those of disjoint task sets (the processes of a run), in
+    their order: every metric's mean over all the tasks, and all the tasks' figures."""
+    tasks = {name: figures for record in records for name, figures in record["tasks"].items()}
+    metrics = next(iter(tasks.values())).keys()
+    return {**{metric: float(np.mean([figures[metric] for figures in tasks.values()])) for metric in metrics},
+            "tasks": tasks}
 
 
 SETUPS: Registry[Setup] = Registry("setup", "setup.name")
