@@ -100,7 +100,11 @@ def assert_close(records, expected):
         for key, value in want.items():
             if isinstance(value, float):
                 assert record[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (record["step"], key)
-            elif key != "tasks":
+            elif key == "tasks":  # an evaluation's per-task figures
+                assert list(record[key]) == list(value), record["step"]
+                for task, figures in value.items():
+                    assert record[key][task] == pytest.approx(figures, rel=1e-4, abs=1e-6), (record["step"], task)
+            else:
                 assert record[key] == value, (record["step"], key)
 
 

@@ -1,6 +1,6 @@
-"""Several devices (simulated on CPU with --xla_force_host_platform_device_count): what is split
-over them, the same updates as on one device to float tolerance, checkpoints that move between
-topologies."""
+"""Several devices (simulated on CPU with --xla_force_host_platform_device_count) and several
+processes (scripts/launch_local_multiprocess.sh): what is split over them, the same updates as
+on one device to float tolerance, checkpoints that move between topologies."""
 
 import json
 import os
@@ -17,12 +17,24 @@ from tests.conftest import REPO, SMOKE, assert_close, read_jsonl
 MT10_SMOKE = ["--config=configs/metaworld_mt10.py:smoke", "--config.experiment.num_train_steps=130"]
 
 
+LAUNCH = ["bash", "scripts/launch_local_multiprocess.sh"]
+
+
 def train_on(devices, workdir, *args):
     """train.py on `devices` simulated CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    result = subprocess.run([sys.executable, "train.py", f"--workdir={workdir}", *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    return _run([sys.executable, "train.py", f"--workdir={workdir}", *args],
+                {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+
+
+def train_in_processes(count, workdir, *args):
+    """train.py in `count` processes of one device each, through the launch script."""
+    stdout = _run([*LAUNCH, str(count), f"--workdir={workdir}", *args], {"PYTHON": sys.executable})
+    return "\n".join(line for line in stdout.splitlines() if "Gloo" not in line)  # gloo's own connection lines
+
+
+def _run(command, env):
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout
 
 
@@ -77,3 +89,40 @@ def test_two_seeds_on_two_devices_each_train_their_seed(two_seeds, tmp_path):
     assert stdout.startswith("devices: 2 (CPU), 1 process; sharded: the state and the replay buffer along the seed axis")
     for seed in ("seed_1", "seed_2"):
         assert_close(read_jsonl(tmp_path / "two" / seed / "train.jsonl"), read_jsonl(two_seeds / seed / "train.jsonl"))
+
+
+def test_two_processes_train_checkpoint_and_resume(one_device_mt10, tmp_path):
+    """MT10 smoke in 2 processes through the launch script, each stepping 5 tasks: to step 120, then
+    resumed in 2 processes to 130; the logs (per-task evaluations included) are the 1-device run's
+    to float tolerance. The checkpoint of 2 processes then resumes in 1."""
+    workdir = tmp_path / "run"
+    stdout = train_in_processes(2, workdir, MT10_SMOKE[0], "--config.experiment.num_train_steps=120")
+    assert ("devices: 2 (CPU), 2 processes (each stepping the envs of 5 tasks); sharded: the replay buffer along the "
+            "task axis, the parameters replicated") in stdout
+    assert (workdir / "checkpoints" / "120").is_dir()
+    stdout = train_in_processes(2, workdir, *MT10_SMOKE)
+    assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 120 of 130" in stdout
+    for log in ("train.jsonl", "eval.jsonl"):
+        assert_close(read_jsonl(workdir / log), read_jsonl(one_device_mt10 / log))
+    stdout = train_on(1, workdir, MT10_SMOKE[0], "--config.experiment.num_train_steps=140")
+    assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 130 of 140" in stdout
+    assert [r["step"] for r in read_jsonl(workdir / "eval.jsonl")] == [120, 130, 140]
+
+
+class _OtherProcessDevice:
+    def __init__(self, process_index):
+        self.process_index, self.platform = process_index, "cpu"
+
+
+@pytest.mark.parametrize("seeds, tasks", [(2, 10), (1, 5)])
+def test_processes_that_cannot_share_out_the_tasks_are_refused_with_the_fix(seeds, tasks):
+    devices = [_OtherProcessDevice(0), _OtherProcessDevice(1)]
+    with pytest.raises(ConfigError, match=rf"2 processes share out the tasks of one seed: they need num_seeds=1 \(got "
+                                          rf"{seeds}\) and the {tasks} tasks a multiple of the 2 devices\. Fix: run each"):
+        sharding.plan(seeds, tasks, 8, devices=devices)
+
+
+def test_the_launch_script_explains_its_arguments():
+    result = subprocess.run([*LAUNCH, "two"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "usage: scripts/launch_local_multiprocess.sh N <train.py arguments>" in result.stderr
