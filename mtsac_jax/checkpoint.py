@@ -14,6 +14,8 @@ array data) is told apart from a good one. A checkpoint that fails its checksums
 restore is moved aside to `WORKDIR/checkpoints_corrupt/` with a warning, in favour of the one
 before it. (A checkpoint without `checksums.json`, from before checksums or from a kill right
 after its commit, is restored unchecked.)
+In a run over several processes every process writes its shards of the arrays and process 0
+the rest and the checksums; the arrays are whole, so any process count restores them.
 """
 
 from __future__ import annotations
