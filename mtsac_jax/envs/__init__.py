@@ -57,11 +57,12 @@ class EnvFamily:
         keys every section holds (`COMMON_DEFAULTS`); `task_name` is the `task=` of the
         config-file argument.
     task_names: `(env_config) -> tuple[str, ...]`, the tasks in benchmark order.
-    make_vector_env: `(env_config, seed, evaluation, render_mode, tasks, **render_options) ->
-        gym.vector.VectorEnv`, one sub-env per task of the slice `tasks` of the benchmark's
-        tasks (each the same env as in the whole vector env), SAME_STEP autoreset, each sub-env with
+    make_vector_env: `(env_config, seed, evaluation, render_mode, **render_options) ->
+        gym.vector.VectorEnv`, one sub-env per task, SAME_STEP autoreset, each sub-env with
         `snapshot()`/`restore(blobs)`, built by `vector_env_class`; eval envs
-        (`evaluation=True`) draw from their own random streams.
+        (`evaluation=True`) draw from their own random streams. Runs over several processes
+        also pass `tasks=<slice>`: the sub-envs of those tasks only, each the same env as in
+        the whole vector env (a family without it runs in one process).
     validate: `(env_config) -> None`, raises `ConfigError` naming the key and the fix.
     """
 
@@ -136,7 +137,8 @@ def make_vector_env(
     `render_options`; offscreen rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine
     without a display.
     """
-    return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, tasks, **render_options)
+    share = {} if tasks == slice(None) else {"tasks": tasks}
+    return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, **share, **render_options)
 
 
 def vector_env_class(vector_strategy: str, worker_timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[..., gym.vector.VectorEnv]:

@@ -107,6 +107,7 @@ def make_vector_env(
     seed: int,
     evaluation: bool = False,
     render_mode: str | None = None,
+    *,
     tasks: slice = slice(None),
     **render_options,
 ) -> gym.vector.VectorEnv:
