@@ -37,8 +37,11 @@ def is_main() -> bool:
 
 
 def task_share(num_tasks: int) -> slice:
-    """This process's tasks: an equal contiguous block, in process order (all of them for one process)."""
+    """This process's tasks: an equal contiguous block, in process order (`slice(None)`, all of
+    them, for one process)."""
     count, index = jax.process_count(), jax.process_index()
+    if count == 1:
+        return slice(None)
     size = num_tasks // count
     return slice(index * size, (index + 1) * size)
 

@@ -259,17 +259,24 @@ class SeedStopped(Exception):
 class SeedRun:
     """One seed's envs, logs and checkpoints: a complete single-seed workdir. In a run over
     several processes (`mtsac_jax.processes`) each process has the envs of its share of the
-    tasks, `tasks`; process 0 writes the logs."""
+    tasks, `tasks` (`processes.task_share`); process 0 writes the logs."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None,
-                 tasks: slice = slice(None)):
-        self.config, self.workdir, self.label, self.tasks = config, workdir, label, tasks
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None):
+        self.config, self.workdir, self.label = config, workdir, label
         self.experiment = config.experiment
         self.names = task_names(config.env)
         self.num_tasks = len(self.names)
+        self.tasks = processes.task_share(self.num_tasks)
         self.setup = SETUPS.get(config.setup.name)
-        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=tasks)
-        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=tasks)
+        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
+        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
+        if self.train_envs.num_envs != len(self.names[self.tasks]):
+            self.train_envs.close()
+            self.eval_envs.close()
+            raise TrainingError(
+                f"The env family of env.name={config.env.name!r} built {self.train_envs.num_envs} envs for this "
+                f"process's {len(self.names[self.tasks])} tasks: its make_vector_env ignores `tasks`. Fix: build "
+                "only the sub-envs of those tasks (docs/extending.md), or train in one process.")
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.train_envs.num_envs)
@@ -327,12 +334,9 @@ class SeedRun:
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "episode_stats": self.episode_stats.to_json(),
         }
-        if jax.process_count() > 1:  # the checkpoint holds every process's tasks
-            parts = processes.gather((env_blobs, self.obs))
-            env_blobs = {group: sum((blobs[group] for blobs, _ in parts), []) for group in env_blobs}
-            obs = np.concatenate([obs for _, obs in parts])
-        else:
-            obs = self.obs
+        parts = processes.gather((env_blobs, self.obs))  # the checkpoint holds every process's tasks
+        env_blobs = {group: sum((blobs[group] for blobs, _ in parts), []) for group in env_blobs}
+        obs = np.concatenate([obs for _, obs in parts])
         self.checkpointer.save(step, {**arrays, "obs": obs}, env_blobs, meta)
 
     def restore(self, abstract: dict, at_most: int | None = None) -> tuple[int, dict | None]:
@@ -475,7 +479,7 @@ class SeedRun:
         """Evaluates `policy` on this process's tasks and logs the record of all of them."""
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
-        share = policy if len(names) == self.num_tasks else TaskSharePolicy(policy, self.tasks, self.num_tasks)
+        share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
         evaluation = self._retry(
             "eval", step, f"The evaluation of step {step} is done again from its start.",
             lambda: self.setup.evaluate(share, self.eval_envs, self.experiment.num_eval_episodes, names),
@@ -517,7 +521,7 @@ class Trainer:
         try:
             for seed in seeds:
                 if self.axis.num_seeds == 1:
-                    self.runs.append(SeedRun(config, workdir, None, processes.task_share(len(task_names(config.env)))))
+                    self.runs.append(SeedRun(config, workdir, None))
                 else:
                     seed_workdir = workdir / f"seed_{seed}"
                     prepare_workdir(seed_workdir, seed_config(config, seed))
