@@ -188,10 +188,13 @@ def measure_matmul(sizes: dict, seconds: float, repeats: int) -> dict:
     systems = [
         matmul_chain(*ref, jnp.float32, "highest", 200),
         matmul_chain(*ref, jnp.float32, "tensorfloat32", 200),
-        matmul_chain(big, big, jnp.float32, "highest", 10),
-        matmul_chain(big, big, jnp.float32, "tensorfloat32", 10),
-        matmul_chain(big, big, jnp.bfloat16, "default", 10),
     ]
+    if big:
+        systems += [
+            matmul_chain(big, big, jnp.float32, "highest", 10),
+            matmul_chain(big, big, jnp.float32, "tensorfloat32", 10),
+            matmul_chain(big, big, jnp.bfloat16, "default", 10),
+        ]
     results = interleaved(systems, seconds, repeats)
     for result in results.values():
         if "per_s" in result:
@@ -224,8 +227,8 @@ def random_buffer(num_tasks: int, per_task: int, obs_dim: int, action_dim: int, 
     )
 
 
-def build_update(config, updates_per_call: int, per_task: int, seed: int = 0):
-    """The agent of `config`, its state and a random buffer at the config's task count and batch."""
+def make_agent(config, updates_per_call: int):
+    """The agent of `config` at its task count and batch, and its (tasks, observation size)."""
     from mtsac_jax import agents
     from mtsac_jax.envs import task_names
 
@@ -234,6 +237,12 @@ def build_update(config, updates_per_call: int, per_task: int, seed: int = 0):
     obs_dim = METAWORLD_OBS_DIM + (num_tasks if config.env.use_one_hot else 0)
     agent = agents.build(config.agent, agents.EnvSpec(num_tasks, obs_dim, METAWORLD_ACTION_DIM, names),
                          config.replay_buffer.batch_size // num_tasks, updates_per_call)
+    return agent, num_tasks, obs_dim
+
+
+def build_update(config, updates_per_call: int, per_task: int, seed: int = 0):
+    """The agent of `config`, its state and a random buffer at the config's task count and batch."""
+    agent, num_tasks, obs_dim = make_agent(config, updates_per_call)
     return agent, agent.init(jax.random.key(seed)), random_buffer(num_tasks, per_task, obs_dim, METAWORLD_ACTION_DIM, seed)
 
 
@@ -244,8 +253,13 @@ def update_system(name: str, config, updates_per_call: int, per_task: int, preci
     with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
         lowered = agent.update.lower(state, buffer)
         compiled = lowered.compile()
-    analysis = lowered.cost_analysis()
-    flop = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+    flop = None  # the lowered module's analysis is not on every backend (not on CUDA): then the compiled one's
+    for analysis in (lowered.cost_analysis, compiled.cost_analysis):
+        found = analysis()
+        found = found[0] if isinstance(found, list) and found else found
+        if found and "flops" in found:
+            flop = found["flops"]
+            break
     holder = {"state": state}
 
     def call():
@@ -298,57 +312,128 @@ def reference_configs(sizes: dict) -> dict:
     return configs
 
 
+def system_config(name: str, sizes: dict):
+    """The config, updates per call and matmul precision of a named update system:
+    `mt10/<n>`, `mt50/<n>`, `mt10/<n>/highest`, `architecture/<name>/<n>`, `critic_width/<w>/<n>`."""
+    from mtsac_jax import gradients
+
+    kind, *rest = name.split("/")
+    precision = rest[2] if kind == "architecture" and len(rest) > 2 else (rest[1] if kind in ("mt10", "mt50") and len(rest) > 1 else None)
+    if kind in ("mt10", "mt50"):
+        config = load_config(f"configs/metaworld_{kind}.py")
+        shrink(config, sizes)
+        return config, int(rest[0]), precision
+    if kind == "architecture":
+        argument, gradient = ARCHITECTURES[rest[0]]
+        config = load_config(argument)
+        config.agent.gradient = gradients.gradient_config(gradient)
+        if rest[0] == "multi_head":
+            config.agent.multitask.should_use_multi_head_policy = True
+        shrink(config, sizes)
+        return config, int(rest[1]), None
+    if kind == "critic_width":
+        config = load_config("configs/metaworld_mt10.py")
+        shrink(config, sizes)
+        config.agent.critic.hidden_dim = int(rest[0])
+        return config, int(rest[1]), None
+    raise ValueError(f"unknown update system {name!r}")
+
+
+def measure_named(names: list[str], sizes: dict, seconds: float, repeats: int) -> dict:
+    def factory(name):
+        config, updates_per_call, precision = system_config(name, sizes)
+        return update_system(name, config, updates_per_call, sizes["per_task"], precision)
+
+    return measured({name: functools.partial(factory, name) for name in names}, seconds, repeats)
+
+
 def measure_updates(sizes: dict, seconds: float, repeats: int) -> dict:
     """The MT10 and MT50 reference updates, 1 and 20 per call; MT10 at full float32 precision."""
-    per_task = sizes["per_task"]
-    reference = reference_configs(sizes)
-    factories = {f"{name}/{n}": functools.partial(update_system, f"{name}/{n}", config, n, per_task)
-                 for n in (1, 20) for name, config in reference.items()}
-    factories["mt10/20/highest"] = functools.partial(update_system, "mt10/20/highest", reference["mt10"], 20, per_task,
-                                                     precision="highest")
-    return measured(factories, seconds, repeats)
+    names = [f"{tasks}/{n}" for n in (1, 20) for tasks in ("mt10", "mt50")] + ["mt10/20/highest"]
+    return measure_named(names, sizes, seconds, repeats)
 
 
 def measure_architectures(sizes: dict, seconds: float, repeats: int) -> dict:
     """Each architecture's MT10 preset and the gradient methods, 20 updates per call."""
-    from mtsac_jax import gradients
-
-    factories = {}
-    for name, (argument, gradient) in ARCHITECTURES.items():
-        config = load_config(argument)
-        config.agent.gradient = gradients.gradient_config(gradient)
-        if name == "multi_head":
-            config.agent.multitask.should_use_multi_head_policy = True
-        shrink(config, sizes)
-        factories[f"architecture/{name}/20"] = functools.partial(
-            update_system, f"architecture/{name}/20", config, 20, sizes["per_task"])
-    return measured(factories, seconds, repeats)
+    return measure_named([f"architecture/{name}/20" for name in ARCHITECTURES], sizes, seconds, repeats)
 
 
 def measure_widths(sizes: dict, seconds: float, repeats: int) -> dict:
     """The MT10 reference with wider critics (3 layers; actor 3x400), 20 updates per call."""
-    factories = {}
-    for width in sizes["critic_widths"]:
-        config = load_config("configs/metaworld_mt10.py")
-        shrink(config, sizes)
-        config.agent.critic.hidden_dim = width
-        factories[f"critic_width/{width}/20"] = functools.partial(
-            update_system, f"critic_width/{width}/20", config, 20, sizes["per_task"])
-    return measured(factories, seconds, repeats)
+    return measure_named([f"critic_width/{width}/20" for width in sizes["critic_widths"]], sizes, seconds, repeats)
+
+
+def matmul_rates(matmul: dict) -> dict:
+    """TFLOP/s of the matmul chains, by `<fp32|tf32>_<ref|peak>` (peak: the largest shape measured)."""
+    rates, largest = {}, {}
+    for result in matmul.values():
+        if not isinstance(result, dict) or "tflops" not in result or result["dtype"] != "float32":
+            continue
+        precision = {"highest": "fp32", "tensorfloat32": "tf32"}[result["precision"]]
+        size = result["shape"][0] * result["shape"][1]
+        rates.setdefault(f"{precision}_ref", result["tflops"])  # the update's shape comes first
+        if size > largest.get(precision, 0):
+            largest[precision] = size
+            rates[f"{precision}_peak"] = result["tflops"]
+    return {key: value for key, value in rates.items() if not key.endswith("_peak") or largest[key[:4]] > 1280 * 400}
 
 
 def with_rates(results: dict, matmul: dict) -> dict:
-    """Adds TFLOP/s and the fraction of the float32 and TF32 matmul rates at the reference shape."""
-    fp32 = next((r["tflops"] for r in matmul.values() if "tflops" in r and r["precision"] == "highest"), None)
-    tf32 = next((r["tflops"] for r in matmul.values() if "tflops" in r and r["precision"] == "tensorfloat32"), None)
+    """Adds TFLOP/s and its fraction of each matmul rate of `matmul_rates` (`of_fp32_ref`, ...)."""
+    rates = matmul_rates(matmul)
     for result in results.values():
-        if isinstance(result, dict) and "per_s" in result:
+        if isinstance(result, dict) and "per_s" in result and result.get("flop_per_unit"):
             result["tflops"] = result["per_s"]["median"] * result["flop_per_unit"] / 1e12
-            if fp32:
-                result["of_fp32_matmul"] = result["tflops"] / fp32
-            if tf32:
-                result["of_tf32_matmul"] = result["tflops"] / tf32
+            for key in [key for key in result if key.startswith("of_")]:
+                del result[key]
+            for key, rate in rates.items():
+                result[f"of_{key}"] = result["tflops"] / rate
     return results
+
+
+def flop_per_update(name: str) -> float:
+    """One update's FLOPs for the named system at full size, as XLA's cost analysis of the
+    lowered update counts them on this machine's backend (the count of the program, whatever
+    runs it; a scan's body is counted once)."""
+    config, updates_per_call, precision = system_config(name, SIZES["full"])
+    agent, num_tasks, obs_dim = make_agent(config, updates_per_call)
+    shapes = jax.eval_shape(lambda: (agent.init(jax.random.key(0)),
+                                     random_buffer(num_tasks, 2, obs_dim, METAWORLD_ACTION_DIM)))
+    with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
+        analysis = agent.update.lower(*shapes).cost_analysis()
+    return (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+
+
+def annotate(folder: pathlib.Path) -> None:
+    """Rewrites the GPU results in `folder` with FLOPs counted here (XLA:CUDA's cost analysis of
+    a compiled update leaves out its library matmuls), the fractions of the matmul rates (the
+    peak ones from `gpu_sbx.json` where `gpu_update.json` measured only the update's shape),
+    and the loop's update share from `gpu_update.json`."""
+    files = {name: json.loads((folder / name).read_text()) for name in ("gpu_update.json", "gpu_sbx.json", "gpu_loop.json")
+             if (folder / name).exists()}
+    peak_matmul = files.get("gpu_sbx.json", {}).get("matmul", {})
+    for file in ("gpu_update.json", "gpu_sbx.json"):
+        data = files.get(file)
+        if data is None:
+            continue
+        own = data.get("matmul", {})
+        matmul = own if any(k.startswith("8192") for k in own) else {**own, **{k: v for k, v in peak_matmul.items()
+                                                                               if k.startswith("8192")}}
+        for section in ("updates", "architectures", "widths", "sbx"):
+            for name, result in data.get(section, {}).items():
+                if isinstance(result, dict) and "per_s" in result and "network" in result:
+                    result.setdefault("flop_per_unit_gpu_cost_analysis", result["flop_per_unit"])
+                    result["flop_per_unit"] = flop_per_update(name)
+            if section in data:
+                with_rates(data[section], matmul)
+        if matmul is not own:
+            data["peak_matmul_from"] = "gpu_sbx.json (another machine of the same kind, the same day)"
+        (folder / file).write_text(json.dumps(data, indent=1, default=str))
+    if "gpu_loop.json" in files and "gpu_update.json" in files:
+        loop = files["gpu_loop.json"]
+        with_update_share(loop["loop"], files["gpu_update.json"].get("updates", {}))
+        loop["loop"]["update_ms_from"] = "gpu_update.json (another machine of the same kind, the same day)"
+        (folder / "gpu_loop.json").write_text(json.dumps(loop, indent=1, default=str))
 
 
 def measure_sbx(sizes: dict, seconds: float, repeats: int) -> dict:
@@ -493,16 +578,26 @@ SIZES = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=pathlib.Path, required=True, help="folder of the JSON files")
+    parser.add_argument("--out", type=pathlib.Path, help="folder of the JSON files")
+    parser.add_argument("--annotate", type=pathlib.Path, metavar="FOLDER",
+                        help="only rewrite the GPU results in FOLDER with FLOPs counted here (see `annotate`)")
     parser.add_argument("--budget", type=float, default=330.0, help="seconds this script may take")
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed stretch")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--loop-seconds", type=float, default=120.0, help="how long train.py runs")
+    parser.add_argument("--no-big-matmul", action="store_true", help="the matmul rate at the update's shape only")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes, on whatever backend there is")
     parser.add_argument("--only", default="matmul,updates,loop,seeds,architectures,widths,sbx",
                         help="comma list of sections")
     args = parser.parse_args(argv)
-    sizes = SIZES["dry" if args.dry_run else "full"]
+    if args.annotate:
+        annotate(args.annotate)
+        return
+    if args.out is None:
+        parser.error("give --out FOLDER (or --annotate FOLDER)")
+    sizes = dict(SIZES["dry" if args.dry_run else "full"])
+    if args.no_big_matmul:
+        sizes["big_matmul"] = None
     budget = Budget(args.budget)
     only = set(args.only.split(","))
     report = Report(args.out, {"environment": environment(), "dry_run": args.dry_run,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU measurement as one command, for a machine with one GPU, JAX with CUDA, flax, optax,
-# orbax-checkpoint and chex, and no package index (bench/device/README.md):
+# orbax-checkpoint and chex, and no package index (docs/performance.md, section 5):
 #
 #     bash bench/device/wheels.sh                 # where pip can download: the other packages, as wheels in .whl/
 #     bash bench/device/run.sh [OUT]              # on the GPU machine, from a copy of the repository with .whl/
