@@ -70,10 +70,10 @@ def to_global(local: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, local)
 
 
-def local_rows(array: jax.Array) -> np.ndarray:
-    """This process's rows of a global `array` split along its leading axis over the devices."""
-    by_start = {shard.index[0].start or 0: shard for shard in array.addressable_shards}
-    return np.concatenate([np.asarray(by_start[start].data) for start in sorted(by_start)])
+def local_rows(array: jax.Array, axis: int = 0) -> np.ndarray:
+    """This process's rows of a global `array` split along `axis` over the devices."""
+    by_start = {shard.index[axis].start or 0: shard for shard in array.addressable_shards}
+    return np.concatenate([np.asarray(by_start[start].data) for start in sorted(by_start)], axis=axis)
 
 
 def local_copy(tree):

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mtsac_jax.config import ConfigError
+from mtsac_jax.registry import ConfigError
 
 AXIS = "devices"
 
@@ -60,14 +60,23 @@ class Placement:
         return NamedSharding(self.mesh, PartitionSpec(*([None] * axis), AXIS) if axis is not None else PartitionSpec())
 
     def state_sharding(self, state: Any) -> Any:
-        """A sharding per leaf of the train state (abstract or concrete; with the seed axis if any)."""
+        """A sharding per leaf of the train state (abstract or concrete), its seed axis first."""
         sharding = self._sharding(0 if self.split == "seed" else None)
         return jax.tree.map(lambda _: sharding, state)
 
     def buffer_sharding(self, buffer: Any) -> Any:
-        """A sharding per leaf of the replay buffer (every leaf has the task axis, after the seed axis if any)."""
-        sharding = self._sharding({"seed": 0, "task": 0 if self.num_seeds == 1 else 1}.get(self.split))
+        """A sharding per leaf of the replay buffer: the seed axis first, then the task axis."""
+        sharding = self._sharding({"seed": 0, "task": 1}.get(self.split))
         return jax.tree.map(lambda _: sharding, buffer)
+
+    def seed_shardings(self, state: Any, buffer: Any) -> tuple[Any, Any]:
+        """Shardings for one seed's train state and buffer (no seed axis), as a checkpoint is
+        restored: the first device in one process; in several, the run's split of the task axis."""
+        if jax.process_count() == 1:
+            first = jax.sharding.SingleDeviceSharding(self.devices[0])
+            return jax.tree.map(lambda _: first, state), jax.tree.map(lambda _: first, buffer)
+        tasks = self._sharding(0 if self.split == "task" else None)
+        return jax.tree.map(lambda _: self.replicated(), state), jax.tree.map(lambda _: tasks, buffer)
 
     def batch_sharding(self) -> NamedSharding | None:
         """The sharding of a sampled batch (T, B_t, ...) when the batch axis is split, else None."""
@@ -86,9 +95,9 @@ class Placement:
         return self._sharding(None)
 
     def rows(self) -> jax.sharding.Sharding:
-        """The sharding of per-task host data (observations, transitions) when the task axis is
-        split over the devices (several processes: each process's tasks on its devices)."""
-        return self._sharding(0)
+        """The sharding of per-task host data (seeds, tasks, ...: observations, transitions) when
+        the task axis is split over the devices (several processes: each process's tasks on its devices)."""
+        return self._sharding(1)
 
     def put(self, tree: Any, sharding: jax.sharding.Sharding) -> Any:
         """`tree`'s arrays (every process holding the same values) placed on `sharding`."""

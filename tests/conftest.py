@@ -10,6 +10,10 @@ import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ["JAX_PLATFORMS"] != "cpu":
+    # Tests compare batched computations with plain loops at float32 tolerances; an accelerator's
+    # default float32 matmuls (TF32 on NVIDIA GPUs) round coarser. Subprocesses inherit this too.
+    os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import pytest
 

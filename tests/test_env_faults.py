@@ -28,10 +28,11 @@ import pytest
 from mtsac_jax import checkpoint, envs, replay_buffer
 from mtsac_jax import policy as policy_module
 from mtsac_jax.config import ConfigError
+from mtsac_jax.env_faults import RestartCounter
 from mtsac_jax.env_state import SnapshotWrapper
 from mtsac_jax.envs.metaworld import _make_task_env
 from mtsac_jax.envs.workers import WorkerVectorEnv
-from mtsac_jax.training import RestartCounter, Trainer, train_and_evaluate
+from mtsac_jax.training import Trainer, train_and_evaluate
 from tests.conftest import REPO, SMOKE, read_jsonl, tiny_config, train
 
 ASYNC = "--config.env.vector_strategy=async"
@@ -216,7 +217,7 @@ def test_a_checkpoint_with_one_cursor_for_all_tasks_resumes_exactly(smoke_run, t
     try:
         assert trainer.restore() == 200
         buffer = trainer.buffer
-        trainer.buffer = buffer.replace(cursor=buffer.cursor[0], size=buffer.size[0])
+        trainer.buffer = buffer.replace(cursor=buffer.cursor[:, 0], size=buffer.size[:, 0])  # (seeds,)
         run = trainer.runs[0]
         run.checkpointer.close()
         shutil.rmtree(workdir / "checkpoints" / "200")

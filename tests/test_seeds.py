@@ -12,7 +12,8 @@ import jax.numpy as jnp
 
 from mtsac_jax import plot
 from mtsac_jax.policy import load_config, load_policy
-from mtsac_jax.training import STOPPED, Trainer, prepare_workdir
+from mtsac_jax.training import Trainer
+from mtsac_jax.workdir import STOPPED, prepare_workdir
 from tests.conftest import REPO, assert_close, read_jsonl, train
 
 TWO_SEEDS = "--config.num_seeds=2"  # as the two_seeds fixture (conftest.py)

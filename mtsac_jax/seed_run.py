@@ -1,0 +1,226 @@
+"""One seed of a run: its envs, logs and checkpoints, a complete single-seed workdir.
+
+In a run over several processes (`mtsac_jax.processes`) each process has the envs of its share
+of the tasks (`processes.task_share`); process 0 writes the logs. Env worker faults
+(`env_faults`) and non-finite updates (`nan_policy`) are handled per seed, so a seed of a
+multi-seed run can stop alone.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from mtsac_jax import envs, processes, video
+from mtsac_jax.checkpoint import Checkpointer
+from mtsac_jax.config import task_names
+from mtsac_jax.env_faults import DROPPED_BETWEEN_STEPS, DROPPED_IN_STEP, EnvFaults
+from mtsac_jax.episode_stats import EpisodeStats
+from mtsac_jax.errors import TrainingError
+from mtsac_jax.nan_policy import NanPolicy
+from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
+from mtsac_jax.run_log import RunLog
+from mtsac_jax.setups import SETUPS, merge_task_records
+from mtsac_jax.workdir import STOPPED
+
+
+def update_record(metrics: dict, names: tuple[str, ...]) -> dict:
+    """Means over tasks of the last adopted update's metrics (finite: `numerics.guarded`), plus
+    alpha per task."""
+    metrics = {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
+    record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key != "alpha"}
+    record["train/alpha_mean"] = float(metrics["alpha"].mean())
+    record.update({f"train/alpha/{name}": float(a) for name, a in zip(names, metrics["alpha"])})
+    return record
+
+
+class SeedRun:
+    """One seed's envs, logs and checkpoints, in `workdir`; `label` names the seed in a multi-seed run."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None):
+        self.config, self.workdir, self.label = config, workdir, label
+        self.experiment = config.experiment
+        self.names = task_names(config.env)
+        self.num_tasks = len(self.names)
+        self.tasks = processes.task_share(self.num_tasks)
+        self.setup = SETUPS.get(config.setup.name)
+        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
+        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
+        if self.train_envs.num_envs != len(self.names[self.tasks]):
+            self.train_envs.close()
+            self.eval_envs.close()
+            raise TrainingError(
+                f"The env family of env.name={config.env.name!r} built {self.train_envs.num_envs} envs for this "
+                f"process's {len(self.names[self.tasks])} tasks: its make_vector_env ignores `tasks`. Fix: build "
+                "only the sub-envs of those tasks (docs/extending.md), or train in one process.")
+        self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
+        self.warmup_rng = np.random.default_rng(config.seed)
+        self.episode_stats = EpisodeStats(self.train_envs.num_envs)
+        self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
+        self.faults = EnvFaults(config.env, self.say, self.kept_checkpoint)
+        self.nan_policy = NanPolicy(self.experiment, self.names, self.say, self.kept_checkpoint)
+        self.video_failed = False
+        self.obs = None
+        self.metrics = None  # the last adopted update's metrics
+        self.messages: list[str] = []  # said before the log is open
+        self.log: RunLog | None = None
+        self.stopped = (workdir / STOPPED).read_text().strip() if label and (workdir / STOPPED).is_file() else None
+
+    def say(self, text: str) -> None:
+        if self.log is not None:
+            self.log.message(text)
+        elif processes.is_main():
+            self.messages.append(text)
+        else:  # processes other than 0 write no logs
+            print(f"[process {jax.process_index()}] {text}", flush=True)
+
+    def open_log(self, start_step: int, headline_metric: str) -> None:
+        self.log = RunLog(self.workdir, self.experiment.num_train_steps, start_step, headline_metric=headline_metric,
+                          label=self.label)
+        for message in self.messages:
+            self.log.message(message)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        self.checkpointer.close()
+        self.train_envs.close()
+        self.eval_envs.close()
+
+    def stop(self, reason: str) -> None:
+        """Stops this seed for the rest of a multi-seed run, and for its resumptions."""
+        reason += (f" This seed stays stopped when the run resumes; once fixed, go on with it alone: python train.py "
+                   f"--config={self.workdir / 'config.json'} --workdir={self.workdir}")
+        self.stopped = reason
+        self.say(f"error: {reason}")
+        (self.workdir / STOPPED).write_text(reason + "\n")
+
+    def kept_checkpoint(self) -> str:
+        steps = self.checkpointer.steps()
+        if not steps:
+            return "No checkpoint was written yet: the same command starts this run afresh."
+        return (f"The newest checkpoint (step {steps[-1]}) in {self.checkpointer.directory} is kept: rerun the same "
+                "command to resume from it.")
+
+    # ----- checkpoints -----
+
+    def save(self, step: int, arrays: dict) -> None:
+        """Writes checkpoint `step`: `arrays` (this seed's train state and buffer), the envs'
+        snapshots, the observations and the host-side streams, of every process's tasks."""
+        env_blobs = {
+            "train": self.faults.retry("train", step, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
+                                       on_restart=self._restarted_between_steps),
+            "eval": self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
+                                      lambda: list(self.eval_envs.call("snapshot"))),
+        }
+        meta = {
+            "step": step,
+            "warmup_rng": self.warmup_rng.bit_generator.state,
+            "episode_stats": self.episode_stats.to_json(),
+        }
+        parts = processes.gather((env_blobs, self.obs))  # the checkpoint holds every process's tasks
+        env_blobs = {group: sum((blobs[group] for blobs, _ in parts), []) for group in env_blobs}
+        obs = np.concatenate([obs for _, obs in parts])
+        self.checkpointer.save(step, {**arrays, "obs": obs}, env_blobs, meta)
+
+    def restore(self, abstract: dict, at_most: int | None = None) -> tuple[int, dict | None]:
+        """Restores the newest good checkpoint (of step `at_most` or earlier); returns its step
+        and its `train_state` and `buffer` (0 and None when starting fresh)."""
+        self.obs = np.zeros((self.train_envs.num_envs, abstract["obs"].shape[-1]), np.float32)
+        restored = self.checkpointer.restore_latest(abstract, self.say, at_most)
+        if restored is None:
+            obs, _ = self.faults.retry("train", 0, "All train envs are reset again.", self.train_envs.reset)
+            self.obs = obs.astype(np.float32)
+            return 0, None
+        step, arrays, env_blobs, meta = restored
+        self.obs = np.asarray(arrays.pop("obs"))[self.tasks]
+        for group, vector_env in (("train", self.train_envs), ("eval", self.eval_envs)):
+            self.faults.retry(group, step, "Its env is restored from the checkpoint all the same.",
+                              lambda: vector_env.call("restore", env_blobs[group]))
+        self.warmup_rng.bit_generator.state = meta["warmup_rng"]
+        self.episode_stats.load_json(meta["episode_stats"], self.tasks)
+        return step, arrays
+
+    def set_earlier_logs_aside(self) -> None:
+        """A workdir with logs but no usable checkpoint starts over: its logs move to
+        `logs_before_<time>/` instead of being overwritten."""
+        earlier = [self.workdir / name for name in ("train.jsonl", "eval.jsonl", "tb") if (self.workdir / name).exists()]
+        if not processes.is_main() or not any(path.is_dir() or path.stat().st_size for path in earlier):
+            return
+        aside = self.workdir / f"logs_before_{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for path in earlier:
+            path.rename(aside / path.name)
+        self.say(f"{self.workdir} has logs but no usable checkpoint: starting over from step 0. "
+                 f"The earlier logs are kept in {aside}.")
+
+    def _restarted_between_steps(self, restarted: envs.WorkersRestarted) -> None:
+        """Train workers replaced between steps: their tasks act next from their new envs' first observation."""
+        obs = np.array(self.obs)
+        for index, first_obs in restarted.obs.items():
+            obs[index] = first_obs
+        self.obs = obs
+        self.episode_stats.interrupt(list(restarted.obs))
+
+    # ----- one step -----
+
+    def warmup_actions(self, action_dim: int) -> np.ndarray:
+        """Uniform actions for this process's tasks: its rows of every task's, as one process draws them."""
+        return self.warmup_rng.uniform(-1.0, 1.0, (self.num_tasks, action_dim)).astype(np.float32)[self.tasks]
+
+    def step_envs(self, actions: np.ndarray, step: int) -> envs.Step:
+        transition = envs.step(self.train_envs, actions, drop_restarted=True)
+        self.faults.note(transition.faults, "train", step, DROPPED_IN_STEP)
+        self.episode_stats.add(transition)
+        self.obs = transition.next_obs
+        return transition
+
+    def adopt(self, metrics, fault, step: int) -> None:
+        """The update's result for this seed: its metrics, or a dropped update (`numerics.guarded`)."""
+        adopted = self.nan_policy.adopt(metrics, fault, step)
+        if adopted is not None:
+            self.metrics = adopted
+
+    def log_train(self, step: int, perf: dict) -> None:
+        record = {"step": step, "env_steps": step * self.num_tasks}
+        record.update(self.episode_stats.flush())
+        if self.metrics is not None:
+            record.update(update_record(self.metrics, self.names))
+        record.update(perf)
+        record.update(self.nan_policy.record())
+        if self.log is not None:
+            self.log.train(record)
+
+    def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
+        """Evaluates `policy` on this process's tasks and logs the record of all of them."""
+        record = {"step": step, "env_steps": step * self.num_tasks}
+        names = self.names[self.tasks]
+        share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
+        evaluation = self.faults.retry(
+            "eval", step, f"The evaluation of step {step} is done again from its start.",
+            lambda: self.setup.evaluate(share, self.eval_envs, self.experiment.num_eval_episodes, names),
+        )
+        if jax.process_count() > 1:
+            evaluation = merge_task_records(processes.gather(evaluation))
+        record.update(evaluation)
+        if self.log is None:
+            return
+        if self.experiment.save_video and not self.video_failed:
+            self._record_video(policy, step)
+        self.log.eval(record)
+
+    def _record_video(self, policy, step: int) -> None:
+        """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on
+        envs of their own, so the run's eval envs and logs are as without video."""
+        try:
+            paths = video.record_episodes(policy, self.config.env, self.config.seed,
+                                          self.workdir / "videos" / f"step{step}")
+        except (video.VideoError, envs.EnvWorkerError, OSError) as error:
+            self.video_failed = True
+            self.say(f"warning: no evaluation videos for the rest of this run: {error}")
+            return
+        self.say(f"videos: {paths[0].parent} ({len(paths)} files)")
