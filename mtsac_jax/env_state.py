@@ -1,7 +1,9 @@
 """Exact snapshots of a running env, for bit-exact resume mid-episode.
 
 Meta-World's own `get_checkpoint` keeps only RNG states and the goal list; pickling an
-env rebuilds it from its constructor. A snapshot here holds instead, for a MuJoCo env:
+env rebuilds it from its constructor. A snapshot here holds instead, for a MuJoCo env (one
+whose unwrapped env keeps a `mujoco.MjModel` and `MjData` as `model` and `data`, or a
+dm_control `Physics` as `physics`):
 - MuJoCo's integration state (`mjSTATE_INTEGRATION`: positions, velocities, controls,
   mocap, warm start, time), which fully determines the next `mj_step`;
 - the small numeric fields of the model, which Meta-World rewrites at every reset (goal
@@ -49,15 +51,26 @@ def _array_fields(struct) -> dict[str, np.ndarray]:
     return fields
 
 
+def _physics(env: gym.Env):
+    """A dm_control `Physics` the env keeps as `physics` (it wraps MuJoCo's model and data), else None."""
+    physics = getattr(env.unwrapped, "physics", None)
+    return physics if hasattr(getattr(physics, "model", None), "ptr") else None
+
+
 def _mujoco(env: gym.Env) -> tuple[mujoco.MjModel, mujoco.MjData] | None:
     """The env's MuJoCo model and data, or None for an env without MuJoCo."""
-    model, data = getattr(env.unwrapped, "model", None), getattr(env.unwrapped, "data", None)
+    physics = _physics(env)
+    if physics is not None:
+        model, data = physics.model.ptr, physics.data.ptr
+    else:
+        model, data = getattr(env.unwrapped, "model", None), getattr(env.unwrapped, "data", None)
     return (model, data) if isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData) else None
 
 
 class _Externals:
     """The live objects a snapshot refers to rather than copies: the wrapper layers and, for
-    a MuJoCo env, its model, data and renderer, and views into the model's and data's buffers."""
+    a MuJoCo env, its model, data and renderer (or its `Physics` and the wrappers of its model
+    and data), and views into the model's and data's buffers."""
 
     def __init__(self, env: gym.Env):
         self.objects = {f"layer{index}": layer for index, layer in enumerate(_layers(env))}
@@ -73,6 +86,9 @@ class _Externals:
         if _mujoco(env):
             model, data = _mujoco(env)
             self.objects.update(model=model, data=data, renderer=getattr(env.unwrapped, "mujoco_renderer", None))
+            physics = _physics(env)
+            if physics is not None:
+                self.objects.update(physics=physics, physics_model=physics.model, physics_data=physics.data)
             self.buffers = {
                 (owner, name): array
                 for owner, struct in (("model", model), ("data", data))

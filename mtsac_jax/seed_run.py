@@ -20,7 +20,6 @@ from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import task_names
 from mtsac_jax.env_faults import DROPPED_BETWEEN_STEPS, DROPPED_IN_STEP, EnvFaults
 from mtsac_jax.episode_stats import EpisodeStats
-from mtsac_jax.errors import TrainingError
 from mtsac_jax.nan_policy import NanPolicy
 from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
 from mtsac_jax.run_log import RunLog
@@ -50,13 +49,6 @@ class SeedRun:
         self.setup = SETUPS.get(config.setup.name)
         self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
-        if self.train_envs.num_envs != len(self.names[self.tasks]):
-            self.train_envs.close()
-            self.eval_envs.close()
-            raise TrainingError(
-                f"The env family of env.name={config.env.name!r} built {self.train_envs.num_envs} envs for this "
-                f"process's {len(self.names[self.tasks])} tasks: its make_vector_env ignores `tasks`. Fix: build "
-                "only the sub-envs of those tasks (docs/extending.md), or train in one process.")
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.train_envs.num_envs)

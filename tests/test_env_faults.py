@@ -30,7 +30,7 @@ from mtsac_jax import policy as policy_module
 from mtsac_jax.config import ConfigError
 from mtsac_jax.env_faults import RestartCounter
 from mtsac_jax.env_state import SnapshotWrapper
-from mtsac_jax.envs.metaworld import _make_task_env
+from mtsac_jax.envs.metaworld import make_task_env
 from mtsac_jax.envs.workers import WorkerVectorEnv
 from mtsac_jax.training import Trainer, train_and_evaluate
 from tests.conftest import REPO, SMOKE, read_jsonl, tiny_config, train
@@ -361,12 +361,10 @@ def test_a_stopped_worker_is_replaced_once_the_timeout_has_passed():
 
 
 def test_a_restart_draws_the_task_s_env_from_a_stream_of_its_own():
-    kwargs = dict(task_name="reach-v3", task_index=0, num_tasks=1, seed=3, stream=envs.TRAIN_STREAM, fixed_goal=False,
-                  terminate_on_success=False, env_kwargs={"use_one_hot": False, "max_episode_steps": 5,
-                                                          "reward_function_version": "v2", "render_mode": None})
+    env_config = {"use_one_hot": False, "max_episode_steps": 5, "reward_function_version": "v2", "fixed_goal": False}
 
     def goals(**restart):
-        env = _make_task_env(**kwargs, **restart)
+        env = envs.task_env(make_task_env, env_config, "reach-v3", 0, 1, 3, False, None, {}, **restart)
         return [tuple(np.round(env.reset()[0][-3:], 6)) for _ in range(4)]
 
     assert goals() == goals(restart=0)  # the first env's stream, as before restarts existed

@@ -1,11 +1,13 @@
-"""Env families: the `ENV_FAMILIES` registry, and the vector-env step every family shares.
+"""Env families: the `ENV_FAMILIES` registry, and the vector envs and steps every family shares.
 
 An env family (Meta-World today) provides, for the env names it owns (`<family>` or
 `<family>-<variant>`, e.g. `metaworld-mt10`): the default `env` config section, the task
-names in benchmark order, and the train and eval vector envs, one sub-env per task, with
-SAME_STEP autoreset. Every sub-env exposes `snapshot()` and `restore(blobs)`
-(`mtsac_jax.env_state.SnapshotWrapper`) so that checkpoints hold the exact env state. A
-family's module is imported only when one of its envs is used.
+names in benchmark order, and one function that builds one task's env from a `TaskEnv`
+request. Everything else is shared and lives here: the seeds of each task and stream
+(`derived_seed`), the exact snapshots (`mtsac_jax.env_state.SnapshotWrapper`, so checkpoints
+hold the env state), a process's share of the tasks, the vector strategy (in this process or
+one restartable worker per task) and SAME_STEP autoreset. A family's module is imported only
+when one of its envs is used.
 
 SAME_STEP autoreset: on the last step of an episode the returned observation already belongs
 to the next episode, the true final observation is `info["final_obs"]` and the step's
@@ -28,6 +30,7 @@ import gymnasium as gym
 import ml_collections
 import numpy as np
 
+from mtsac_jax.env_state import SnapshotWrapper
 from mtsac_jax.envs.workers import (
     DEFAULT_TIMEOUT_S, EnvWorkerError, WorkerFault, WorkersRestarted, WorkerVectorEnv, env_error_message, raised_at,
 )
@@ -49,6 +52,30 @@ COMMON_DEFAULTS = {
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskEnv:
+    """What a family's `make_task_env` builds: the env of task `name` (index `index` of
+    `num_tasks`, in benchmark order) for the `env` section `env_config` (a plain dict).
+
+    task_seed: the seed of the task itself, `derived_seed(run seed, index)`: the same for the
+        train and eval envs (e.g. Meta-World draws the task's goal set from it).
+    seed: the seed of the env's own random stream, `derived_seed(run seed, index, stream)`,
+        the train and eval streams apart, and another after each restart of its worker.
+    evaluation: an eval env (e.g. Meta-World's terminate on success).
+    render_mode, render_options: as `make_vector_env` was given them (video).
+    """
+
+    env_config: dict
+    name: str
+    index: int
+    num_tasks: int
+    task_seed: int
+    seed: int
+    evaluation: bool = False
+    render_mode: str | None = None
+    render_options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvFamily:
     """A registered env family.
 
@@ -57,19 +84,15 @@ class EnvFamily:
         keys every section holds (`COMMON_DEFAULTS`); `task_name` is the `task=` of the
         config-file argument.
     task_names: `(env_config) -> tuple[str, ...]`, the tasks in benchmark order.
-    make_vector_env: `(env_config, seed, evaluation, render_mode, **render_options) ->
-        gym.vector.VectorEnv`, one sub-env per task, SAME_STEP autoreset, each sub-env with
-        `snapshot()`/`restore(blobs)`, built by `vector_env_class`; eval envs
-        (`evaluation=True`) draw from their own random streams. Runs over several processes
-        also pass `tasks=<slice>`: the sub-envs of those tasks only, each the same env as in
-        the whole vector env (a family without it runs in one process).
+    make_task_env: `(TaskEnv) -> gym.Env`, one task's env, seeded from the request (a
+        module-level function: async workers build their env with it).
     validate: `(env_config) -> None`, raises `ConfigError` naming the key and the fix.
     """
 
     env_names: tuple[str, ...]
     default_config: Callable[[str, str | None], dict]
     task_names: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
-    make_vector_env: Callable[..., gym.vector.VectorEnv]
+    make_task_env: Callable[[TaskEnv], gym.Env]
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
 
 
@@ -130,15 +153,36 @@ def make_vector_env(
     **render_options,
 ) -> gym.vector.VectorEnv:
     """The vector env of an env config section, one sub-env per task in benchmark order (of
-    the tasks in the slice `tasks`: a process's share of a run over several processes).
+    the tasks in the slice `tasks`: a process's share of a run over several processes), each
+    the same env whichever share it is built in, with SAME_STEP autoreset and exact snapshots.
 
-    Eval envs terminate on success where the family defines success. `render_mode`
-    ("rgb_array") makes `vector_env.call("render")` return one frame per task, shaped by
-    `render_options`; offscreen rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine
-    without a display.
+    Train and eval envs (`evaluation`) draw from separate streams. `render_mode` ("rgb_array")
+    makes `vector_env.call("render")` return one frame per task, shaped by `render_options`;
+    offscreen rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine without a display.
     """
-    share = {} if tasks == slice(None) else {"tasks": tasks}
-    return family_of(env_config.name).make_vector_env(env_config, seed, evaluation, render_mode, **share, **render_options)
+    family = family_of(env_config.name)
+    names = family.task_names(env_config)
+    env_fns = [
+        functools.partial(task_env, family.make_task_env, env_config.to_dict(), name, index, len(names), seed,
+                          evaluation, render_mode, render_options)
+        for index, name in enumerate(names)
+    ][tasks]
+    vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
+    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names[tasks],
+                      label="eval env" if evaluation else "train env")
+
+
+def task_env(make_task_env: Callable[[TaskEnv], gym.Env], env_config: dict, name: str, index: int, num_tasks: int,
+             seed: int, evaluation: bool, render_mode: str | None, render_options: dict, restart: int = 0) -> gym.Env:
+    """Task `index`'s env as a family builds it, with `snapshot()`/`restore(blobs)`. Its stream
+    is `derived_seed(seed, index, stream)`; the `restart`-th replacement of its worker gets
+    `derived_seed(seed, index, stream, restart)`: the same task, a new stream, the same one
+    for the same restart."""
+    stream = EVAL_STREAM if evaluation else TRAIN_STREAM
+    request = TaskEnv(env_config, name, index, num_tasks, task_seed=derived_seed(seed, index),
+                      seed=derived_seed(seed, index, stream, *([restart] if restart else [])),
+                      evaluation=evaluation, render_mode=render_mode, render_options=render_options)
+    return SnapshotWrapper(make_task_env(request), index)
 
 
 def vector_env_class(vector_strategy: str, worker_timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[..., gym.vector.VectorEnv]:

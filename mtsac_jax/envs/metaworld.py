@@ -1,5 +1,6 @@
 """The Meta-World env family: `metaworld-mt1` (one task, `env.task_name`), `metaworld-mt10`,
-`metaworld-mt50`, one gymnasium env per task in a sync or async vector env.
+`metaworld-mt50`: the Meta-World env of each task, which `mtsac_jax.envs` gathers into a sync or
+async vector env.
 
 Defaults follow the Meta-World+ protocol: 500-step episodes, a random goal of the task's 50
 per reset, one-hot task id (multi-task only), v2 rewards. mtrl's protocol is
@@ -9,7 +10,6 @@ same step.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import gymnasium as gym
@@ -17,8 +17,7 @@ import metaworld
 import ml_collections
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, MT10_V3
 
-from mtsac_jax.env_state import SnapshotWrapper
-from mtsac_jax.envs import EVAL_STREAM, TRAIN_STREAM, EnvFamily, derived_seed, vector_env_class
+from mtsac_jax.envs import EnvFamily, TaskEnv
 from mtsac_jax.registry import ConfigError, check_choice
 
 ENV_NAMES = ("metaworld-mt1", "metaworld-mt10", "metaworld-mt50")
@@ -68,82 +67,36 @@ def validate(env_config: ml_collections.ConfigDict) -> None:
         )
 
 
-def _make_task_env(
-    task_name: str,
-    task_index: int,
-    num_tasks: int,
-    seed: int,
-    stream: int,
-    fixed_goal: bool,
-    terminate_on_success: bool,
-    env_kwargs: dict,
-    restart: int = 0,
-) -> gym.Env:
-    """One Meta-World task env (module-level so async workers can unpickle it).
-
-    The 50 goals of a task come from `derived_seed(seed, task_index)`, shared by train and eval
+def make_task_env(task: TaskEnv) -> gym.Env:
+    """One Meta-World task env. Its 50 goals come from the task seed, shared by train and eval
     envs so both see the same goal set (and, with `fixed_goal`, the same single goal); the env's
-    own randomness is then reseeded from `derived_seed(seed, task_index, stream)`, or, for the
-    `restart`-th replacement of a failed async worker, from `derived_seed(seed, task_index,
-    stream, restart)`: the same goals, a new stream, the same one for the same restart.
-    """
+    own randomness is then reseeded from the request's stream seed. Eval envs terminate on
+    success, as Meta-World's evaluator expects; `render_options` are Meta-World's `width`,
+    `height`, `camera_name`."""
+    config = task.env_config
     env = metaworld.make_mt_envs(
-        task_name,
-        seed=derived_seed(seed, task_index),
-        env_id=task_index,
-        num_tasks=num_tasks,
-        terminate_on_success=terminate_on_success,
-        **env_kwargs,
+        task.name,
+        seed=task.task_seed,
+        env_id=task.index,
+        num_tasks=task.num_tasks,
+        terminate_on_success=task.evaluation,
+        use_one_hot=config["use_one_hot"],
+        max_episode_steps=config["max_episode_steps"],
+        reward_function_version=config["reward_function_version"],
+        render_mode=task.render_mode,
+        **task.render_options,
     )
-    if fixed_goal:
+    if config["fixed_goal"]:
         env.get_wrapper_attr("sample_tasks")()
         env.get_wrapper_attr("toggle_sample_tasks_on_reset")(False)
-    env.unwrapped.seed(derived_seed(seed, task_index, stream, *([restart] if restart else [])))
-    return SnapshotWrapper(env, task_index)
-
-
-def make_vector_env(
-    env_config: ml_collections.ConfigDict,
-    seed: int,
-    evaluation: bool = False,
-    render_mode: str | None = None,
-    *,
-    tasks: slice = slice(None),
-    **render_options,
-) -> gym.vector.VectorEnv:
-    """Train or eval envs of the tasks (those in the slice `tasks`); eval envs terminate on success, as Meta-World's
-    evaluator expects. `render_options` are Meta-World's `width`, `height`, `camera_name`."""
-    names = task_names(env_config)
-    env_kwargs = {
-        "use_one_hot": env_config.use_one_hot,
-        "max_episode_steps": env_config.max_episode_steps,
-        "reward_function_version": env_config.reward_function_version,
-        "render_mode": render_mode,
-        **render_options,
-    }
-    env_fns = [
-        functools.partial(
-            _make_task_env,
-            task_name=name,
-            task_index=index,
-            num_tasks=len(names),
-            seed=seed,
-            stream=EVAL_STREAM if evaluation else TRAIN_STREAM,
-            fixed_goal=env_config.fixed_goal,
-            terminate_on_success=evaluation,
-            env_kwargs=env_kwargs,
-        )
-        for index, name in enumerate(names)
-    ][tasks]
-    vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
-    return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names[tasks],
-                      label="eval env" if evaluation else "train env")
+    env.unwrapped.seed(task.seed)
+    return env
 
 
 FAMILY = EnvFamily(
     env_names=ENV_NAMES,
     default_config=default_config,
     task_names=task_names,
-    make_vector_env=make_vector_env,
+    make_task_env=make_task_env,
     validate=validate,
 )
