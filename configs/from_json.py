@@ -12,7 +12,8 @@ import pathlib
 
 import ml_collections
 
-from mtsac_jax.config import ConfigError, import_extensions, upgrade
+from mtsac_jax.config import ConfigError, upgrade
+from mtsac_jax.registry import import_extensions
 
 
 def get_config(arg=None):

@@ -16,19 +16,16 @@ one transition per task, as in mtrl.
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib.util
 import inspect
 import math
 import pathlib
-import sys
 
 import ml_collections
 
 from mtsac_jax import agents, envs, gradients, networks, setups, task_descriptions
 from mtsac_jax.envs import task_names
 from mtsac_jax.numerics import NAN_POLICIES
-from mtsac_jax.registry import ConfigError, check_choice
+from mtsac_jax.registry import ConfigError, check_choice, extension_files
 
 __all__ = ["ConfigError", "compose", "flatten", "parse_config_arg", "task_names", "upgrade", "validate"]
 
@@ -114,7 +111,7 @@ def compose(
     num_tasks = len(task_names(config.env))
     config.replay_buffer = replay_buffer_config(num_tasks)
     config.agent.multitask.num_envs = num_tasks
-    config.extensions = _extension_files(config)
+    config.extensions = extension_files({key: _get(config, key) for key in CHOICES})
     if smoke:
         shrink_to_smoke(config)
     config.lock()
@@ -182,50 +179,6 @@ def parse_config_arg(arg: str | None, flags=("smoke",), keys=()) -> tuple[list[s
             f"{', '.join(takes) or 'no argument'} (comma-separated)."
         )
     return given_flags, pairs
-
-
-# ----- user extensions -----
-
-
-def _extension_files(config: ml_collections.ConfigDict) -> list[str]:
-    """The files outside the package that registered this config's choices."""
-    registries = {
-        "setup.name": setups.SETUPS,
-        "agent.name": agents.AGENTS,
-        "agent.network.name": networks.NETWORKS,
-        "agent.gradient.name": gradients.GRADIENTS,
-    }
-    sources = [registry.source(_get(config, key)) for key, registry in registries.items()]
-    sources.append(envs.ENV_FAMILIES.source(config.env.name.split("-", 1)[0]))
-    return sorted({source for source in sources if source})
-
-
-def import_extensions(files) -> None:
-    """Imports the files that registered a run's own setups, agents, networks, gradient
-    methods or env families (the config's `extensions`), unless they already did."""
-    registered = {
-        registry.source(name)
-        for registry in (setups.SETUPS, agents.AGENTS, networks.NETWORKS, gradients.GRADIENTS, envs.ENV_FAMILIES)
-        for name in registry.names()
-    }
-    for file in files:
-        path = pathlib.Path(file)
-        if str(path) in registered:
-            continue
-        if not path.is_file():
-            raise ConfigError(
-                f"The run's config lists the extension {path} (a file that registers its own setup, agent, "
-                "network, gradient method or env family), and that file does not exist. Fix: put the file "
-                "back at that path, or import your module that registers them before loading the run."
-            )
-        name = f"mtsac_jax_extension_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.parent))
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(path.parent))
 
 
 # ----- config.json of earlier versions -----
@@ -362,15 +315,16 @@ def _check_types(config: ml_collections.ConfigDict, defaults: dict) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks the keys, types, values and cross-section facts; raises ConfigError naming keys and fix."""
     _check_sections(config)
+    # every choice resolved once (an unknown name is refused here, naming its key)
     setup = setups.SETUPS.get(config.setup.name)
     agent = agents.AGENTS.get(config.agent.name)
     networks.NETWORKS.get(config.agent.network.name)
     gradients.GRADIENTS.get(config.agent.gradient.name)
-    envs.family_of(config.env.name, key="env.name")
+    family = envs.family_of(config.env.name, key="env.name")
     try:
-        env_section = envs.env_config(config.env.name, config.env.get("task_name"))
+        env_section = envs.env_config(config.env.name, config.env.get("task_name"), family)
     except ConfigError:
-        envs.validate(config.env)  # the same fault, named by its key (env.task_name)
+        envs.validate(config.env, family)  # the same fault, named by its key (env.task_name)
         raise
     agent_section = agent_config(config.agent.name, config.agent.network.name, config.agent.gradient.name)
     for key, expected in (
@@ -381,7 +335,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("agent", agent_section),
     ):
         _check_shape(key, _get(config, key), expected)
-    num_tasks = len(task_names(config.env))
+    names = family.task_names(config.env)
+    num_tasks = len(names)
     _check_keys("experiment", config.experiment, experiment_config())
     _check_keys("replay_buffer", config.replay_buffer, replay_buffer_config(num_tasks))
     defaults = {"seed": 1, "num_seeds": 1, "extensions": [], **flatten({
@@ -398,9 +353,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"num_seeds={config.num_seeds} must be at least 1 (and seed + num_seeds - 1 below 2**32): the run trains "
             f"seeds {config.seed} to seed + num_seeds - 1. Fix: pass --config.num_seeds=<1 or more>, e.g. 5."
         )
-    envs.validate(config.env)
-    family = config.env.name.split("-", 1)[0]
-    if family not in setup.env_families:
+    envs.validate(config.env, family)
+    if config.env.name.split("-", 1)[0] not in setup.env_families:
         raise ConfigError(
             f"setup.name={config.setup.name!r} evaluates on the env families {', '.join(setup.env_families)}, "
             f"not on env.name={config.env.name!r}. Fix: choose another env or setup in the config file's argument."
@@ -429,7 +383,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "(vector-env steps of uniform random actions before learning starts)."
         )
 
-    names = task_names(config.env)
     multitask = config.agent.multitask
     if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
         task_descriptions.description_embeddings(multitask.task_encoder.description_embeddings, names)

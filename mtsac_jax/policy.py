@@ -23,7 +23,8 @@ import numpy as np
 
 from mtsac_jax import agents, envs
 from mtsac_jax.checkpoint import Checkpointer, CheckpointError, failure_reason, quiet_orbax
-from mtsac_jax.config import ConfigError, import_extensions, task_names, upgrade, validate
+from mtsac_jax.config import ConfigError, task_names, upgrade, validate
+from mtsac_jax.registry import import_extensions
 from mtsac_jax.setups import SETUPS
 
 

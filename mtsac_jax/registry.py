@@ -1,7 +1,7 @@
-"""Registries: one plain mapping from name to entry per concern.
+"""Registries: one plain mapping from name to entry per concern, and users' extension files.
 
-The five concerns a run is composed of each have one registry, kept in the package that
-implements them:
+The five concerns a run is composed of each have one registry, all of them here, each with
+the entries of the package that implements the concern (its package re-exports it):
 
 | registry | package | chosen by | an entry |
 |---|---|---|---|
@@ -12,17 +12,22 @@ implements them:
 | `AGENTS` | `mtsac_jax/agents/` | `agent=` | `agents.AgentSpec`: config section and the builder of pure functions |
 
 Adding one is writing one module that defines its entry and registering it in one line; a
-user registers their own from their own Python file (see docs/extending.md). Entries of the
-package itself are registered as `"module:attribute"` strings and imported on first use, so
-that, for instance, `metaworld` is imported only by a run that uses a Meta-World env.
+user registers their own from their own Python file (see docs/extending.md), which a run's
+config lists under `extensions` (`extension_files`) so that another process can import it
+again (`import_extensions`). Entries of the package itself are registered as
+`"module:attribute"` strings and imported on first use, so that, for instance, `metaworld` is
+imported only by a run that uses a Meta-World env.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import importlib.util
 import inspect
 import pathlib
+import sys
 from typing import Any, Generic, TypeVar
 
 Entry = TypeVar("Entry")
@@ -97,3 +102,63 @@ def _caller_file() -> str | None:
         if frame.function == "<module>":
             return None
     return None
+
+
+SETUPS = Registry("setup", "setup.name")
+SETUPS.register("metaworld", "mtsac_jax.setups.metaworld:SETUP")
+
+ENV_FAMILIES = Registry("env family", "env family")
+ENV_FAMILIES.register("metaworld", "mtsac_jax.envs.metaworld:FAMILY")
+
+NETWORKS = Registry("network", "agent.network.name")
+for _name in ("mlp", "film", "care", "soft_modularization", "moore", "paco"):
+    NETWORKS.register(_name, f"mtsac_jax.networks.{_name}:NETWORK")
+
+GRADIENTS = Registry("gradient method", "agent.gradient.name")
+for _name in ("mean", "pcgrad", "gradnorm"):
+    GRADIENTS.register(_name, f"mtsac_jax.gradients.{_name}:METHOD")
+
+AGENTS = Registry("agent", "agent.name")
+AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
+AGENTS.register("distral", "mtsac_jax.agents.distral:DISTRAL")
+
+# The config key naming each choice, and the registry it is chosen from (env families by
+# the first word of `env.name`).
+CHOSEN_FROM = {
+    "setup.name": SETUPS,
+    "agent.name": AGENTS,
+    "agent.network.name": NETWORKS,
+    "agent.gradient.name": GRADIENTS,
+    "env.name": ENV_FAMILIES,
+}
+
+
+def extension_files(chosen: dict[str, str]) -> list[str]:
+    """The files outside the package that registered the choices `chosen` ({config key: name})."""
+    sources = {CHOSEN_FROM[key].source(name.split("-", 1)[0] if key == "env.name" else name)
+               for key, name in chosen.items()}
+    return sorted(source for source in sources if source)
+
+
+def import_extensions(files) -> None:
+    """Imports the files that registered a run's own setups, agents, networks, gradient
+    methods or env families (the config's `extensions`), unless they already did."""
+    registered = {registry.source(name) for registry in CHOSEN_FROM.values() for name in registry.names()}
+    for file in files:
+        path = pathlib.Path(file)
+        if str(path) in registered:
+            continue
+        if not path.is_file():
+            raise ConfigError(
+                f"The run's config lists the extension {path} (a file that registers its own setup, agent, "
+                "network, gradient method or env family), and that file does not exist. Fix: put the file "
+                "back at that path, or import your module that registers them before loading the run."
+            )
+        name = f"mtsac_jax_extension_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))

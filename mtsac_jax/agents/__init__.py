@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-from mtsac_jax.registry import Registry
+from mtsac_jax.registry import AGENTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +65,6 @@ class AgentSpec:
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
 
 
-AGENTS: Registry[AgentSpec] = Registry("agent", "agent.name")
-AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
-AGENTS.register("distral", "mtsac_jax.agents.distral:DISTRAL")
 
 
 def build(

@@ -34,7 +34,7 @@ from mtsac_jax.env_state import SnapshotWrapper
 from mtsac_jax.envs.workers import (
     DEFAULT_TIMEOUT_S, EnvWorkerError, WorkerFault, WorkersRestarted, WorkerVectorEnv, env_error_message, raised_at,
 )
-from mtsac_jax.registry import ConfigError, Registry, check_choice
+from mtsac_jax.registry import ENV_FAMILIES, ConfigError, check_choice
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 # `vector_strategy="auto"` runs the task envs in worker processes from this many cores on.
@@ -96,8 +96,6 @@ class EnvFamily:
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
 
 
-ENV_FAMILIES: Registry[EnvFamily] = Registry("env family", "env family")
-ENV_FAMILIES.register("metaworld", "mtsac_jax.envs.metaworld:FAMILY")
 
 
 def family_of(env_name: str, key: str = "env") -> EnvFamily:
@@ -114,9 +112,9 @@ def all_env_names() -> tuple[str, ...]:
     return tuple(name for family in ENV_FAMILIES.names() for name in ENV_FAMILIES.get(family).env_names)
 
 
-def env_config(name: str, task_name: str | None = None) -> ml_collections.ConfigDict:
-    """The `env` section of env `name` at its family's defaults."""
-    family = family_of(name)
+def env_config(name: str, task_name: str | None = None, family: EnvFamily | None = None) -> ml_collections.ConfigDict:
+    """The `env` section of env `name` at its family's defaults (`family`, when resolved already)."""
+    family = family or family_of(name)
     return ml_collections.ConfigDict({"name": name, **COMMON_DEFAULTS, **family.default_config(name, task_name)})
 
 
@@ -125,8 +123,10 @@ def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return family_of(env_config.name).task_names(env_config)
 
 
-def validate(env_config: ml_collections.ConfigDict) -> None:
-    family = family_of(env_config.name, key="env.name")
+def validate(env_config: ml_collections.ConfigDict, family: EnvFamily | None = None) -> None:
+    """Checks an env section: the keys every section holds, then its family's own (`family`,
+    when resolved already)."""
+    family = family or family_of(env_config.name, key="env.name")
     check_choice("env.vector_strategy", env_config.vector_strategy, VECTOR_STRATEGIES)
     for key, meaning in (
         ("worker_timeout_s", "the seconds an env worker may take to answer before it is restarted"),

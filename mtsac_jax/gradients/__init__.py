@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.registry import Registry
+from mtsac_jax.registry import GRADIENTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +109,6 @@ def task_axes(init: Callable[[int], Any], num_tasks: int):
     return jax.tree.map(axis, with_tasks, one_more)
 
 
-GRADIENTS: Registry[GradientMethod] = Registry("gradient method", "agent.gradient.name")
-GRADIENTS.register("mean", "mtsac_jax.gradients.mean:METHOD")
-GRADIENTS.register("pcgrad", "mtsac_jax.gradients.pcgrad:METHOD")
-GRADIENTS.register("gradnorm", "mtsac_jax.gradients.gradnorm:METHOD")
 
 
 def gradient_config(name: str) -> ml_collections.ConfigDict:

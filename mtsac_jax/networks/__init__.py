@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.registry import Registry
+from mtsac_jax.registry import NETWORKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +79,6 @@ class Network:
     loss_guard: Callable[[ml_collections.ConfigDict], LossGuard] | None = None
 
 
-NETWORKS: Registry[Network] = Registry("network", "agent.network.name")
-NETWORKS.register("mlp", "mtsac_jax.networks.mlp:NETWORK")
-NETWORKS.register("film", "mtsac_jax.networks.film:NETWORK")
-NETWORKS.register("care", "mtsac_jax.networks.care:NETWORK")
-NETWORKS.register("soft_modularization", "mtsac_jax.networks.soft_modularization:NETWORK")
-NETWORKS.register("moore", "mtsac_jax.networks.moore:NETWORK")
-NETWORKS.register("paco", "mtsac_jax.networks.paco:NETWORK")
 
 
 def network_config(name: str) -> ml_collections.ConfigDict:

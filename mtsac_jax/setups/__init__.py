@@ -16,7 +16,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
-from mtsac_jax.registry import Registry
+from mtsac_jax.registry import SETUPS, import_extensions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +48,6 @@ def merge_task_records(records: list[dict]) -> dict:
             "tasks": tasks}
 
 
-SETUPS: Registry[Setup] = Registry("setup", "setup.name")
-SETUPS.register("metaworld", "mtsac_jax.setups.metaworld:SETUP")
-
-
 def setup_config(name: str) -> ml_collections.ConfigDict:
     """The `setup` section of a registered setup, at its defaults."""
     return ml_collections.ConfigDict({"name": name, **SETUPS.get(name).default_config()})
@@ -60,8 +56,6 @@ def setup_config(name: str) -> ml_collections.ConfigDict:
 def headline_metric(workdir: str | pathlib.Path, default: str = "success") -> str:
     """The headline metric of the run in `workdir` (its config.json's setup, registered by the
     run's extensions if it is a user's own), or `default` for a folder without one (a peer's run)."""
-    from mtsac_jax.config import import_extensions  # config composes setups: imported when used
-
     path = pathlib.Path(workdir) / "config.json"
     try:
         saved = json.loads(path.read_text())
