@@ -164,14 +164,16 @@ class Checkpointer:
 
     def array_metadata(self, step: int) -> Any:
         """The tree of checkpoint `step`'s arrays as metadata (each leaf has `.shape` and
-        `.dtype`), read without loading any array."""
+        `.dtype`), read without loading any array, once every file of the checkpoint matches its
+        checksum: a damaged file is named here, before orbax opens it (a read that fails in
+        orbax's reader leaves others pending, whose callbacks print tracebacks at exit)."""
+        verify_checksums(self.directory / str(step))
         return self._reader.item_metadata(step)["arrays"]
 
     def restore_part(self, step: int, part: Any) -> Any:
-        """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`) of checkpoint `step`'s
-        arrays, as arrays on the default device; the rest, the replay buffer above all, is not read
-        (its files are checksummed all the same)."""
-        verify_checksums(self.directory / str(step))
+        """Only the sub-tree `part` (a sub-tree of `array_metadata(step)`, which checks the
+        checkpoint's files) of checkpoint `step`'s arrays, as arrays on the default device; the
+        rest, the replay buffer above all, is not read."""
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), part)
         args = ocp.args.PyTreeRestore(

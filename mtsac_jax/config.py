@@ -22,7 +22,7 @@ import pathlib
 
 import ml_collections
 
-from mtsac_jax import agents, envs, gradients, networks, setups, task_descriptions
+from mtsac_jax import agents, envs, gradients, networks, setups
 from mtsac_jax.envs import task_names
 from mtsac_jax.numerics import NAN_POLICIES
 from mtsac_jax.registry import ConfigError, check_choice, extension_files
@@ -108,9 +108,9 @@ def compose(
             f"{len(task_names(config.env))} tasks. Fix: drop task=, or choose a single-task env (env=metaworld-mt1)."
         )
     config.experiment = experiment_config()
-    num_tasks = len(task_names(config.env))
-    config.replay_buffer = replay_buffer_config(num_tasks)
-    config.agent.multitask.num_envs = num_tasks
+    names = task_names(config.env)
+    config.replay_buffer = replay_buffer_config(len(names))
+    agents.AGENTS.get(config.agent.name).take_tasks(config.agent, names)
     config.extensions = extension_files({key: _get(config, key) for key in CHOICES})
     if smoke:
         shrink_to_smoke(config)
@@ -136,15 +136,9 @@ def network_preset(network: str, arg: str | None, settings: dict[str, dict]) -> 
 
 
 def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
-    """Tiny networks, batch, steps and eval: every code path in well under two minutes."""
-    num_tasks = config.agent.multitask.num_envs
-    for network in (config.agent.actor, config.agent.critic):
-        network.hidden_dim = 32
-        network.num_layers = 2
-    config.agent.multitask.task_encoder.embedding_dim = 8
-    for key in config.agent.network:
-        if key.endswith("_dim"):
-            config.agent.network[key] = 8
+    """Tiny networks (the agent's `shrink`), batch, steps and eval: every code path in well under two minutes."""
+    num_tasks = len(task_names(config.env))
+    agents.AGENTS.get(config.agent.name).shrink(config.agent)
     config.replay_buffer.batch_size = 8 * num_tasks
     config.replay_buffer.capacity = 1000 * num_tasks
     config.experiment.num_train_steps = 240
@@ -383,16 +377,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "(vector-env steps of uniform random actions before learning starts)."
         )
 
-    multitask = config.agent.multitask
-    if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
-        task_descriptions.description_embeddings(multitask.task_encoder.description_embeddings, names)
-    if multitask.num_envs != num_tasks:
-        raise ConfigError(
-            f"agent.multitask.num_envs={multitask.num_envs} but env.name={config.env.name!r} has "
-            f"{num_tasks} task(s). The agent keeps one head/alpha per task, so the two must agree. "
-            f"Fix: pass --config.agent.multitask.num_envs={num_tasks} or leave it out "
-            "(every config file sets it from the env)."
-        )
+    agent.check_tasks(config.agent, names, config.env.name)
     for key in ("batch_size", "capacity"):
         value = config.replay_buffer[key]
         if value % num_tasks:

@@ -22,18 +22,21 @@ from mtsac_jax.env_faults import DROPPED_BETWEEN_STEPS, DROPPED_IN_STEP, EnvFaul
 from mtsac_jax.episode_stats import EpisodeStats
 from mtsac_jax.nan_policy import NanPolicy
 from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
+from mtsac_jax.registry import AGENTS
 from mtsac_jax.run_log import RunLog
 from mtsac_jax.setups import SETUPS, merge_task_records
 from mtsac_jax.workdir import STOPPED
 
 
-def update_record(metrics: dict, names: tuple[str, ...]) -> dict:
-    """Means over tasks of the last adopted update's metrics (finite: `numerics.guarded`), plus
-    alpha per task."""
+def update_record(metrics: dict, names: tuple[str, ...], per_task: tuple[str, ...]) -> dict:
+    """The last adopted update's metrics (finite: `numerics.guarded`), each (T,): the mean over
+    tasks as `train/<metric>`, and for the agent's `per_task` metrics the mean as
+    `train/<metric>_mean` and each task's as `train/<metric>/<task>`."""
     metrics = {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
-    record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key != "alpha"}
-    record["train/alpha_mean"] = float(metrics["alpha"].mean())
-    record.update({f"train/alpha/{name}": float(a) for name, a in zip(names, metrics["alpha"])})
+    record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key not in per_task}
+    for key in per_task:
+        record[f"train/{key}_mean"] = float(metrics[key].mean())
+        record.update({f"train/{key}/{name}": float(value) for name, value in zip(names, metrics[key])})
     return record
 
 
@@ -47,6 +50,7 @@ class SeedRun:
         self.num_tasks = len(self.names)
         self.tasks = processes.task_share(self.num_tasks)
         self.setup = SETUPS.get(config.setup.name)
+        self.per_task_metrics = AGENTS.get(config.agent.name).per_task_metrics
         self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
@@ -181,7 +185,7 @@ class SeedRun:
         record = {"step": step, "env_steps": step * self.num_tasks}
         record.update(self.episode_stats.flush())
         if self.metrics is not None:
-            record.update(update_record(self.metrics, self.names))
+            record.update(update_record(self.metrics, self.names, self.per_task_metrics))
         record.update(perf)
         record.update(self.nan_policy.record())
         if self.log is not None:

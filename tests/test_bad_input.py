@@ -260,7 +260,6 @@ def run_copy(smoke_run, tmp_path):
     return workdir
 
 
-@pytest.mark.slow  # orbax's reader thread sometimes prints an asyncio traceback at exit (issue #16): not yet one line
 def test_a_damaged_newest_checkpoint_gives_one_warning_and_the_one_before(run_copy):
     for path in (run_copy / "checkpoints" / "240" / "arrays").rglob("*"):
         if path.is_file() and path.parent.name == "d":

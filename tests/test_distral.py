@@ -49,7 +49,9 @@ def test_without_the_kl_the_losses_are_sacs_at_the_temperature_one_over_beta():
     np.testing.assert_allclose(jnp.exp(state.log_alpha), 0.25, rtol=1e-6)
     batch = random_batch(jax.random.key(1))
     key = jax.random.key(2)
-    assert distral.regularised_rewards(parts, state, batch, key)["reward"] is not batch["reward"]
+    regularised = distral.regularised_rewards(distral_with(distral_alpha=0.5, eval_policy="task", distral_beta=4.0),
+                                              state, batch, key)["reward"]
+    assert not np.allclose(regularised, batch["reward"])  # the KL regulariser enters the rewards when alpha > 0
     np.testing.assert_array_equal(distral.regularised_rewards(parts, state, batch, key)["reward"], batch["reward"])
     inputs = {"obs": batch["obs"], "noise": sac.action_noise(parts.sac, key, batch["obs"]),
               "critic_params": state.critic_params, "distilled_actor_params": state.distilled_actor_params,

@@ -51,18 +51,30 @@ class Agent:
 
 @dataclasses.dataclass(frozen=True)
 class AgentSpec:
-    """A registered agent.
+    """A registered agent: its builder, its config section and what the rest of the package
+    needs to know of it (the loop, `config`, logs and plots never read an agent's internals).
 
     make: `(config, env_spec, batch_size_per_task, num_updates_per_call) -> Agent`, with
         `config` the whole `agent` section (its `network` and `gradient` sub-sections included).
     default_config: the `agent` section's own keys with their defaults (besides `name`,
         `network` and `gradient`, which the registries of those fill in).
     validate: `(config) -> None`, raises `ConfigError` naming the key and the fix.
+    take_tasks: `(config, task_names) -> None`: the section takes the env's tasks when a config
+        is composed (e.g. SAC's `multitask.num_envs`).
+    check_tasks: `(config, task_names, env_name) -> None`: raises `ConfigError` when the section
+        does not agree with the tasks of the env `env_name`.
+    shrink: `(config) -> None`: the section at the tiny sizes of a `smoke` config.
+    per_task_metrics: the update's metrics logged for each task besides their mean over tasks
+        (`train/<metric>/<task>` and `train/<metric>_mean`); the others as `train/<metric>`.
     """
 
     make: Callable[..., Agent]
     default_config: Callable[[], dict]
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+    take_tasks: Callable[[ml_collections.ConfigDict, tuple[str, ...]], None] = lambda config, task_names: None
+    check_tasks: Callable[[ml_collections.ConfigDict, tuple[str, ...], str], None] = lambda config, names, env: None
+    shrink: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+    per_task_metrics: tuple[str, ...] = ()
 
 
 

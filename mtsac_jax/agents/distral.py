@@ -295,4 +295,4 @@ def make_agent(
     )
 
 
-DISTRAL = AgentSpec(make=make_agent, default_config=default_config, validate=validate)
+DISTRAL = AgentSpec(make=make_agent, default_config=default_config, validate=validate, **sac.SAC_SECTION_HOOKS)

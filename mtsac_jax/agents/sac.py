@@ -443,6 +443,40 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def take_tasks(config: ml_collections.ConfigDict, task_names: tuple[str, ...]) -> None:
+    """One head, alpha and task encoding per task: `multitask.num_envs` is the env's task count."""
+    config.multitask.num_envs = len(task_names)
+
+
+def check_tasks(config: ml_collections.ConfigDict, task_names: tuple[str, ...], env_name: str) -> None:
+    multitask = config.multitask
+    if multitask.should_use_task_encoder and multitask.task_encoder.description_embeddings:
+        task_descriptions.description_embeddings(multitask.task_encoder.description_embeddings, task_names)
+    if multitask.num_envs != len(task_names):
+        raise ConfigError(
+            f"agent.multitask.num_envs={multitask.num_envs} but env.name={env_name!r} has {len(task_names)} "
+            "task(s). The agent keeps one head/alpha per task, so the two must agree. "
+            f"Fix: pass --config.agent.multitask.num_envs={len(task_names)} or leave it out "
+            "(every config file sets it from the env)."
+        )
+
+
+def shrink(config: ml_collections.ConfigDict) -> None:
+    """2x32 actor and critics, 8-wide task encodings and network dimensions."""
+    for network in (config.actor, config.critic):
+        network.hidden_dim = 32
+        network.num_layers = 2
+    config.multitask.task_encoder.embedding_dim = 8
+    for key in config.network:
+        if key.endswith("_dim"):
+            config.network[key] = 8
+
+
+# The agent hooks every agent built on SAC's section (actor, critic, multitask) shares.
+SAC_SECTION_HOOKS = {"take_tasks": take_tasks, "check_tasks": check_tasks, "shrink": shrink,
+                     "per_task_metrics": ("alpha",)}
+
+
 def make_state_sac(
     config: ml_collections.ConfigDict, env_spec: EnvSpec, batch_size_per_task: int, num_updates_per_call: int = 1
 ) -> Agent:
@@ -457,4 +491,4 @@ def make_state_sac(
     )
 
 
-STATE_SAC = AgentSpec(make=make_state_sac, default_config=default_config, validate=validate)
+STATE_SAC = AgentSpec(make=make_state_sac, default_config=default_config, validate=validate, **SAC_SECTION_HOOKS)
