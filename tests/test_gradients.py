@@ -240,3 +240,35 @@ def test_mtrl_agent_names_are_state_sac_with_their_gradient_method():
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout
     assert json.loads(printed)["agent"]["gradient"] == {"name": "pcgrad", "reduction": "mean"}
+
+
+def test_pcgrad_with_conflicting_tasks_through_value_and_grad_is_alg_1_by_hand():
+    """Two tasks whose losses pull a shared vector apart (their gradients conflict), each with a
+    head of its own: the shared gradient is the mean (or sum) of each task's gradient projected
+    onto the normal plane of the other's (alg. 1; with two tasks the order does not matter),
+    the heads keep their own task's gradient, and the losses come out as computed."""
+    params = {"shared": jnp.array([0.3, -1.2, 0.8]), "head": jnp.array([[1.0, 0.5], [-0.5, 2.0]])}
+    targets = jnp.array([[2.0, 1.0, -1.0], [-1.5, -2.0, 0.5]])
+
+    def fn(p, inputs):
+        prediction = p["shared"][None, :] * inputs["scale"]  # (T, 3)
+        losses = ((prediction - inputs["target"]) ** 2).sum(-1) + (p["head"] ** 2).sum(-1)
+        return losses, prediction
+
+    inputs = {"scale": jnp.array([[1.0], [2.0]]), "target": targets}
+    loss = gradients.TaskLoss(fn, inputs, {"shared": None, "head": 0}, {"scale": 0, "target": 0})
+    task_grads = [jax.grad(lambda p, t=t: fn(p, inputs)[0][t])(params) for t in range(2)]
+    g1, g2 = (np.asarray(g["shared"], np.float64) for g in task_grads)
+    assert g1 @ g2 < 0  # the tasks conflict on the shared vector
+    projected = [g1 - (g1 @ g2) / (g2 @ g2) * g2, g2 - (g2 @ g1) / (g1 @ g1) * g1]
+    for reduction, scale in (("mean", 0.5), ("sum", 1.0)):
+        method = pcgrad.make(_gradient_config(reduction), 2)
+        state = method.init(params, jax.random.key(0))
+        losses, aux, grads, new_state = jax.jit(lambda p, s: method.value_and_grad(loss, p, s))(params, state)
+        np.testing.assert_allclose(losses, fn(params, inputs)[0], rtol=1e-6)
+        np.testing.assert_allclose(aux, fn(params, inputs)[1], rtol=1e-6)
+        np.testing.assert_allclose(grads["shared"], scale * (projected[0] + projected[1]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grads["head"], scale * np.stack([g["head"][t] for t, g in enumerate(task_grads)]),
+                                   rtol=1e-6)
+        assert not np.allclose(grads["shared"], scale * (g1 + g2))  # the projection changed the shared gradient
+        assert not np.array_equal(new_state["key"], state["key"])  # the next update draws new orders

@@ -92,3 +92,74 @@ def test_temperature_loss_forms_step_log_alpha_by_the_error_or_by_alpha_times_it
     entropy_error = np.asarray(-log_prob - sac_parts.target_entropy).mean(axis=-1)
     np.testing.assert_allclose(grads["log_alpha"], entropy_error, rtol=1e-6)
     np.testing.assert_allclose(grads["alpha"], np.exp(log_alpha) * entropy_error, rtol=1e-6)
+
+
+def tanh_gaussian_by_hand(mean, log_std, noise):
+    """a = tanh(mean + std * noise) and log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2), in float64."""
+    mean, log_std, noise = (np.asarray(x, np.float64) for x in (mean, log_std, noise))
+    u = mean + np.exp(log_std) * noise
+    log_normal = -0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)
+    return np.tanh(u), (log_normal - np.log(1 - np.tanh(u) ** 2)).sum(-1)
+
+
+def loss_fixture(disentangled=True):
+    config = tiny_config(num_envs=T, should_use_multi_head_policy=True, should_use_disentangled_alpha=disentangled)
+    parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
+    state = sac.init_state(parts, jax.random.key(0))
+    rng = np.random.default_rng(3)
+    state = state.replace(  # targets apart from the critics, and temperatures apart per task
+        target_critic_params=jax.tree.map(lambda p: p + 0.05 * rng.normal(size=p.shape).astype(np.float32),
+                                          state.critic_params),
+        log_alpha=np.log(np.array([0.2, 0.7] if disentangled else [0.4], np.float32)))
+    batch = {
+        "obs": rng.normal(size=(T, B, OBS)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (T, B, ACT)).astype(np.float32),
+        "reward": rng.normal(size=(T, B)).astype(np.float32),
+        "next_obs": rng.normal(size=(T, B, OBS)).astype(np.float32),
+        # one terminal transition per task; a truncated episode's last step is stored as 0 (not terminal)
+        "terminated": np.array([[1, 0, 0, 0], [0, 0, 1, 0]], np.float32),
+    }
+    return parts, state, batch
+
+
+def test_the_critic_loss_is_the_soft_bellman_residual_computed_by_hand():
+    """Per task: mean over the batch, summed over the twin critics, of (Q_i(s,a) - y)^2 with
+    y = r + gamma (1 - terminated) (min_i Q'_i(s',a') - alpha_t log pi(a'|s')), a' drawn with the
+    loss's own noise; only `terminated` cuts the bootstrap, so a truncated step bootstraps."""
+    for disentangled in (True, False):
+        parts, state, batch = loss_fixture(disentangled)
+        loss = sac.critic_loss(parts, state, batch, jax.random.key(5))
+        losses, q_mean = loss(state.critic_params)
+        noise = loss.inputs["noise"]
+        mean, log_std = parts.actor.apply(state.actor_params, batch["next_obs"], None)
+        next_action, next_log_prob = tanh_gaussian_by_hand(mean, log_std, noise)
+        target_q = np.asarray(parts.critic.apply(state.target_critic_params, batch["next_obs"],
+                                                 next_action.astype(np.float32), None), np.float64)  # (2, T, B)
+        alpha = np.broadcast_to(np.exp(np.asarray(state.log_alpha, np.float64)), (T,))[:, None]
+        target = batch["reward"] + parts.discount * (1 - batch["terminated"]) * (
+            target_q.min(axis=0) - alpha * next_log_prob)
+        q = np.asarray(parts.critic.apply(state.critic_params, batch["obs"], batch["action"], None), np.float64)
+        expected = ((q - target[None]) ** 2).sum(axis=0).mean(axis=-1)
+        np.testing.assert_allclose(losses, expected, rtol=2e-5)
+        np.testing.assert_allclose(q_mean, q.mean(axis=(0, 2)), rtol=1e-5)
+        # the terminal transitions' targets are their rewards alone: changing the next state there changes nothing
+        moved = dict(batch, next_obs=np.where(batch["terminated"][..., None] > 0, batch["next_obs"] + 3.0, batch["next_obs"]))
+        np.testing.assert_allclose(sac.critic_loss(parts, state, moved, jax.random.key(5))(state.critic_params)[0],
+                                   losses, rtol=1e-6)
+
+
+def test_the_actor_loss_is_alpha_log_pi_minus_the_twin_minimum_computed_by_hand():
+    """Per task: mean over the batch of alpha_t log pi(a|s) - min_i Q_i(s, a), a reparameterised
+    with the loss's own noise; alpha is not trained through this loss."""
+    parts, state, batch = loss_fixture()
+    loss = sac.actor_loss(parts, state, batch["obs"], jax.random.key(6))
+    losses, log_prob = loss(state.actor_params)
+    mean, log_std = parts.actor.apply(state.actor_params, batch["obs"], None)
+    action, expected_log_prob = tanh_gaussian_by_hand(mean, log_std, loss.inputs["noise"])
+    q = np.asarray(parts.critic.apply(state.critic_params, batch["obs"], action.astype(np.float32), None), np.float64)
+    alpha = np.exp(np.asarray(state.log_alpha, np.float64))[:, None]
+    np.testing.assert_allclose(log_prob, expected_log_prob, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(losses, (alpha * expected_log_prob - q.min(axis=0)).mean(axis=-1), rtol=2e-5, atol=1e-6)
+    gradient = jax.grad(lambda log_alpha: sac.actor_loss(parts, state.replace(log_alpha=log_alpha), batch["obs"],
+                                                         jax.random.key(6))(state.actor_params)[0].sum())
+    np.testing.assert_array_equal(gradient(state.log_alpha), 0.0)
