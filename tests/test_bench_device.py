@@ -1,23 +1,24 @@
 """bench/device/gpu.py: its dry run exercises the measurements at tiny sizes on the CPU."""
 
+import importlib.util
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import pytest
+
+from tests.conftest import REPO
 
 
-def run_gpu_script(out, *args):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "bench/device/gpu.py", "--dry-run", f"--out={out}", "--seconds=0.05",
-                           "--repeats=2", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def gpu_script():
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "bench" / "device" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_a_dry_run_writes_each_section_with_rates_and_a_section_over_budget_says_so(tmp_path):
-    result = run_gpu_script(tmp_path, "--only=matmul,widths,seeds")
-    assert result.returncode == 0, result.stderr
+def test_a_dry_run_writes_each_section_with_rates_and_a_section_over_budget_says_so(gpu_script, tmp_path):
+    gpu_script.main(["--dry-run", f"--out={tmp_path}", "--seconds=0.05", "--repeats=2", "--no-big-matmul",
+                     "--only=matmul,widths,seeds"])
     update = json.loads((tmp_path / "gpu_update.json").read_text())
     assert update["environment"]["backend"] == "cpu" and update["dry_run"] is True
     widths = {name: value for name, value in update["widths"].items() if isinstance(value, dict)}
@@ -27,11 +28,12 @@ def test_a_dry_run_writes_each_section_with_rates_and_a_section_over_budget_says
     seeds = json.loads((tmp_path / "gpu_seeds.json").read_text())["seeds"]
     assert seeds["seeds/1"]["samples_per_s_x_one_seed"] == 1.0 and seeds["seeds/2"]["per_s"]["median"] > 0
 
-    skipped = run_gpu_script(tmp_path / "skipped", "--only=matmul", "--budget=0")
-    assert skipped.returncode == 0, skipped.stderr
+    gpu_script.main(["--dry-run", f"--out={tmp_path / 'skipped'}", "--only=matmul", "--budget=0"])
     assert "budget" in json.loads((tmp_path / "skipped" / "gpu_update.json").read_text())["matmul"]["skipped"]
 
 
-def test_an_unknown_section_is_refused_with_the_choices(tmp_path):
-    result = run_gpu_script(tmp_path, "--only=matmul,bogus")
-    assert result.returncode != 0 and "bogus" in result.stderr and "widths" in result.stderr
+def test_an_unknown_section_is_refused_with_the_choices(gpu_script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gpu_script.main(["--dry-run", f"--out={tmp_path}", "--only=matmul,bogus"])
+    error = capsys.readouterr().err
+    assert "bogus" in error and "widths" in error
