@@ -44,7 +44,7 @@ import ml_collections
 import optax
 
 from mtsac_jax import networks, replay_buffer
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac, sac_section
 from mtsac_jax.networks import heads
 from mtsac_jax.registry import ConfigError, check_choice
 
@@ -77,7 +77,7 @@ class Distral:
     eval_policy: str
 
 
-def sac_section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def sac_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The `agent` section SAC's builder reads: the task policies' and critics' keys, with the
     temperature fixed at 1 / beta (one per task, never tuned)."""
     section = ml_collections.ConfigDict(config.to_dict())
@@ -99,7 +99,7 @@ def make_distral(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> Distra
         networks.build, networks.network_config("mlp"), shared, config.actor.hidden_dim, config.actor.num_layers
     )
     return Distral(
-        sac=sac.make_sac(sac_section(config), env_spec),
+        sac=sac.make_sac(sac_config(config), env_spec),
         distilled_actor=heads.Actor(
             env_spec.action_dim, make_network, config.distilled_actor.log_std_min, config.distilled_actor.log_std_max
         ),
@@ -232,7 +232,7 @@ def eval_actions(distral: Distral, policy_params, obs):
 def default_config() -> dict:
     """SAC's `state_sac` keys for the task policies and critics (a disjoint network per task by
     default), less the tuned temperature's, plus the paper's alpha and beta."""
-    config = sac.default_config()
+    config = sac_section.default_config()
     for key in ("init_temperature", "temperature_loss"):
         del config[key]
     del config["optimizers"]["alpha"]
@@ -276,7 +276,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"agent.distilled_actor.log_std_min={config.distilled_actor.log_std_min} must be below "
             f"agent.distilled_actor.log_std_max={config.distilled_actor.log_std_max}."
         )
-    sac.validate(sac_section(config))
+    sac_section.validate(sac_config(config))
 
 
 def make_agent(
@@ -295,4 +295,4 @@ def make_agent(
     )
 
 
-DISTRAL = AgentSpec(make=make_agent, default_config=default_config, validate=validate, **sac.SAC_SECTION_HOOKS)
+DISTRAL = AgentSpec(make=make_agent, default_config=default_config, validate=validate, **sac_section.HOOKS)

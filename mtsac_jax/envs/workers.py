@@ -6,17 +6,15 @@ and the `_<key>` masks included). Every request waits at most `timeout_s` for ea
 answer. A worker that dies (a signal, the out-of-memory killer, a crash in native code) or
 does not answer in time is killed and replaced by a new worker for the same task, whose env
 is built again and reset; the request then raises `WorkersRestarted`, which names the tasks,
-gives their new first observations and, for `step`, the other tasks' results. The env
-function of a task is called with `restart=k` for its k-th restart when it takes that
-argument, so that a family can draw the new env from a stream of its own. An env that raises
-is not restarted: `EnvWorkerError` names its task.
+gives their new first observations and, for `step`, the other tasks' results. A task's env
+function is called with `restart=k` for its k-th restart when it takes that argument (a new
+random stream: `envs.task_env`). An env that raises is not restarted: `EnvWorkerError` names its task.
 
-Workers are forked from a fork server that has imported the env family's module, so a
-worker starts in a fraction of a second and the training process, with its threads, is never
-forked; env functions of a module that a new process cannot import by name (one loaded from
-a config file's path) are sent by value. A worker ignores SIGINT and SIGTERM (the training process handles them and closes its
-workers), exits when the training process is gone, and is named after its label and task index
-in `ps` and `top` on Linux (`train-env-3` for task 3 of the "train env").
+Workers are forked from a fork server that has imported the env family's module, so a worker
+starts in a fraction of a second and the training process, with its threads, is never forked;
+env functions a new process cannot import by name (from a config file's path) go by value. A worker ignores SIGINT and SIGTERM (the training
+process handles them and closes its workers), exits when the training process is gone, and is
+named after its label and task index in `ps` and `top` on Linux (`train-env-3`).
 """
 
 from __future__ import annotations
@@ -202,21 +200,21 @@ def _kill_all(workers: list) -> None:
 def _takes_restart(env_fn: Callable) -> bool:
     try:
         return "restart" in inspect.signature(env_fn).parameters
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # no signature to read
         return False
 
 
 def _importable(module_name: str) -> bool:
-    """Whether a new process finds the module by its name on `sys.path` (a config file or an
-    extension loaded from its path is not found so)."""
+    """Whether a new process finds the module by its name on `sys.path` (not one loaded from a path)."""
     top = module_name.split(".")[0]
     return top in sys.builtin_module_names or importlib.machinery.PathFinder.find_spec(top, sys.path) is not None
 
 
 def _fork_server(env_fns: Sequence[Callable]) -> multiprocessing.context.BaseContext:
-    """The fork server context, preloading this module and the env functions' modules. Env
-    functions of modules a worker cannot import are sent by value instead."""
-    modules = {getattr(fn, "func", fn).__module__ for fn in env_fns}
+    """The fork server context, preloading this module and the env functions' modules (with those
+    of the callables they are partials of: a family's `make_task_env`); unimportable ones go by value."""
+    modules = {part.__module__ for fn in env_fns for part in (getattr(fn, "func", fn), *getattr(fn, "args", ()))
+               if callable(part)}
     for name in modules - {"__main__"}:
         if name in sys.modules and not _importable(name):
             cloudpickle.register_pickle_by_value(sys.modules[name])
