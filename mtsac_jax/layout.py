@@ -22,15 +22,15 @@ from mtsac_jax import processes, sharding
 
 
 class Layout:
-    """The seed axis of a run of `num_seeds` seeds and its placement on the devices (`sharding.Placement`)."""
+    """The seed axis of a run and its placement on the devices (`sharding.Placement`, which knows the seed count)."""
 
-    def __init__(self, num_seeds: int, placement: sharding.Placement):
-        self.num_seeds, self.placement = num_seeds, placement
+    def __init__(self, placement: sharding.Placement):
+        self.placement = placement
         self.several_processes = jax.process_count() > 1
 
     def map(self, fn: Callable, in_axes=0) -> Callable:
         """`fn` over the seed axis of its arguments (those whose `in_axes` entry is 0) and results."""
-        if self.num_seeds > 1:
+        if self.placement.num_seeds > 1:
             return jax.vmap(fn, in_axes=in_axes)
 
         def on_the_one_seed(*args):

@@ -29,16 +29,14 @@ class NanPolicy:
         self.say, self.kept_checkpoint = say, kept_checkpoint
         self.skipped, self.skipped_in_a_row = 0, 0  # dropped updates: in this log interval, in a row
 
-    def adopt(self, metrics, fault, step: int):
-        """The update's metrics if it was finite, else None after applying the policy."""
-        if not bool(fault["any"]):
-            self.skipped_in_a_row = 0
-            return metrics
-        self.dropped(numerics.describe(fault, step, self.task_names))
-        return None
+    def adopted(self) -> None:
+        """A finite update: the count of dropped ones in a row starts again."""
+        self.skipped_in_a_row = 0
 
-    def dropped(self, what: str) -> None:
-        """A non-finite update (`what`: its step, quantities and tasks): stops the run or counts it."""
+    def dropped(self, fault, step: int) -> None:
+        """A non-finite update at `step` (`fault`: `numerics.guarded`'s, which names the quantities
+        and tasks): stops the run or counts it."""
+        what = numerics.describe(fault, step, self.task_names)
         experiment = self.experiment
         if experiment.nan_policy == "stop":
             raise TrainingError(

@@ -28,11 +28,11 @@ from mtsac_jax.setups import SETUPS, merge_task_records
 from mtsac_jax.workdir import STOPPED
 
 
-def update_record(metrics: dict, names: tuple[str, ...], per_task: tuple[str, ...]) -> dict:
-    """The last adopted update's metrics (finite: `numerics.guarded`), each (T,): the mean over
-    tasks as `train/<metric>`, and for the agent's `per_task` metrics the mean as
-    `train/<metric>_mean` and each task's as `train/<metric>/<task>`."""
-    metrics = {key: np.asarray(value) for key, value in jax.device_get(metrics).items()}
+def update_record(metrics: dict, seed: int, names: tuple[str, ...], per_task: tuple[str, ...]) -> dict:
+    """Seed `seed`'s part of the last adopted update's metrics (finite: `numerics.guarded`), each
+    (seeds, T): the mean over tasks as `train/<metric>`, and for the agent's `per_task` metrics
+    the mean as `train/<metric>_mean` and each task's as `train/<metric>/<task>`."""
+    metrics = {key: np.asarray(value)[seed] for key, value in jax.device_get(metrics).items()}
     record = {f"train/{key}": float(value.mean()) for key, value in metrics.items() if key not in per_task}
     for key in per_task:
         record[f"train/{key}_mean"] = float(metrics[key].mean())
@@ -61,7 +61,7 @@ class SeedRun:
         self.nan_policy = NanPolicy(self.experiment, self.names, self.say, self.kept_checkpoint)
         self.video_failed = False
         self.obs = None
-        self.metrics = None  # the last adopted update's metrics
+        self.metrics = None  # the last adopted update's metrics of every seed, and this seed's index
         self.messages: list[str] = []  # said before the log is open
         self.log: RunLog | None = None
         self.stopped = (workdir / STOPPED).read_text().strip() if label and (workdir / STOPPED).is_file() else None
@@ -175,17 +175,20 @@ class SeedRun:
         self.obs = transition.next_obs
         return transition
 
-    def adopt(self, metrics, fault, step: int) -> None:
-        """The update's result for this seed: its metrics, or a dropped update (`numerics.guarded`)."""
-        adopted = self.nan_policy.adopt(metrics, fault, step)
-        if adopted is not None:
-            self.metrics = adopted
+    def adopt(self, metrics, fault, seed: int, bad: bool, step: int) -> None:
+        """The update's result for seed `seed` of every seed's `metrics` and `fault` (left on the
+        device: only a log record or a dropped update reads them), `bad` if not finite."""
+        if bad:
+            self.nan_policy.dropped(jax.tree.map(lambda leaf: leaf[seed], fault), step)
+        else:
+            self.nan_policy.adopted()
+            self.metrics = (metrics, seed)
 
     def log_train(self, step: int, perf: dict) -> None:
         record = {"step": step, "env_steps": step * self.num_tasks}
         record.update(self.episode_stats.flush())
         if self.metrics is not None:
-            record.update(update_record(self.metrics, self.names, self.per_task_metrics))
+            record.update(update_record(*self.metrics, self.names, self.per_task_metrics))
         record.update(perf)
         record.update(self.nan_policy.record())
         if self.log is not None:

@@ -69,14 +69,14 @@ class Placement:
         sharding = self._sharding({"seed": 0, "task": 1}.get(self.split))
         return jax.tree.map(lambda _: sharding, buffer)
 
-    def seed_shardings(self, state: Any, buffer: Any) -> tuple[Any, Any]:
-        """Shardings for one seed's train state and buffer (no seed axis), as a checkpoint is
-        restored: the first device in one process; in several, the run's split of the task axis."""
+    def seed_shardings(self) -> tuple[jax.sharding.Sharding, jax.sharding.Sharding]:
+        """Where one seed's checkpoint arrays (no seed axis) are restored: (whole arrays, such as
+        the train state and the observations; arrays with a leading task axis, the buffer's). The
+        first device in one process; in several, replicated and the run's split of the task axis."""
         if jax.process_count() == 1:
             first = jax.sharding.SingleDeviceSharding(self.devices[0])
-            return jax.tree.map(lambda _: first, state), jax.tree.map(lambda _: first, buffer)
-        tasks = self._sharding(0 if self.split == "task" else None)
-        return jax.tree.map(lambda _: self.replicated(), state), jax.tree.map(lambda _: tasks, buffer)
+            return first, first
+        return self.replicated(), self._sharding(0 if self.split == "task" else None)
 
     def batch_sharding(self) -> NamedSharding | None:
         """The sharding of a sampled batch (T, B_t, ...) when the batch axis is split, else None."""

@@ -105,20 +105,18 @@ class Trainer:
                 config.agent, agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
                 batch_size_per_task=batch_size_per_task, num_updates_per_call=self.experiment.num_updates_per_step,
             )
-            self.layout = Layout(config.num_seeds, sharding.plan(config.num_seeds, self.num_tasks, batch_size_per_task))
+            self.layout = Layout(sharding.plan(config.num_seeds, self.num_tasks, batch_size_per_task))
             state, buffer = jax.eval_shape(self.agent.init, first.init_key), jax.eval_shape(self._new_buffer)
             check_memory(*(jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((len(self.runs), *leaf.shape), leaf.dtype),
                                         part) for part in (state, buffer)))
             # one seed's checkpoint arrays, as a checkpoint is restored
+            whole, by_task = self.layout.placement.seed_shardings()
+            obs = jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32)
             self.abstract = jax.tree.map(
                 lambda leaf, where: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where),
-                {"train_state": state, "buffer": buffer},
-                dict(zip(("train_state", "buffer"), self.layout.placement.seed_shardings(state, buffer))))
-            placement = self.layout.placement
-            self.abstract["obs"] = jax.ShapeDtypeStruct(
-                (self.num_tasks, self.obs_dim), np.float32,
-                sharding=placement.replicated() if jax.process_count() > 1
-                else jax.sharding.SingleDeviceSharding(placement.devices[0]))
+                {"train_state": state, "buffer": buffer, "obs": obs},
+                {"train_state": jax.tree.map(lambda _: whole, state), "buffer": jax.tree.map(lambda _: by_task, buffer),
+                 "obs": whole})
         except BaseException:
             self.close()
             raise
@@ -188,7 +186,7 @@ class Trainer:
         if step:
             parts = {index: arrays for (index, _), (_, arrays) in zip(self.active, restored)}
             kept = {"train_state": self.state, "buffer": self.buffer.replace(batch_sharding=None)}
-            seeds = [parts.get(index) or jax.tree.map(lambda leaf: leaf[index], kept) for index in range(len(self.runs))]
+            seeds = [parts.get(index) or self.layout.take(kept, index) for index in range(len(self.runs))]
             self.state, self.buffer = self.layout.assemble([seed["train_state"] for seed in seeds],
                                                            [seed["buffer"] for seed in seeds])
         return step
@@ -256,10 +254,9 @@ class Trainer:
             transitions[index] = run.step_envs(actions[index], step)
         self.each_run(step_envs)
         self.buffer = self.insert(self.buffer, *self._insert_args(obs_before, actions, transitions))
-        if updating:  # the next step's actions wait for this update anyway; one transfer for all seeds
-            metrics, fault = jax.device_get((metrics, fault))
-            self.each_run(lambda index, run: run.adopt(self.layout.take(metrics, index),
-                                                       self.layout.take(fault, index), step))
+        if updating:  # the next step's actions wait for this update anyway; only its fault flags come over
+            bad = np.asarray(fault["any"])  # (seeds,)
+            self.each_run(lambda index, run: run.adopt(metrics, fault, index, bool(bad[index]), step))
         clock.stepped(self.experiment.num_updates_per_step if updating else 0)
         for _, run in self.active:
             if run.log is not None:
