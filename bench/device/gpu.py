@@ -318,11 +318,10 @@ def system_config(name: str, sizes: dict):
     from mtsac_jax import gradients
 
     kind, *rest = name.split("/")
-    precision = rest[2] if kind == "architecture" and len(rest) > 2 else (rest[1] if kind in ("mt10", "mt50") and len(rest) > 1 else None)
     if kind in ("mt10", "mt50"):
         config = load_config(f"configs/metaworld_{kind}.py")
         shrink(config, sizes)
-        return config, int(rest[0]), precision
+        return config, int(rest[0]), rest[1] if len(rest) > 1 else None
     if kind == "architecture":
         argument, gradient = ARCHITECTURES[rest[0]]
         config = load_config(argument)
