@@ -82,7 +82,7 @@ def updating(agent, state, buffer) -> dict:
         jax.block_until_ready(state)
         holder["state"] = state
 
-    params = jax.tree.map(lambda x: x.size, (state.actor_params, state.critic_params))
+    params = jax.tree.map(lambda x: x.size, (state.actor.params, state.critic.params))
     return {
         "train": train,
         "static_G": False,

@@ -131,7 +131,7 @@ def on_devices(config: dict) -> dict:
     # on CPU the simulated devices; on a GPU node or TPU host the first `devices` accelerators
     placement = sharding.plan(1, NUM_TASKS, config["shape"]["batch"] // NUM_TASKS, jax.devices()[:config["devices"]])
     state, buffer = placement.place(state, buffer)
-    params = (state.actor_params, state.critic_params, state.log_alpha)
+    params = (state.actor.params, state.critic.params, state.temperature.params)
     return {**updating(agent, state, buffer), "devices": len(placement.devices), "split": placement.split,
             "flop_per_update": flop_per_update(agent, state, buffer),
             "gradient_bytes": sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))}

@@ -30,7 +30,8 @@ import json
 import os
 import time
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,12 +43,14 @@ from jax.experimental import multihost_utils
 logging.getLogger("absl").setLevel(logging.WARNING)
 
 
-# 3: the replay buffer keeps a cursor and a size per task. 2: one cursor and size for all
-# tasks (restored as that value for every task); the train state carries every field of the
-# agent's state. 1 (no `format` in the meta): written before the registries, when the train
-# state had no field without arrays (such as the gradient state of `mean`); such fields are
-# restored as they are in a fresh state.
-FORMAT = 3
+# 4: the agent's state is nested (SAC: actor, critic, temperature sub-states). 3: the state is
+# one flat dataclass, each part where the state class's `flat_fields` says; the replay buffer
+# keeps a cursor and a size per task. 2: one cursor and size for all tasks (restored as that
+# value for every task); the train state carries every field of the agent's state. 1 (no
+# `format` in the meta): written before the registries, when the train state had no field
+# without arrays (such as the gradient state of `mean`); such fields are restored as they are
+# in a fresh state.
+FORMAT = 4
 CHECKSUMS = "checksums.json"
 
 
@@ -92,6 +95,7 @@ class Checkpointer:
                 f"{self.directory} is missing (or not a folder): {workdir} holds no checkpoints. Fix: train "
                 "(again) into this workdir, or pass the workdir of a run that saved checkpoints."
             )
+        self._verified: set[int] = set()  # steps whose files `array_metadata` has checked
         with quiet_orbax():  # read-only managers warn that they are read-only
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=None if read_only else keep, create=not read_only, enable_async_checkpointing=False,
@@ -167,7 +171,9 @@ class Checkpointer:
         `.dtype`), read without loading any array, once every file of the checkpoint matches its
         checksum: a damaged file is named here, before orbax opens it (a read that fails in
         orbax's reader leaves others pending, whose callbacks print tracebacks at exit)."""
-        verify_checksums(self.directory / str(step))
+        if step not in self._verified:
+            verify_checksums(self.directory / str(step))
+            self._verified.add(step)
         return self._reader.item_metadata(step)["arrays"]
 
     def restore_part(self, step: int, part: Any) -> Any:
@@ -180,6 +186,27 @@ class Checkpointer:
             item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True
         )
         return self._reader.restore(step, args=ocp.args.Composite(arrays=args))["arrays"]
+
+    def restore_selected(self, step: int, abstract_state: Any, select: Callable[[Any], Any]) -> Any:
+        """`select(train_state)` of checkpoint `step` (in any format), reading only those arrays.
+        `select` picks parts of a train state and computes nothing (as `Agent.policy_params`);
+        `abstract_state` is a train state's structure (`jax.eval_shape` of the agent's init)."""
+        metadata = self.array_metadata(step)["train_state"]
+        with quiet_orbax():
+            meta = self._reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        saved_format = meta.get("format", 1)
+        tagged = jax.tree_util.tree_map_with_path(lambda path, _: _Path(path), abstract_state)
+        chosen, treedef = jax.tree.flatten(select(tagged))
+        paths = [saved_path(abstract_state, tuple(_key_name(key) for key in leaf.keys), saved_format)
+                 for leaf in chosen]
+        part: dict = {}
+        for path in paths:
+            node = part
+            for name in path[:-1]:
+                node = node.setdefault(name, {})
+            node[path[-1]] = _part(metadata, path)
+        restored = self.restore_part(step, {"train_state": part})["train_state"]
+        return jax.tree.unflatten(treedef, [_part(restored, path) for path in paths])
 
     @functools.cached_property
     def _reader(self) -> ocp.CheckpointManager:
@@ -210,6 +237,17 @@ class Checkpointer:
         for manager in (self._manager, self.__dict__.get("_reader")):
             if manager is not None:
                 manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Path:
+    """A train-state leaf's key path, standing in for the leaf while `restore_selected` selects."""
+
+    keys: tuple
+
+
+def _key_name(key) -> str | int:
+    return getattr(key, "name", getattr(key, "key", getattr(key, "idx", key)))
 
 
 def _crc32(path: pathlib.Path) -> int:
@@ -251,16 +289,69 @@ def verify_checksums(folder: pathlib.Path) -> None:
             raise ValueError(f"{name} does not match its checksum (damaged on disk)")
 
 
+def _part(tree, path: tuple):
+    """The sub-tree of `tree` (dataclasses and dicts) at `path`, a tuple of field names and keys."""
+    for name in path:
+        tree = tree[name] if isinstance(tree, (Mapping, list, tuple)) and not hasattr(tree, "_fields") else getattr(
+            tree, name)
+    return tree
+
+
+def _with_part(tree, path: tuple, value):
+    """`tree` with its sub-tree at `path` replaced by `value`."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {**tree, head: _with_part(tree[head], rest, value)}
+    return tree.replace(**{head: _with_part(getattr(tree, head), rest, value)})
+
+
+def _flat_state(state, flat_fields: dict) -> dict:
+    """Today's nested train state laid out as formats 1-3 saved it: `{saved path: part}`."""
+    layout: dict = {}
+    for path, saved in flat_fields.items():
+        node = layout
+        for name in saved[:-1]:
+            node = node.setdefault(name, {})
+        node[saved[-1]] = _part(state, path)
+    return layout
+
+
+def _nested_state(abstract_state, flat: dict, flat_fields: dict):
+    """The train state of formats 1-3 (`flat`, as `_flat_state` lays it out) in today's tree;
+    parts that format did not save keep `abstract_state`'s value, which must hold no arrays."""
+    state = abstract_state
+    for path, saved in flat_fields.items():
+        try:
+            state = _with_part(state, path, _part(flat, saved))
+        except (KeyError, AttributeError):  # not saved (format 1 dropped parts without arrays)
+            pass
+    missing = [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+               if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if missing:
+        raise ValueError(f"the checkpoint's train state has no {', '.join(missing)}")
+    return state
+
+
+def _prune_empty(tree):
+    """Format 1's layout: dict entries without arrays left out."""
+    if not isinstance(tree, dict):
+        return tree
+    return {name: _prune_empty(value) for name, value in tree.items() if jax.tree.leaves(value)}
+
+
 def _saved_layout(abstract_arrays: dict, saved_format: int) -> dict:
     """The arrays' tree as format `saved_format` wrote it."""
     layout = dict(abstract_arrays)
     if saved_format < 3:  # one cursor and size for all tasks
         scalar = jax.ShapeDtypeStruct((), abstract_arrays["buffer"].cursor.dtype)
         layout["buffer"] = abstract_arrays["buffer"].replace(cursor=scalar, size=scalar)
-    if saved_format < 2:  # the train state without its array-less fields
+    if saved_format < 4:  # one flat train state
         state = abstract_arrays["train_state"]
-        fields = {field.name: getattr(state, field.name) for field in dataclasses.fields(state)}
-        layout["train_state"] = {name: value for name, value in fields.items() if jax.tree.leaves(value)}
+        layout["train_state"] = _flat_state(state, type(state).flat_fields)
+    if saved_format < 2:  # the train state without its array-less fields
+        layout["train_state"] = _prune_empty(layout["train_state"])
     return layout
 
 
@@ -272,9 +363,20 @@ def _upgrade(abstract_arrays: dict, restored: dict, saved_format: int) -> dict:
         buffer = restored["buffer"]
         arrays["buffer"] = buffer.replace(cursor=jnp.full(num_tasks, buffer.cursor, buffer.cursor.dtype),
                                           size=jnp.full(num_tasks, buffer.size, buffer.size.dtype))
-    if saved_format < 2:
-        arrays["train_state"] = abstract_arrays["train_state"].replace(**restored["train_state"])
+    if saved_format < 4:
+        state = abstract_arrays["train_state"]
+        arrays["train_state"] = _nested_state(state, restored["train_state"], type(state).flat_fields)
     return arrays
+
+
+def saved_path(state, path: tuple, saved_format: int) -> tuple:
+    """Where format `saved_format` keeps the part of the train state `state` at `path`."""
+    if saved_format >= 4:
+        return path
+    for nested, saved in type(state).flat_fields.items():
+        if path[:len(nested)] == nested:
+            return saved + path[len(nested):]
+    raise ValueError(f"format {saved_format} has no place for the train state's {'.'.join(map(str, path))}")
 
 
 def _check_shapes(expected: Any, restored: Any) -> None:

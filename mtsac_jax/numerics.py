@@ -12,6 +12,8 @@ counted; `experiment.max_skipped_updates` in a row end the run as `stop` does).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -21,21 +23,25 @@ import numpy as np
 NAN_POLICIES = ("stop", "skip")
 
 
-def _field(path) -> str:
-    """The train-state field a leaf belongs to (`critic_params`, `actor_opt_state`, ...)."""
-    first = path[0]
-    return str(getattr(first, "name", getattr(first, "key", first)))
+def state_parts(state, prefix: str = ""):
+    """(name, value) of each part of a train state: the fields of its dataclasses, nested ones
+    named by their path (`critic.params`, `actor.opt_state`, `sac.temperature.params`, ...)."""
+    for field in dataclasses.fields(state):
+        value, name = getattr(state, field.name), prefix + field.name
+        if dataclasses.is_dataclass(value):
+            yield from state_parts(value, name + ".")
+        else:
+            yield name, value
 
 
 def state_faults(state) -> dict[str, jax.Array]:
-    """{field: () bool}: whether any floating-point leaf of that field of `state` is not finite."""
+    """{part: () bool}: whether any floating-point leaf of that part of `state` is not finite."""
     faults: dict[str, jax.Array] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            continue
-        field = _field(path)
-        bad = ~jnp.isfinite(leaf).all()
-        faults[field] = faults[field] | bad if field in faults else bad
+    for name, value in state_parts(state):
+        bad = [~jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(value)
+               if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
+        if bad:
+            faults[name] = functools.reduce(jnp.logical_or, bad)
     return faults
 
 

@@ -132,9 +132,9 @@ def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDic
     names = tuple(task_names(config.env))
     env_spec = agents.EnvSpec(len(names), obs_dim, action_dim, names)
     agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
-    fields = jax.eval_shape(lambda: agent.policy_params(agent.init(jax.random.key(0)))).keys()
-    part = checkpointer.restore_part(step, {"train_state": {f: metadata["train_state"][f] for f in fields}})
-    return DeterministicPolicy(agent.eval_actions, part["train_state"], step)
+    abstract_state = jax.eval_shape(agent.init, jax.random.key(0))
+    policy_params = checkpointer.restore_selected(step, abstract_state, agent.policy_params)
+    return DeterministicPolicy(agent.eval_actions, policy_params, step)
 
 
 def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs) -> dict:

@@ -244,7 +244,7 @@ def test_paco_masks_out_a_diverging_task_and_resets_its_vector_and_moments():
     config.agent.network.loss_threshold = 1.0
     parts = sac.make_sac(config.agent, EnvSpec(T, D, 2))
     state = sac.init_state(parts, jax.random.key(0))
-    params = state.critic_params
+    params = state.critic.params
     opt_state = parts.critic_optimizer.init(params)
     opt_state = jax.tree.map(lambda leaf: leaf + 1.0 if jnp.ndim(leaf) >= 2 else leaf, opt_state)
     losses = jnp.array([0.5, 7.0, 0.25])  # task 1 diverges
@@ -286,7 +286,7 @@ def test_each_presets_agent_builds_from_its_config_file(name):
     names = task_names(config.env)
     parts = sac.make_sac(config.agent, EnvSpec(len(names), D, 2, tuple(names)))
     state = jax.eval_shape(lambda key: sac.init_state(parts, key), jax.random.key(0))
-    assert name in state.critic_params["params"]["ensemble"]
+    assert name in state.critic.params["params"]["ensemble"]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "paco" else pytest.mark.slow)

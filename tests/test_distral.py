@@ -46,18 +46,16 @@ def test_kl_is_zero_when_the_policies_match_and_is_the_tanh_policies_kl_otherwis
 def test_without_the_kl_the_losses_are_sacs_at_the_temperature_one_over_beta():
     parts = distral_with(distral_alpha=0.0, eval_policy="task", distral_beta=4.0)
     state = distral.init_state(parts, jax.random.key(0))
-    np.testing.assert_allclose(jnp.exp(state.log_alpha), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(jnp.exp(state.sac.temperature.params), 0.25, rtol=1e-6)
     batch = random_batch(jax.random.key(1))
     key = jax.random.key(2)
     regularised = distral.regularised_rewards(distral_with(distral_alpha=0.5, eval_policy="task", distral_beta=4.0),
                                               state, batch, key)["reward"]
     assert not np.allclose(regularised, batch["reward"])  # the KL regulariser enters the rewards when alpha > 0
     np.testing.assert_array_equal(distral.regularised_rewards(parts, state, batch, key)["reward"], batch["reward"])
-    inputs = {"obs": batch["obs"], "noise": sac.action_noise(parts.sac, key, batch["obs"]),
-              "critic_params": state.critic_params, "distilled_actor_params": state.distilled_actor_params,
-              "log_alpha": state.log_alpha, "descriptions": None}
-    losses, (log_prob, _, _) = distral.actor_losses(parts, parts.sac, state.actor_params, inputs)
-    sac_losses, sac_log_prob = sac.actor_losses(parts.sac, state.actor_params, inputs)
+    inputs = distral.actor_inputs(parts, state, batch["obs"], key)
+    losses, (log_prob, _, _) = distral.actor_losses(parts, parts.sac, state.sac.actor.params, inputs)
+    sac_losses, sac_log_prob = sac.actor_losses(parts.sac, state.sac.actor.params, inputs)
     np.testing.assert_allclose(losses, sac_losses, rtol=1e-6)
     np.testing.assert_allclose(log_prob, sac_log_prob, rtol=1e-6)
 
@@ -67,13 +65,11 @@ def test_the_kl_term_pulls_each_task_policy_towards_the_distilled_one():
     with_kl, without = distral_with(distral_alpha=0.5), distral_with(distral_alpha=0.0, eval_policy="task")
     state = distral.init_state(with_kl, jax.random.key(0))
     batch = random_batch(jax.random.key(1))
-    noise = sac.action_noise(with_kl.sac, jax.random.key(2), batch["obs"])
-    inputs = {"obs": batch["obs"], "noise": noise, "critic_params": state.critic_params,
-              "distilled_actor_params": state.distilled_actor_params, "log_alpha": state.log_alpha,
-              "descriptions": None}
-    losses, (_, mean, log_std) = distral.actor_losses(with_kl, with_kl.sac, state.actor_params, inputs)
-    plain, _ = distral.actor_losses(without, without.sac, state.actor_params, inputs)
-    prior_mean, prior_log_std = with_kl.distilled_actor.apply(state.distilled_actor_params, batch["obs"])
+    inputs = distral.actor_inputs(with_kl, state, batch["obs"], jax.random.key(2))
+    noise = inputs.noise
+    losses, (_, mean, log_std) = distral.actor_losses(with_kl, with_kl.sac, state.sac.actor.params, inputs)
+    plain, _ = distral.actor_losses(without, without.sac, state.sac.actor.params, inputs)
+    prior_mean, prior_log_std = with_kl.distilled_actor.apply(state.distilled.params, batch["obs"])
     log_prior = distral.log_prob_at(prior_mean, prior_log_std, mean + jnp.exp(log_std) * noise)
     np.testing.assert_allclose(losses, plain - with_kl.kl_weight * log_prior.mean(axis=-1), rtol=1e-5, atol=1e-5)
     assert with_kl.kl_weight == pytest.approx(0.5 / 20.0)
@@ -145,5 +141,5 @@ def test_with_a_network_per_task_pcgrad_has_nothing_to_project_and_equals_mean()
         config.agent.multitask.num_envs = T
         agent = agents.build(config.agent, EnvSpec(T, obs_dim, act_dim, TASKS), 4)
         states[gradient], _ = agent.update(agent.init(jax.random.key(0)), buffer)
-    for field in ("actor_params", "critic_params", "distilled_actor_params"):
-        chex.assert_trees_all_close(getattr(states["pcgrad"], field), getattr(states["mean"], field), rtol=1e-5, atol=1e-6)
+    for part in (lambda state: state.sac.actor, lambda state: state.sac.critic, lambda state: state.distilled):
+        chex.assert_trees_all_close(part(states["pcgrad"]).params, part(states["mean"]).params, rtol=1e-5, atol=1e-6)

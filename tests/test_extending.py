@@ -50,9 +50,10 @@ def resumes_exactly(workdir, train_line, cwd):
         assert read_jsonl(workdir / name) == records, name
 
 
-def test_the_page_shows_three_examples():
-    assert sorted(FILES) == ["my_configs/balanced_mean.py", "my_configs/layer_norm_mlp.py", "my_configs/pendulum.py"]
-    assert [len(commands) for commands in COMMANDS] == [2, 1, 3]
+def test_the_page_shows_four_examples():
+    assert sorted(FILES) == ["my_configs/balanced_mean.py", "my_configs/layer_norm_mlp.py", "my_configs/pendulum.py",
+                             "my_configs/reward_model_sac.py"]
+    assert [len(commands) for commands in COMMANDS] == [2, 1, 3, 2]
 
 
 def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
@@ -98,3 +99,44 @@ def test_metaworld_is_imported_only_by_a_run_that_uses_it(user_folder):
     result = subprocess.run([sys.executable, "-c", code], cwd=user_folder, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_an_agent_with_an_extra_loss_trains_resumes_and_evaluates(user_folder):
+    train_line, evaluate_line = COMMANDS[3]
+    run(train_line, user_folder)
+    workdir = user_folder / "runs" / "metaworld-mt10_reward_model_sac_seed1_smoke"
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["agent"]["reward_model"] == {"hidden_dim": 64, "lr": 3e-3}
+    last = read_jsonl(workdir / "train.jsonl")[-1]
+    assert {"train/reward_model_loss_mean", "train/reward_model_loss/reach-v3", "train/alpha/reach-v3"} <= set(last)
+    resumes_exactly(workdir, train_line, user_folder)
+    result = run(evaluate_line, user_folder)  # a new process: imports the agent from config.json
+    assert "checkpoint 240" in result.stdout and "reach-v3" in result.stdout
+
+
+def test_the_extra_loss_trains_the_reward_model(user_folder):
+    """In-process: on a buffer whose reward is a fixed function of the state, 400 updates bring
+    the reward model's loss down tenfold, under the mean and under PCGrad."""
+    code = (
+        "import sys, jax, numpy as np; sys.path.insert(0, 'my_configs'); import reward_model_sac as example\n"
+        "from mtsac_jax import replay_buffer\nfrom mtsac_jax.agents import EnvSpec\n"
+        "from mtsac_jax.config import compose\n"
+        "rng, buffer = np.random.default_rng(0), replay_buffer.init(10, 64, 5, 2)\n"
+        "for _ in range(64):\n"
+        "    obs = rng.normal(size=(10, 5))\n"
+        "    buffer = replay_buffer.insert_jit(buffer, obs, rng.uniform(-1, 1, (10, 2)), obs[:, 0] ** 2,\n"
+        "                                      rng.normal(size=(10, 5)), np.zeros(10))\n"
+        "for gradient in ('mean', 'pcgrad'):\n"
+        "    config = compose('metaworld', 'reward_model_sac', 'metaworld-mt10', smoke=True, gradient=gradient)\n"
+        "    losses = [example.make(config.agent, EnvSpec(10, 5, 2), 16, updates).update(\n"
+        "        example.make(config.agent, EnvSpec(10, 5, 2), 16).init(jax.random.key(0)), buffer)[1]\n"
+        "        ['reward_model_loss'].mean() for updates in (1, 400)]\n"
+        "    print(gradient, *map(float, losses))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=user_folder, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["mean", "pcgrad"], result.stdout
+    for line in lines:
+        _, first, last = line.split()
+        assert float(last) < float(first) / 10, line

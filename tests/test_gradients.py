@@ -44,9 +44,9 @@ def test_per_task_gradients_from_one_vmapped_pass_equal_each_tasks_own_gradient(
     parts = sac_with(variant)
     state = sac.init_state(parts, jax.random.key(0))
     batch = random_batch(jax.random.key(1))
-    for loss, params in ((sac.critic_loss(parts, state, batch, jax.random.key(2)), state.critic_params),
-                         (sac.actor_loss(parts, state, batch["obs"], jax.random.key(3)), state.actor_params),
-                         (sac.alpha_loss(parts, jax.random.normal(jax.random.key(4), (T, B))), state.log_alpha)):
+    for loss, params in ((sac.critic_loss(parts, state, batch, jax.random.key(2)), state.critic.params),
+                         (sac.actor_loss(parts, state, batch["obs"], jax.random.key(3)), state.actor.params),
+                         (sac.alpha_loss(parts, jax.random.normal(jax.random.key(4), (T, B))), state.temperature.params)):
         losses, _, grads = jax.jit(lambda p: gradients.per_task_value_and_grad(loss, p))(params)
         np.testing.assert_allclose(losses, loss(params)[0], rtol=1e-5, atol=1e-6)
         jacobian = jax.jit(jax.jacrev(lambda p: loss(p)[0]))(params)  # each leaf (T, *leaf)
@@ -107,7 +107,7 @@ def pcgrad_step(variant, reduction="mean", key=0):
     loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
     method = pcgrad.make(_gradient_config(reduction), T)
     step = jax.jit(lambda params, method_state: method.value_and_grad(loss, params, method_state))
-    return step(state.critic_params, method.init(None, jax.random.key(key)))
+    return step(state.critic.params, method.init(None, jax.random.key(key)))
 
 
 def _gradient_config(reduction):
@@ -159,8 +159,8 @@ def one_task_update(gradient):
 def test_pcgrad_with_one_task_is_plain_sac():
     state, metrics = one_task_update("pcgrad")
     plain_state, plain_metrics = one_task_update("mean")
-    for field in ("actor_params", "critic_params", "log_alpha"):
-        chex.assert_trees_all_equal(getattr(state, field), getattr(plain_state, field))
+    for part in ("actor", "critic", "temperature"):
+        chex.assert_trees_all_equal(getattr(state, part).params, getattr(plain_state, part).params)
     chex.assert_trees_all_equal(metrics, plain_metrics)
 
 
@@ -169,8 +169,8 @@ def test_gradnorm_finds_the_last_shared_layer():
         parts = sac_with(variant)
         state = sac.init_state(parts, jax.random.key(0))
         loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
-        paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.critic_params)[0]]
-        chosen = [path for path, last in zip(paths, gradnorm.last_shared_layer(loss, state.critic_params)) if last]
+        paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.critic.params)[0]]
+        chosen = [path for path, last in zip(paths, gradnorm.last_shared_layer(loss, state.critic.params)) if last]
         assert chosen == [f"['params']['ensemble']['mlp']['{layer}']['bias']",
                           f"['params']['ensemble']['mlp']['{layer}']['kernel']"], (variant, chosen)
     parts = sac_with("mlp_multi_head")
@@ -215,11 +215,11 @@ def test_gradnorm_weights_move_towards_balance_and_keep_summing_to_the_task_coun
 def test_gradnorm_keeps_the_first_losses_as_the_initial_ones():
     parts = sac_with("mlp_shared_alpha", "gradnorm")
     state = sac.init_state(parts, jax.random.key(0))
-    method_state = state.gradient_state["critic"]
+    method_state = state.critic.gradient_state
     first = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
-    losses, _, _, method_state = parts.gradient.value_and_grad(first, state.critic_params, method_state)
+    losses, _, _, method_state = parts.gradient.value_and_grad(first, state.critic.params, method_state)
     second = sac.critic_loss(parts, state, random_batch(jax.random.key(5)), jax.random.key(6))
-    _, _, _, method_state = parts.gradient.value_and_grad(second, state.critic_params, method_state)
+    _, _, _, method_state = parts.gradient.value_and_grad(second, state.critic.params, method_state)
     np.testing.assert_array_equal(method_state["initial_losses"], losses)
     assert not np.allclose(method_state["weights"], 1.0)
 

@@ -102,3 +102,34 @@ def test_load_policy_reads_a_run_of_the_code_before_the_registries(tmp_path):
     assert policy.step == 200
     actions = policy.eval_action(np.zeros((10, 49)))
     assert actions.shape == (10, 4) and np.all(np.abs(actions) <= 1.0)
+
+
+FORMAT3 = REPO / "tests" / "fixtures" / "format3"
+FORMAT3_COMMANDS = {
+    "distral-mt10": ["--config=configs/compose.py:agent=distral,env=metaworld-mt10,smoke"],
+    "care-pcgrad-mt10": ["--config=configs/compose.py:env=metaworld-mt10,network=care,gradient=pcgrad,smoke"],
+}
+
+
+def test_flat_state_checkpoints_resume_with_the_same_continuation_and_load(tmp_path):
+    """Checkpoints of format 3 (one flat train state: Distral's, and CARE's with PCGrad's state)
+    resume into today's nested states and continue as that run did; `load_policy` reads them."""
+    processes = {}
+    for variant, args in FORMAT3_COMMANDS.items():
+        shutil.copytree(FORMAT3 / variant, tmp_path / variant)
+        processes[variant] = subprocess.Popen(
+            [sys.executable, "train.py", f"--workdir={tmp_path / variant}", *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    for variant, process in processes.items():
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{variant}: {stderr[-3000:]}"
+        assert "at step 200 of 240" in stdout and "warning" not in stdout + stderr, variant
+        for name in ("train.jsonl", "eval.jsonl"):
+            expected = read_jsonl(FORMAT3 / variant / name)
+            assert_same_records(read_jsonl(tmp_path / variant / name), expected, f"{variant}: {name}")
+    shutil.rmtree(tmp_path / "distral-mt10" / "checkpoints" / "240")  # load the format-3 checkpoint itself
+    policy = mtsac_jax.load_policy(tmp_path / "distral-mt10")
+    assert policy.step == 200
+    actions = policy.eval_action(np.zeros((10, 49)))
+    assert actions.shape == (10, 4) and np.all(np.abs(actions) <= 1.0)

@@ -38,16 +38,16 @@ def test_output_shapes_and_actions_in_bounds(variant):
     sac_parts = sac_for(variant)
     state = sac.init_state(sac_parts, jax.random.key(0))
     obs = 10.0 * jax.random.normal(jax.random.key(1), (T, B, OBS))
-    mean, log_std = sac_parts.actor.apply(state.actor_params, obs)
+    mean, log_std = sac_parts.actor.apply(state.actor.params, obs)
     assert mean.shape == log_std.shape == (T, B, ACT)
     assert np.all(log_std >= -20.0) and np.all(log_std <= 2.0)
     action, log_prob = heads.sample_tanh_gaussian(mean, log_std, jax.random.key(2))
     assert action.shape == (T, B, ACT) and log_prob.shape == (T, B)
     assert np.all(np.abs(action) <= 1.0)
-    q = sac_parts.critic.apply(state.critic_params, obs, action)
+    q = sac_parts.critic.apply(state.critic.params, obs, action)
     assert q.shape == (2, T, B)
     assert not np.allclose(q[0], q[1]), "the twin critics must be initialised independently"
-    policy_params = {"actor_params": state.actor_params}
+    policy_params = sac.policy_params(sac_parts, state)
     acting = sac.sample_actions(sac_parts, policy_params, obs[:, 0], jax.random.key(3), 5)
     assert acting.shape == (T, ACT) and np.all(np.abs(acting) <= 1.0)
     assert sac.eval_actions(sac_parts, policy_params, obs[:, 0]).shape == (T, ACT)
@@ -81,9 +81,9 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
     others = [t for t in range(T) if t != task]
 
     critic_loss = sac.critic_loss(sac_parts, state, batch, jax.random.key(2))
-    critic_grads = jax.grad(lambda p: critic_loss(p)[0][task])(state.critic_params)
+    critic_grads = jax.grad(lambda p: critic_loss(p)[0][task])(state.critic.params)
     actor_loss = sac.actor_loss(sac_parts, state, batch["obs"], jax.random.key(3))
-    actor_grads = jax.grad(lambda p: actor_loss(p)[0][task])(state.actor_params)
+    actor_grads = jax.grad(lambda p: actor_loss(p)[0][task])(state.actor.params)
     checked = 0
     for grads, task_axis in ((critic_grads, 1), (actor_grads, 0)):  # critic leaves lead with the twin axis
         for name, leaf in per_task_leaves(grads, variant):
@@ -95,7 +95,7 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
     assert checked >= 2
 
     log_prob = jax.random.normal(jax.random.key(4), (T, B))
-    alpha_grad = jax.grad(lambda a: sac.alpha_loss(sac_parts, log_prob)(a)[0][task])(state.log_alpha)
+    alpha_grad = jax.grad(lambda a: sac.alpha_loss(sac_parts, log_prob)(a)[0][task])(state.temperature.params)
     assert alpha_grad.shape == (T,)
     assert np.all(alpha_grad[np.array(others)] == 0.0) and alpha_grad[task] != 0.0
 
@@ -103,15 +103,15 @@ def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(variant):
 def test_shared_alpha_when_not_disentangled():
     config = tiny_config(num_envs=T, should_use_disentangled_alpha=False)
     sac_parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT))
-    assert sac.init_state(sac_parts, jax.random.key(0)).log_alpha.shape == (1,)
+    assert sac.init_state(sac_parts, jax.random.key(0)).temperature.params.shape == (1,)
 
 
 def test_disjoint_networks_have_no_shared_weights():
     sac_parts = sac_for("disjoint")
     state = sac.init_state(sac_parts, jax.random.key(0))
-    for leaf in jax.tree.leaves(state.actor_params):
+    for leaf in jax.tree.leaves(state.actor.params):
         assert leaf.shape[0] == T
-    for leaf in jax.tree.leaves(state.critic_params):
+    for leaf in jax.tree.leaves(state.critic.params):
         assert leaf.shape[:2] == (2, T)
 
 
@@ -140,10 +140,10 @@ def test_batched_networks_compute_what_a_plain_per_task_loop_computes(variant):
     state = sac.init_state(sac_parts, jax.random.key(0))
     batch = random_batch(jax.random.key(1))
     obs, action = np.asarray(batch["obs"]), np.asarray(batch["action"])
-    mean, log_std = sac_parts.actor.apply(state.actor_params, batch["obs"])
-    q = sac_parts.critic.apply(state.critic_params, batch["obs"], batch["action"])
-    actor_layers = mlp_layers(state.actor_params["params"]["mlp"])
-    critic_params = state.critic_params["params"]["ensemble"]["mlp"]
+    mean, log_std = sac_parts.actor.apply(state.actor.params, batch["obs"])
+    q = sac_parts.critic.apply(state.critic.params, batch["obs"], batch["action"])
+    actor_layers = mlp_layers(state.actor.params["params"]["mlp"])
+    critic_params = state.critic.params["params"]["ensemble"]["mlp"]
     for task in range(T):
         out = plain_mlp(actor_layers, obs[task], task)
         np.testing.assert_allclose(mean[task], out[:, :ACT], rtol=1e-5, atol=1e-5)

@@ -37,10 +37,10 @@ def test_a_non_finite_state_under_finite_losses_is_named_by_its_fields():
     _, agent, buffer = setup_agent()
     state = agent.init(jax.random.key(0))
     poison = lambda leaf: leaf * np.nan if np.issubdtype(leaf.dtype, np.floating) else leaf  # noqa: E731
-    broken = state.replace(actor_opt_state=jax.tree.map(poison, state.actor_opt_state))
+    broken = state.replace(actor=state.actor.replace(opt_state=jax.tree.map(poison, state.actor.opt_state)))
     after, metrics, fault = guarded_update(agent)(broken, buffer)
     assert bool(fault["any"]) and all(np.isfinite(value).all() for value in metrics.values())
-    assert numerics.describe(fault, 3, ("a", "b")) == "step 3: non-finite values in the new actor_opt_state, actor_params"
+    assert numerics.describe(fault, 3, ("a", "b")) == "step 3: non-finite values in the new actor.opt_state, actor.params"
     assert int(after.step) == 0
 
 

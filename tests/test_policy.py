@@ -85,15 +85,15 @@ def test_load_policy_restores_the_checkpoints_actor_and_leaves_the_buffer_unread
     checkpointer = Checkpointer(workdir, keep=2)
     try:
         metadata = checkpointer.array_metadata(240)
-        part = checkpointer.restore_part(240, {"train_state": {"actor_params": metadata["train_state"]["actor_params"]}})
+        part = checkpointer.restore_part(240, {"train_state": {"actor": {"params": metadata["train_state"]["actor"]["params"]}}})
     finally:
         checkpointer.close()
     assert metadata["buffer"]["action"].shape[2] == 4 and metadata["obs"].shape == (1, 39)
-    assert list(part) == ["train_state"] and list(part["train_state"]) == ["actor_params"]
+    assert list(part) == ["train_state"] and list(part["train_state"]) == ["actor"] and list(part["train_state"]["actor"]) == ["params"]
     manager = ocp.CheckpointManager(checkpointer.directory, item_names=("arrays",))
     full = manager.restore(240, args=ocp.args.Composite(arrays=ocp.args.StandardRestore()))["arrays"]
     manager.close()
-    wanted, whole = part["train_state"]["actor_params"], full["train_state"]["actor_params"]
+    wanted, whole = part["train_state"]["actor"]["params"], full["train_state"]["actor"]["params"]
     assert jax.tree.structure(wanted) == jax.tree.structure(whole)
     for ours, theirs in zip(jax.tree.leaves(wanted), jax.tree.leaves(whole)):
         np.testing.assert_array_equal(ours, theirs)

@@ -1,4 +1,5 @@
 import chex
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -37,17 +38,19 @@ def test_update_moves_params_and_targets_move_by_tau():
     state, metrics = agent.update(state, buffer)
     after = host_copy(state)
 
-    for name in ("actor_params", "critic_params", "log_alpha"):
-        moved = jax.tree.map(lambda a, b: not np.allclose(a, b), getattr(before, name), getattr(after, name))
+    for name in ("actor", "critic", "temperature"):
+        moved = jax.tree.map(lambda a, b: not np.allclose(a, b), getattr(before, name).params,
+                             getattr(after, name).params)
         assert all(jax.tree.leaves(moved)), f"{name} did not move in every leaf"
     tau = config.agent.critic_tau
     expected_target = jax.tree.map(
-        lambda new, old_target: tau * new + (1 - tau) * old_target, after.critic_params, before.target_critic_params
+        lambda new, old_target: tau * new + (1 - tau) * old_target, after.critic.params, before.critic.target_params
     )
-    chex.assert_trees_all_close(after.target_critic_params, expected_target, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(after.critic.target_params, expected_target, rtol=1e-6, atol=1e-7)
     assert int(after.step) == 1
     assert set(metrics) == {"critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q"}
-    assert after.gradient_state == {"critic": None, "actor": None, "alpha": None}, "mean keeps no state"
+    assert [part.gradient_state for part in (after.critic, after.actor, after.temperature)] == [None] * 3, \
+        "mean keeps no state"
     for value in metrics.values():
         assert value.shape == (T,) and np.all(np.isfinite(value))
 
@@ -108,9 +111,10 @@ def loss_fixture(disentangled=True):
     state = sac.init_state(parts, jax.random.key(0))
     rng = np.random.default_rng(3)
     state = state.replace(  # targets apart from the critics, and temperatures apart per task
-        target_critic_params=jax.tree.map(lambda p: p + 0.05 * rng.normal(size=p.shape).astype(np.float32),
-                                          state.critic_params),
-        log_alpha=np.log(np.array([0.2, 0.7] if disentangled else [0.4], np.float32)))
+        critic=state.critic.replace(target_params=jax.tree.map(
+            lambda p: p + 0.05 * rng.normal(size=p.shape).astype(np.float32), state.critic.params)),
+        temperature=state.temperature.replace(
+            params=np.log(np.array([0.2, 0.7] if disentangled else [0.4], np.float32))))
     batch = {
         "obs": rng.normal(size=(T, B, OBS)).astype(np.float32),
         "action": rng.uniform(-1, 1, (T, B, ACT)).astype(np.float32),
@@ -129,22 +133,22 @@ def test_the_critic_loss_is_the_soft_bellman_residual_computed_by_hand():
     for disentangled in (True, False):
         parts, state, batch = loss_fixture(disentangled)
         loss = sac.critic_loss(parts, state, batch, jax.random.key(5))
-        losses, q_mean = loss(state.critic_params)
-        noise = loss.inputs["noise"]
-        mean, log_std = parts.actor.apply(state.actor_params, batch["next_obs"], None)
+        losses, q_mean = loss(state.critic.params)
+        noise = loss.inputs.noise
+        mean, log_std = parts.actor.apply(state.actor.params, batch["next_obs"], None)
         next_action, next_log_prob = tanh_gaussian_by_hand(mean, log_std, noise)
-        target_q = np.asarray(parts.critic.apply(state.target_critic_params, batch["next_obs"],
+        target_q = np.asarray(parts.critic.apply(state.critic.target_params, batch["next_obs"],
                                                  next_action.astype(np.float32), None), np.float64)  # (2, T, B)
-        alpha = np.broadcast_to(np.exp(np.asarray(state.log_alpha, np.float64)), (T,))[:, None]
+        alpha = np.broadcast_to(np.exp(np.asarray(state.temperature.params, np.float64)), (T,))[:, None]
         target = batch["reward"] + parts.discount * (1 - batch["terminated"]) * (
             target_q.min(axis=0) - alpha * next_log_prob)
-        q = np.asarray(parts.critic.apply(state.critic_params, batch["obs"], batch["action"], None), np.float64)
+        q = np.asarray(parts.critic.apply(state.critic.params, batch["obs"], batch["action"], None), np.float64)
         expected = ((q - target[None]) ** 2).sum(axis=0).mean(axis=-1)
         np.testing.assert_allclose(losses, expected, rtol=2e-5)
         np.testing.assert_allclose(q_mean, q.mean(axis=(0, 2)), rtol=1e-5)
         # the terminal transitions' targets are their rewards alone: changing the next state there changes nothing
         moved = dict(batch, next_obs=np.where(batch["terminated"][..., None] > 0, batch["next_obs"] + 3.0, batch["next_obs"]))
-        np.testing.assert_allclose(sac.critic_loss(parts, state, moved, jax.random.key(5))(state.critic_params)[0],
+        np.testing.assert_allclose(sac.critic_loss(parts, state, moved, jax.random.key(5))(state.critic.params)[0],
                                    losses, rtol=1e-6)
 
 
@@ -153,13 +157,77 @@ def test_the_actor_loss_is_alpha_log_pi_minus_the_twin_minimum_computed_by_hand(
     with the loss's own noise; alpha is not trained through this loss."""
     parts, state, batch = loss_fixture()
     loss = sac.actor_loss(parts, state, batch["obs"], jax.random.key(6))
-    losses, log_prob = loss(state.actor_params)
-    mean, log_std = parts.actor.apply(state.actor_params, batch["obs"], None)
-    action, expected_log_prob = tanh_gaussian_by_hand(mean, log_std, loss.inputs["noise"])
-    q = np.asarray(parts.critic.apply(state.critic_params, batch["obs"], action.astype(np.float32), None), np.float64)
-    alpha = np.exp(np.asarray(state.log_alpha, np.float64))[:, None]
+    losses, log_prob = loss(state.actor.params)
+    mean, log_std = parts.actor.apply(state.actor.params, batch["obs"], None)
+    action, expected_log_prob = tanh_gaussian_by_hand(mean, log_std, loss.inputs.noise)
+    q = np.asarray(parts.critic.apply(state.critic.params, batch["obs"], action.astype(np.float32), None), np.float64)
+    alpha = np.exp(np.asarray(state.temperature.params, np.float64))[:, None]
     np.testing.assert_allclose(log_prob, expected_log_prob, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(losses, (alpha * expected_log_prob - q.min(axis=0)).mean(axis=-1), rtol=2e-5, atol=1e-6)
-    gradient = jax.grad(lambda log_alpha: sac.actor_loss(parts, state.replace(log_alpha=log_alpha), batch["obs"],
-                                                         jax.random.key(6))(state.actor_params)[0].sum())
-    np.testing.assert_array_equal(gradient(state.log_alpha), 0.0)
+    def summed(log_alpha):
+        with_alpha = state.replace(temperature=state.temperature.replace(params=log_alpha))
+        return sac.actor_loss(parts, with_alpha, batch["obs"], jax.random.key(6))(state.actor.params)[0].sum()
+
+    np.testing.assert_array_equal(jax.grad(summed)(state.temperature.params), 0.0)
+
+
+FEATURES = 6
+ENCODED = []  # the shape of every batch the encoder below is traced on
+
+
+class RecordingEncoder(nn.Module):
+    """A Dense encoder that records the shapes it is applied to."""
+
+    @nn.compact
+    def __call__(self, obs):
+        ENCODED.append(obs.shape)
+        return nn.Dense(FEATURES)(obs)
+
+
+def encoder_fixture():
+    config = tiny_config(num_envs=T, should_use_multi_head_policy=True)
+    parts = sac.make_sac(config.agent, EnvSpec(T, OBS, ACT), make_encoder=RecordingEncoder)
+    return parts, sac.init_state(parts, jax.random.key(0))
+
+
+def test_the_encoder_stage_runs_once_per_batch_before_the_twin_ensemble():
+    parts, state = encoder_fixture()
+    assert state.critic.params["params"]["encoder"]["Dense_0"]["kernel"].shape == (OBS, FEATURES)
+    assert state.actor.params["params"]["mlp"]["hidden_0"]["kernel"].shape[0] == FEATURES  # the actor reads features
+    _, _, buffer = setup_agent()
+    ENCODED.clear()
+    after, _ = jax.jit(lambda s, b: sac.sac_update(parts, B, s, b))(state, buffer)
+    # obs in the critic loss, next_obs under the critic (for the actor) and the target, obs for the actor:
+    # each a (T, B, D) batch, never one per twin critic
+    assert ENCODED == [(T, B, OBS)] * 4, ENCODED
+    encoder = lambda params: params["params"]["encoder"]["Dense_0"]["kernel"]  # noqa: E731
+    assert not np.allclose(encoder(after.critic.params), encoder(state.critic.params)), "the critic loss trains it"
+    np.testing.assert_allclose(
+        encoder(after.critic.target_params),
+        parts.tau * encoder(after.critic.params) + (1 - parts.tau) * encoder(state.critic.target_params), rtol=1e-6)
+
+
+def test_the_actor_loss_does_not_train_the_encoder():
+    parts, state = encoder_fixture()
+    obs = jax.random.normal(jax.random.key(1), (T, B, OBS))
+
+    def actor_objective(critic_params):
+        with_critic = state.replace(critic=state.critic.replace(params=critic_params))
+        return sac.actor_loss(parts, with_critic, obs, jax.random.key(2))(state.actor.params)[0].sum()
+
+    grads = jax.grad(actor_objective)(state.critic.params)["params"]
+    assert all(np.all(leaf == 0.0) for leaf in jax.tree.leaves(grads["encoder"]))
+    assert any(np.any(leaf != 0.0) for leaf in jax.tree.leaves(grads["ensemble"]))  # the gradient stops at the features
+
+
+def test_the_policy_acts_on_the_encoders_features():
+    parts, state = encoder_fixture()
+    policy_params = sac.policy_params(parts, state)
+    assert set(policy_params["encoder"]["params"]) == {"encoder"}  # the critics' other parameters are not read
+    obs = jax.random.normal(jax.random.key(1), (T, OBS))
+    features = parts.critic.apply(state.critic.params, obs[:, None], method="encode")
+    mean, _ = parts.actor.apply(state.actor.params, features, None)
+    np.testing.assert_allclose(sac.eval_actions(parts, policy_params, obs), np.tanh(mean[:, 0]), rtol=1e-6)
+    shifted = jax.tree.map(lambda p: p + 1.0, policy_params["encoder"])
+    assert not np.allclose(sac.eval_actions(parts, {**policy_params, "encoder": shifted}, obs),
+                           sac.eval_actions(parts, policy_params, obs))

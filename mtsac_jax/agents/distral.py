@@ -53,17 +53,16 @@ EVAL_POLICIES = ("distilled", "task")
 
 @flax.struct.dataclass
 class DistralState:
-    actor_params: dict  # the task policies pi_t
-    critic_params: dict
-    target_critic_params: dict
-    log_alpha: jax.Array  # (T,) log(1 / beta): SAC's temperature, fixed
-    actor_opt_state: optax.OptState
-    critic_opt_state: optax.OptState
-    distilled_actor_params: dict  # pi_0
-    distilled_opt_state: optax.OptState
-    key: jax.Array
-    step: jax.Array
-    gradient_state: dict  # {"critic", "actor"}: the gradient method's state per loss
+    sac: sac.SACState  # the task policies pi_t, their critics, the fixed temperature 1 / beta (no optimizer)
+    distilled: sac.Trained  # pi_0 (no gradient method: the mean of the tasks' KL)
+
+    # Where checkpoint formats 1-3 (one flat state) kept each part: {today's path: saved path}.
+    flat_fields = {
+        **{("sac", *path): saved for path, saved in sac.SACState.flat_fields.items() if path[0] != "temperature"},
+        ("sac", "temperature", "params"): ("log_alpha",),
+        ("distilled", "params"): ("distilled_actor_params",),
+        ("distilled", "opt_state"): ("distilled_opt_state",),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,17 +114,8 @@ def init_state(distral: Distral, key: jax.Array) -> DistralState:
     obs = jnp.zeros((distral.sac.num_tasks, 1, distral.sac.obs_dim))
     distilled_params = distral.distilled_actor.init(distilled_key, obs)
     return DistralState(
-        actor_params=state.actor_params,
-        critic_params=state.critic_params,
-        target_critic_params=state.target_critic_params,
-        log_alpha=state.log_alpha,
-        actor_opt_state=state.actor_opt_state,
-        critic_opt_state=state.critic_opt_state,
-        distilled_actor_params=distilled_params,
-        distilled_opt_state=distral.distilled_optimizer.init(distilled_params),
-        key=state.key,
-        step=state.step,
-        gradient_state={loss: state.gradient_state[loss] for loss in ("critic", "actor")},
+        sac=state.replace(temperature=sac.Trained(state.temperature.params, None, None)),
+        distilled=sac.Trained(distilled_params, distral.distilled_optimizer.init(distilled_params), None),
     )
 
 
@@ -141,56 +131,60 @@ def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q):
     return jnp.sum(log_std_q - log_std_p + 0.5 * (variance_ratio + squared_distance - 1.0), axis=-1)
 
 
-def regularised_rewards(distral: Distral, state, batch, key):
+def regularised_rewards(distral: Distral, state: DistralState, batch, key):
     """The batch with r + gamma (1 - terminated) c_KL log pi_0(a'|s') as its reward, a' the
     next action the critic loss samples with `key`: SAC's critic loss on it bootstraps from the
     regularised soft value of eq. 3."""
     agent = distral.sac
     next_obs = batch["next_obs"]
-    mean, log_std = agent.actor.apply(state.actor_params, next_obs, agent.descriptions)
+    features = sac.encode(agent, state.sac.critic.params, next_obs)
+    mean, log_std = agent.actor.apply(state.sac.actor.params, features, agent.descriptions)
     pre_tanh = mean + jnp.exp(log_std) * sac.action_noise(agent, key, next_obs)
-    prior_mean, prior_log_std = distral.distilled_actor.apply(state.distilled_actor_params, next_obs)
+    prior_mean, prior_log_std = distral.distilled_actor.apply(state.distilled.params, next_obs)
     prior_log_prob = log_prob_at(prior_mean, prior_log_std, pre_tanh)
     bonus = agent.discount * (1.0 - batch["terminated"]) * distral.kl_weight * prior_log_prob
     return {**batch, "reward": batch["reward"] + jax.lax.stop_gradient(bonus)}
 
 
-def actor_losses(distral: Distral, agent: sac.SAC, actor_params, inputs):
+@flax.struct.dataclass
+class ActorInputs(sac.ActorInputs):
+    distilled_actor_params: dict = sac.loss_input("shared")  # pi_0's, which every task reads whole
+    obs: jax.Array = sac.loss_input()  # (T, B, D): pi_0 reads the observations
+
+
+def actor_losses(distral: Distral, agent: sac.SAC, actor_params, inputs: ActorInputs):
     """The task actors' loss: E[(1 / beta) log pi_t - c_KL log pi_0 - min Q] at a ~ pi_t,
     reparameterised; aux (log pi_t, mean, log_std) of the task policies."""
-    obs, descriptions = inputs["obs"], inputs["descriptions"]
-    mean, log_std = agent.actor.apply(actor_params, obs, descriptions)
-    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs["noise"])
-    pre_tanh = mean + jnp.exp(log_std) * inputs["noise"]
-    prior_mean, prior_log_std = distral.distilled_actor.apply(inputs["distilled_actor_params"], obs)
+    features, descriptions = inputs.features, inputs.descriptions
+    mean, log_std = agent.actor.apply(actor_params, features, descriptions)
+    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
+    pre_tanh = mean + jnp.exp(log_std) * inputs.noise
+    prior_mean, prior_log_std = distral.distilled_actor.apply(inputs.distilled_actor_params, inputs.obs)
     prior_log_prob = log_prob_at(prior_mean, prior_log_std, pre_tanh)
-    q = agent.critic.apply(inputs["critic_params"], obs, action, descriptions).min(axis=0)
-    temperature = jax.lax.stop_gradient(sac.alpha(inputs["log_alpha"], obs.shape[0]))
+    q = agent.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
+    temperature = jax.lax.stop_gradient(sac.alpha(inputs.log_alpha, features.shape[0]))
     losses = (temperature * log_prob - distral.kl_weight * prior_log_prob - q).mean(axis=-1)
     return losses, (log_prob, mean, log_std)
 
 
-def actor_step(distral: Distral, state, obs, key):
+def actor_inputs(distral: Distral, state: DistralState, obs, key) -> ActorInputs:
+    """SAC's actor-loss inputs at `state` on `obs`, and what pi_0 reads."""
+    sac_inputs = sac.actor_inputs(distral.sac, state.sac, obs, key)
+    return ActorInputs(**{field.name: getattr(sac_inputs, field.name) for field in dataclasses.fields(sac_inputs)},
+                       distilled_actor_params=state.distilled.params, obs=obs)
+
+
+def actor_step(distral: Distral, state: DistralState, obs, key):
     """Updates the task policies; returns their (log pi_t, mean, log_std) on `obs`."""
     agent = distral.sac
-    inputs = {
-        "obs": obs,
-        "noise": sac.action_noise(agent, key, obs),
-        "critic_params": state.critic_params,
-        "distilled_actor_params": state.distilled_actor_params,
-        "log_alpha": state.log_alpha,
-        "descriptions": agent.descriptions,
-    }
-    shared = {"distilled_actor_params": jax.tree.map(lambda _: None, state.distilled_actor_params)}
-    loss = sac.task_loss(agent, functools.partial(actor_losses, distral), agent.actor_axes, inputs, shared)
-    losses, aux, params, opt_state, gradient_state, masked = sac.descend_network(
-        agent, state, "actor", loss, state.actor_params, agent.actor_optimizer, state.actor_opt_state
-    )
-    state = state.replace(actor_params=params, actor_opt_state=opt_state, gradient_state=gradient_state)
+    inputs = actor_inputs(distral, state, obs, key)
+    loss = sac.task_loss(agent, functools.partial(actor_losses, distral), agent.actor_axes, inputs)
+    losses, aux, actor, masked = sac.descend_network(agent, state.sac.actor, loss, agent.actor_optimizer, "actor")
+    state = state.replace(sac=state.sac.replace(actor=actor))
     return state, {"actor_loss": losses, "entropy": -aux[0].mean(axis=-1), **masked}, aux
 
 
-def distill_step(distral: Distral, state, obs, task_mean, task_log_std):
+def distill_step(distral: Distral, state: DistralState, obs, task_mean, task_log_std):
     """Moves pi_0 towards every task policy: c_KL * mean over tasks of E_s KL(pi_t || pi_0)."""
 
     def loss(params):
@@ -198,26 +192,28 @@ def distill_step(distral: Distral, state, obs, task_mean, task_log_std):
         kl = gaussian_kl(task_mean, task_log_std, mean, log_std).mean(axis=-1)  # (T,)
         return distral.kl_weight * kl.mean(), kl
 
-    (_, kl), grads = jax.value_and_grad(loss, has_aux=True)(state.distilled_actor_params)
-    updates, opt_state = distral.distilled_optimizer.update(grads, state.distilled_opt_state)
-    params = optax.apply_updates(state.distilled_actor_params, updates)
-    return state.replace(distilled_actor_params=params, distilled_opt_state=opt_state), {"kl": kl}
+    distilled = state.distilled
+    (_, kl), grads = jax.value_and_grad(loss, has_aux=True)(distilled.params)
+    updates, opt_state = distral.distilled_optimizer.update(grads, distilled.opt_state, distilled.params)
+    distilled = distilled.replace(params=optax.apply_updates(distilled.params, updates), opt_state=opt_state)
+    return state.replace(distilled=distilled), {"kl": kl}
 
 
-def distral_update(distral: Distral, batch_size_per_task: int, state, buffer: replay_buffer.ReplayBuffer):
+def distral_update(distral: Distral, batch_size_per_task: int, state: DistralState,
+                   buffer: replay_buffer.ReplayBuffer):
     """One Distral update on a stratified batch: critics, task actors, distilled actor, targets."""
     agent = distral.sac
-    key, sample_key, critic_key, actor_key = jax.random.split(jax.random.wrap_key_data(state.key), 4)
+    sac_state, (sample_key, critic_key, actor_key) = sac.next_key(state.sac, 3)
     batch = replay_buffer.sample(buffer, sample_key, batch_size_per_task)
     batch = regularised_rewards(distral, state, batch, critic_key)
-    state, critic_metrics = sac.critic_step(agent, state, batch, critic_key)
-    state, actor_metrics, (_, mean, log_std) = actor_step(distral, state, batch["obs"], actor_key)
+    sac_state, critic_metrics = sac.critic_step(agent, sac_state, batch, critic_key)
+    state, actor_metrics, (_, mean, log_std) = actor_step(distral, state.replace(sac=sac_state), batch["obs"],
+                                                          actor_key)
     state, distill_metrics = distill_step(
         distral, state, batch["obs"], jax.lax.stop_gradient(mean), jax.lax.stop_gradient(log_std)
     )
-    state = sac.target_step(agent, state)
-    state = state.replace(key=jax.random.key_data(key), step=state.step + 1)
-    temperature = {"alpha": sac.alpha(state.log_alpha, agent.num_tasks)[:, 0]}
+    state = state.replace(sac=sac.target_step(agent, state.sac))
+    temperature = {"alpha": sac.alpha(state.sac.temperature.params, agent.num_tasks)[:, 0]}
     return state, {**critic_metrics, **actor_metrics, **distill_metrics, **temperature}
 
 
@@ -225,7 +221,7 @@ def eval_actions(distral: Distral, policy_params, obs):
     """tanh(mean) of the distilled policy, or of each task's own policy."""
     if distral.eval_policy == "task":
         return sac.eval_actions(distral.sac, policy_params, obs)
-    mean, _ = distral.distilled_actor.apply(policy_params["distilled_actor_params"], obs[:, None, :])
+    mean, _ = distral.distilled_actor.apply(policy_params["distilled"], obs[:, None, :])
     return jnp.tanh(mean[:, 0])
 
 
@@ -287,9 +283,7 @@ def make_agent(
     return Agent(
         init=jax.jit(functools.partial(init_state, distral)),
         update=jax.jit(sac.scanned(one_update, num_updates_per_call), donate_argnums=0),
-        policy_params=lambda state: {
-            "actor_params": state.actor_params, "distilled_actor_params": state.distilled_actor_params
-        },
+        policy_params=lambda state: {**sac.policy_params(distral.sac, state.sac), "distilled": state.distilled.params},
         sample_actions=jax.jit(functools.partial(sac.sample_actions, distral.sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, distral)),
     )

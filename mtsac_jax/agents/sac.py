@@ -12,22 +12,31 @@ Choices that peers make differently, as mtrl makes them:
   alpha up to 60 and the critic loss to 1e6 within 50k steps; docs/results.md);
 - one log-alpha per task with `should_use_disentangled_alpha`, else one shared;
 - rewards are not rescaled.
+The state is nested: the actor, the critics with their targets, and the temperature are each
+a sub-state holding their parameters, optimizer state and gradient-method state, so another
+agent's state holds a `SACState` whole next to its own parts. An encoder stage (none by
+default; `make_sac(..., make_encoder)`) maps observations to features once per batch, before
+the twin ensemble; it belongs to the critics and is trained by their loss, and the actor reads
+its features with the gradient stopped (mtrl's rule for SAC-AE).
+
 Per-task losses are (T,) vectors; the registered gradient method (`agent.gradient`, `mean` by
 default: the gradient of their mean, which equals mtrl's mean over the whole batch because
 every task has the same number of samples) turns each into the gradient Adam applies. Each
-loss is a `gradients.TaskLoss`: a function of the parameters and of explicit inputs (the batch,
-the other networks' parameters, the sampling noise, drawn before the loss) whose task axes are
-known, so that a method can take any task's share of it.
+loss is a `gradients.TaskLoss`: a function of the parameters and of typed inputs (the batch,
+the encoder's features, the other networks' parameters, the sampling noise drawn before the
+loss) whose fields declare their task axes (`loss_input`), so that a method can take any
+task's share of it.
 
 The steps (`critic_step`, `actor_step`, `temperature_step`, `target_step`) take the `SAC`
-bundle first and any `flax.struct` state with the fields they read, and return the state
-with those fields replaced: another agent composes them with steps of its own.
+bundle and a `SACState` and return the state with their part replaced: another agent composes
+them with steps of its own (`mtsac_jax.agents.distral`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, Callable
 
 import flax.linen as nn
 import flax.struct
@@ -44,17 +53,48 @@ LOSSES = ("critic", "actor", "alpha")  # each has its own gradient-method state
 
 
 @flax.struct.dataclass
+class Trained:
+    """Parameters trained on one loss, with their optimizer's state and the gradient method's
+    state for that loss (None where the method keeps none, or where nothing trains them)."""
+
+    params: Any
+    opt_state: optax.OptState
+    gradient_state: Any
+
+
+@flax.struct.dataclass
+class CriticState:
+    """The twin critics (their encoder stage included) and the polyak-averaged targets."""
+
+    params: dict
+    target_params: dict
+    opt_state: optax.OptState
+    gradient_state: Any
+
+
+@flax.struct.dataclass
 class SACState:
-    actor_params: dict
-    critic_params: dict
-    target_critic_params: dict
-    log_alpha: jax.Array  # (T,) with disentangled alpha, else (1,)
-    actor_opt_state: optax.OptState
-    critic_opt_state: optax.OptState
-    alpha_opt_state: optax.OptState
+    actor: Trained
+    critic: CriticState
+    temperature: Trained  # params: log-alpha, (T,) with disentangled alpha, else (1,)
     key: jax.Array  # raw uint32 key data (plain array: easy to checkpoint and copy)
     step: jax.Array  # () int32: gradient updates done
-    gradient_state: dict  # {"critic", "actor", "alpha"}: the gradient method's state per loss
+
+    # Where checkpoint formats 1-3 (one flat state) kept each part: {today's path: saved path}.
+    flat_fields = {
+        ("actor", "params"): ("actor_params",),
+        ("actor", "opt_state"): ("actor_opt_state",),
+        ("actor", "gradient_state"): ("gradient_state", "actor"),
+        ("critic", "params"): ("critic_params",),
+        ("critic", "target_params"): ("target_critic_params",),
+        ("critic", "opt_state"): ("critic_opt_state",),
+        ("critic", "gradient_state"): ("gradient_state", "critic"),
+        ("temperature", "params"): ("log_alpha",),
+        ("temperature", "opt_state"): ("alpha_opt_state",),
+        ("temperature", "gradient_state"): ("gradient_state", "alpha"),
+        ("key",): ("key",),
+        ("step",): ("step",),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +102,7 @@ class SAC:
     """SAC's networks, optimizers, gradient method and hyperparameters."""
 
     actor: nn.Module
-    critic: nn.Module
+    critic: heads.TwinCritic
     actor_optimizer: optax.GradientTransformation
     critic_optimizer: optax.GradientTransformation
     alpha_optimizer: optax.GradientTransformation
@@ -82,8 +122,10 @@ class SAC:
     target_entropy: float
 
 
-def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
-    """SAC from an `agent` config section: actor and twin critics on the registered network."""
+def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
+             make_encoder: Callable[[], nn.Module] | None = None) -> SAC:
+    """SAC from an `agent` config section: actor and twin critics on the registered network,
+    behind the encoder stage `make_encoder` (none: the networks read the observations)."""
     multitask = config.multitask
     network = networks.NETWORKS.get(config.network.name)
     descriptions = None
@@ -101,19 +143,20 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> SAC:
     actor = heads.Actor(
         env_spec.action_dim, make_network(config.actor), config.actor.log_std_min, config.actor.log_std_max
     )
-    critic = heads.TwinCritic(make_network(config.critic))
+    critic = heads.TwinCritic(make_network(config.critic), make_encoder)
 
-    def inputs(num_tasks):  # zeros shaped as the networks' inputs for `num_tasks` tasks
+    def inputs(num_tasks):  # zeros shaped as the critics' inputs for `num_tasks` tasks
         obs = jnp.zeros((num_tasks, 1, env_spec.obs_dim))
         action = jnp.zeros((num_tasks, 1, env_spec.action_dim))
         return obs, action, None if descriptions is None else jnp.zeros((num_tasks, descriptions.shape[1]))
 
-    def init_actor(num_tasks):
-        obs, _, task_descriptions = inputs(num_tasks)
-        return actor.init(jax.random.key(0), obs, task_descriptions)
-
     def init_critic(num_tasks):
         return critic.init(jax.random.key(0), *inputs(num_tasks))
+
+    def init_actor(num_tasks):
+        obs, _, task_descriptions = inputs(num_tasks)
+        features = critic.apply(init_critic(num_tasks), obs, method="encode")
+        return actor.init(jax.random.key(0), features, task_descriptions)
 
     return SAC(
         actor=actor,
@@ -142,8 +185,8 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
     key, actor_key, critic_key = jax.random.split(key, 3)
     obs = jnp.zeros((sac.num_tasks, 1, sac.obs_dim))
     action = jnp.zeros((sac.num_tasks, 1, sac.action_dim))
-    actor_params = sac.actor.init(actor_key, obs, sac.descriptions)
     critic_params = sac.critic.init(critic_key, obs, action, sac.descriptions)
+    actor_params = sac.actor.init(actor_key, encode(sac, critic_params, obs), sac.descriptions)
     log_alpha = jnp.full((sac.num_alphas,), jnp.log(sac.init_temperature), jnp.float32)
     # The gradient method's streams are folded off the state's key, leaving its splits as they are.
     params = {"critic": critic_params, "actor": actor_params, "alpha": log_alpha}
@@ -151,17 +194,26 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
         loss: sac.gradient.init(params[loss], jax.random.fold_in(key, index)) for index, loss in enumerate(LOSSES)
     }
     return SACState(
-        actor_params=actor_params,
-        critic_params=critic_params,
-        target_critic_params=critic_params,
-        log_alpha=log_alpha,
-        actor_opt_state=sac.actor_optimizer.init(actor_params),
-        critic_opt_state=sac.critic_optimizer.init(critic_params),
-        alpha_opt_state=sac.alpha_optimizer.init(log_alpha),
+        actor=Trained(actor_params, sac.actor_optimizer.init(actor_params), gradient_state["actor"]),
+        critic=CriticState(critic_params, critic_params, sac.critic_optimizer.init(critic_params),
+                           gradient_state["critic"]),
+        temperature=Trained(log_alpha, sac.alpha_optimizer.init(log_alpha), gradient_state["alpha"]),
         key=jax.random.key_data(key),
         step=jnp.zeros((), jnp.int32),
-        gradient_state=gradient_state,
     )
+
+
+def encode(sac: SAC, critic_params, obs):
+    """The encoder stage's features of `obs` (T, B, ...) under `critic_params`: the observations
+    themselves when SAC has no encoder."""
+    return obs if sac.critic.make_encoder is None else sac.critic.apply(critic_params, obs, method="encode")
+
+
+def encoder_params(sac: SAC, critic_params) -> dict:
+    """The part of the critics' parameters the encoder stage reads (the policy needs it to act)."""
+    if sac.critic.make_encoder is None:
+        return {}
+    return {"params": {"encoder": critic_params["params"]["encoder"]}}
 
 
 def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
@@ -172,38 +224,93 @@ def _alpha_axis(sac: SAC):  # one log-alpha per task, or one that all tasks shar
     return 0 if sac.num_alphas == sac.num_tasks else None
 
 
-# ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux), inputs with task axes -----
+# ----- typed loss inputs: each field declares its task axes -----
 
 
-def critic_losses(sac: SAC, critic_params, inputs):
+def loss_input(axes: str = "task"):
+    """A field of a loss's inputs, with where its task axis is: "task" (the first axis of every
+    leaf), "shared" (none: all tasks read it whole), "actor" or "critic" (those networks'
+    parameters: each leaf's own axis), "alpha" (log-alpha: the first, or none when shared)."""
+    return flax.struct.field(metadata={"task_axes": axes})
+
+
+def input_axes(sac: SAC, inputs):
+    """`inputs` (a dataclass of `loss_input` fields) with each leaf replaced by its task axis."""
+    kinds = {
+        "task": lambda value: jax.tree.map(lambda _: 0, value),
+        "shared": lambda value: jax.tree.map(lambda _: None, value),
+        "actor": lambda value: sac.actor_axes,
+        "critic": lambda value: sac.critic_axes,
+        "alpha": lambda value: _alpha_axis(sac),
+    }
+    return inputs.replace(**{field.name: kinds[field.metadata["task_axes"]](getattr(inputs, field.name))
+                             for field in dataclasses.fields(inputs)})
+
+
+@flax.struct.dataclass
+class CriticInputs:
+    batch: dict = loss_input()  # the stratified batch, each leaf (T, B, ...)
+    noise: jax.Array = loss_input()  # (T, B, A): the next actions' sampling noise
+    next_features: jax.Array = loss_input()  # the encoder's features of next_obs, for the actor
+    target_next_features: jax.Array = loss_input()  # the target encoder's, for the target critics
+    actor_params: dict = loss_input("actor")
+    target_critic_params: dict = loss_input("critic")
+    log_alpha: jax.Array = loss_input("alpha")
+    descriptions: jax.Array | None = loss_input()  # (T, L) or None
+
+
+@flax.struct.dataclass
+class ActorInputs:
+    features: jax.Array = loss_input()  # (T, B, F): the encoder's features, its gradient stopped
+    noise: jax.Array = loss_input()  # (T, B, A)
+    critic_params: dict = loss_input("critic")
+    log_alpha: jax.Array = loss_input("alpha")
+    descriptions: jax.Array | None = loss_input()
+
+
+@flax.struct.dataclass
+class TemperatureInputs:
+    log_prob: jax.Array = loss_input()  # (T, B): the actor's log pi
+
+
+def task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
+    """`losses(sac, params, inputs)` as a `TaskLoss`, the inputs' task axes as their fields declare."""
+    return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, input_axes(sac, inputs))
+
+
+# ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux) -----
+
+
+def critic_losses(sac: SAC, critic_params, inputs: CriticInputs):
     """Soft Bellman residual (eq. 5) with the soft target of eq. 3 through min of twin
     target critics. Bootstraps through truncation: only `terminated` cuts the target."""
-    batch, descriptions = inputs["batch"], inputs["descriptions"]
+    batch, descriptions = inputs.batch, inputs.descriptions
     num_tasks = batch["obs"].shape[0]
-    mean, log_std = sac.actor.apply(inputs["actor_params"], batch["next_obs"], descriptions)
-    next_action, next_log_prob = heads.tanh_gaussian(mean, log_std, inputs["noise"])
-    target_q = sac.critic.apply(inputs["target_critic_params"], batch["next_obs"], next_action, descriptions)
-    soft_value = target_q.min(axis=0) - alpha(inputs["log_alpha"], num_tasks) * next_log_prob
+    mean, log_std = sac.actor.apply(inputs.actor_params, inputs.next_features, descriptions)
+    next_action, next_log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
+    target_q = sac.critic.apply(inputs.target_critic_params, inputs.target_next_features, next_action, descriptions,
+                                method="q")
+    soft_value = target_q.min(axis=0) - alpha(inputs.log_alpha, num_tasks) * next_log_prob
     target = batch["reward"] + sac.discount * (1.0 - batch["terminated"]) * soft_value
     q = sac.critic.apply(critic_params, batch["obs"], batch["action"], descriptions)  # (2, T, B)
     squared_error = (q - jax.lax.stop_gradient(target)[None]) ** 2
     return squared_error.sum(axis=0).mean(axis=-1), q.mean(axis=(0, 2))
 
 
-def actor_losses(sac: SAC, actor_params, inputs):
+def actor_losses(sac: SAC, actor_params, inputs: ActorInputs):
     """Policy loss of eq. 7 with the reparameterised tanh-Gaussian: E[alpha log pi - min Q]."""
-    obs, descriptions = inputs["obs"], inputs["descriptions"]
-    mean, log_std = sac.actor.apply(actor_params, obs, descriptions)
-    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs["noise"])
-    q = sac.critic.apply(inputs["critic_params"], obs, action, descriptions).min(axis=0)
-    temperature = jax.lax.stop_gradient(alpha(inputs["log_alpha"], obs.shape[0]))
+    features, descriptions = inputs.features, inputs.descriptions
+    mean, log_std = sac.actor.apply(actor_params, features, descriptions)
+    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
+    q = sac.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
+    temperature = jax.lax.stop_gradient(alpha(inputs.log_alpha, features.shape[0]))
     return (temperature * log_prob - q).mean(axis=-1), log_prob
 
 
-def alpha_losses(sac: SAC, log_alpha, inputs):
+def alpha_losses(sac: SAC, log_alpha, inputs: TemperatureInputs):
     """Temperature loss of eq. 18, log pi detached: log_alpha_t * (-log pi - target_entropy)
     (or alpha_t * (...) with `temperature_loss="alpha"`); both push alpha the same way."""
-    log_prob = inputs["log_prob"]
+    log_prob = inputs.log_prob
     entropy_error = jax.lax.stop_gradient(-log_prob - sac.target_entropy)
     if sac.temperature_loss == "alpha":
         return (alpha(log_alpha, log_prob.shape[0]) * entropy_error).mean(axis=-1), None
@@ -211,121 +318,114 @@ def alpha_losses(sac: SAC, log_alpha, inputs):
     return (log_alpha * entropy_error).mean(axis=-1), None
 
 
-def task_loss(sac: SAC, losses, params_axes, inputs, input_axes=None) -> gradients.TaskLoss:
-    """`losses(sac, params, inputs)` as a `TaskLoss`; every input's task axis is the first,
-    except the networks' parameters (their own axes), a shared log-alpha and the inputs whose
-    axes `input_axes` gives."""
-    known = {"actor_params": sac.actor_axes, "critic_params": sac.critic_axes,
-             "target_critic_params": sac.critic_axes, "log_alpha": _alpha_axis(sac), **(input_axes or {})}
-    input_axes = {name: known[name] if name in known else jax.tree.map(lambda _: 0, value)
-                  for name, value in inputs.items()}
-    return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, input_axes)
-
-
 # ----- the steps -----
 
 
-def descend(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
-    """One gradient-method + Adam step on `params`: (losses, aux, params, opt_state, gradient_state)."""
-    losses, aux, grads, method_state = sac.gradient.value_and_grad(per_task_loss, params, state.gradient_state[loss])
-    updates, opt_state = optimizer.update(grads, opt_state)
-    return losses, aux, optax.apply_updates(params, updates), opt_state, {**state.gradient_state, loss: method_state}
+def descend(sac: SAC, trained, per_task_loss, optimizer):
+    """One gradient-method + optimizer step on `trained` (a `Trained` or `CriticState`):
+    (losses, aux, trained)."""
+    losses, aux, grads, method_state = sac.gradient.value_and_grad(per_task_loss, trained.params,
+                                                                   trained.gradient_state)
+    updates, opt_state = optimizer.update(grads, trained.opt_state, trained.params)
+    params = optax.apply_updates(trained.params, updates)
+    return losses, aux, trained.replace(params=params, opt_state=opt_state, gradient_state=method_state)
 
 
-def descend_network(sac: SAC, state, loss: str, per_task_loss, params, optimizer, opt_state):
+def descend_network(sac: SAC, trained, per_task_loss, optimizer, loss: str):
     """`descend` on a network's parameters, through the network's loss guard if it has one:
     returns the losses as computed and a `<loss>_masked` metric (T,) of the tasks left out."""
     if sac.loss_guard is None:
-        return (*descend(sac, state, loss, per_task_loss, params, optimizer, opt_state), {})
-    _, (aux, losses, diverged), params, opt_state, gradient_state = descend(
-        sac, state, loss, sac.loss_guard.masked(per_task_loss), params, optimizer, opt_state
-    )
-    params, opt_state = sac.loss_guard.reset(params, opt_state, diverged)
-    return losses, aux, params, opt_state, gradient_state, {f"{loss}_masked": diverged.astype(jnp.float32)}
+        return (*descend(sac, trained, per_task_loss, optimizer), {})
+    _, (aux, losses, diverged), trained = descend(sac, trained, sac.loss_guard.masked(per_task_loss), optimizer)
+    params, opt_state = sac.loss_guard.reset(trained.params, trained.opt_state, diverged)
+    trained = trained.replace(params=params, opt_state=opt_state)
+    return losses, aux, trained, {f"{loss}_masked": diverged.astype(jnp.float32)}
 
 
 def action_noise(sac: SAC, key, obs):
     """Standard normal noise for one action per observation, (T, B, A), drawn outside the loss."""
-    return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), obs.dtype)
+    return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), jnp.float32)
 
 
-def critic_loss(sac: SAC, state, batch, key) -> gradients.TaskLoss:
+def critic_loss(sac: SAC, state: SACState, batch, key) -> gradients.TaskLoss:
     """`critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
-    inputs = {
-        "batch": batch,
-        "noise": action_noise(sac, key, batch["next_obs"]),
-        "actor_params": state.actor_params,
-        "target_critic_params": state.target_critic_params,
-        "log_alpha": state.log_alpha,
-        "descriptions": sac.descriptions,
-    }
+    next_obs = batch["next_obs"]
+    inputs = CriticInputs(
+        batch=batch,
+        noise=action_noise(sac, key, next_obs),
+        next_features=jax.lax.stop_gradient(encode(sac, state.critic.params, next_obs)),
+        target_next_features=encode(sac, state.critic.target_params, next_obs),
+        actor_params=state.actor.params,
+        target_critic_params=state.critic.target_params,
+        log_alpha=state.temperature.params,
+        descriptions=sac.descriptions,
+    )
     return task_loss(sac, critic_losses, sac.critic_axes, inputs)
 
 
-def actor_loss(sac: SAC, state, obs, key) -> gradients.TaskLoss:
+def actor_inputs(sac: SAC, state: SACState, obs, key) -> ActorInputs:
+    """The actor loss's inputs at `state` on `obs` (T, B, D), the actions sampled with `key`."""
+    features = jax.lax.stop_gradient(encode(sac, state.critic.params, obs))  # mtrl: the actor never trains the encoder
+    return ActorInputs(features=features, noise=action_noise(sac, key, features), critic_params=state.critic.params,
+                       log_alpha=state.temperature.params, descriptions=sac.descriptions)
+
+
+def actor_loss(sac: SAC, state: SACState, obs, key) -> gradients.TaskLoss:
     """`actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
-    inputs = {
-        "obs": obs,
-        "noise": action_noise(sac, key, obs),
-        "critic_params": state.critic_params,
-        "log_alpha": state.log_alpha,
-        "descriptions": sac.descriptions,
-    }
-    return task_loss(sac, actor_losses, sac.actor_axes, inputs)
+    return task_loss(sac, actor_losses, sac.actor_axes, actor_inputs(sac, state, obs, key))
 
 
 def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
     """`alpha_losses` given the actor's log pi (T, B)."""
-    return task_loss(sac, alpha_losses, _alpha_axis(sac), {"log_prob": log_prob})
+    return task_loss(sac, alpha_losses, _alpha_axis(sac), TemperatureInputs(log_prob=log_prob))
 
 
-def critic_step(sac: SAC, state, batch, key):
-    """Updates `critic_params` on the soft Bellman residual; metrics `critic_loss`, `q`."""
-    losses, q, params, opt_state, gradient_state, masked = descend_network(
-        sac, state, "critic", critic_loss(sac, state, batch, key),
-        state.critic_params, sac.critic_optimizer, state.critic_opt_state,
+def critic_step(sac: SAC, state: SACState, batch, key):
+    """Updates the critics (and the encoder stage) on the soft Bellman residual; metrics `critic_loss`, `q`."""
+    losses, q, critic, masked = descend_network(
+        sac, state.critic, critic_loss(sac, state, batch, key), sac.critic_optimizer, "critic"
     )
-    state = state.replace(critic_params=params, critic_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"critic_loss": losses, "q": q, **masked}
+    return state.replace(critic=critic), {"critic_loss": losses, "q": q, **masked}
 
 
-def actor_step(sac: SAC, state, obs, key):
-    """Updates `actor_params` against the current critic; returns log pi (T, B) for the temperature."""
-    losses, log_prob, params, opt_state, gradient_state, masked = descend_network(
-        sac, state, "actor", actor_loss(sac, state, obs, key),
-        state.actor_params, sac.actor_optimizer, state.actor_opt_state,
+def actor_step(sac: SAC, state: SACState, obs, key):
+    """Updates the actor against the current critic; returns log pi (T, B) for the temperature."""
+    losses, log_prob, actor, masked = descend_network(
+        sac, state.actor, actor_loss(sac, state, obs, key), sac.actor_optimizer, "actor"
     )
-    state = state.replace(actor_params=params, actor_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"actor_loss": losses, "entropy": -log_prob.mean(axis=-1), **masked}, log_prob
+    return state.replace(actor=actor), {"actor_loss": losses, "entropy": -log_prob.mean(axis=-1), **masked}, log_prob
 
 
-def temperature_step(sac: SAC, state, log_prob):
-    """Updates `log_alpha` towards the target entropy, given the actor's log pi."""
-    losses, _, log_alpha, opt_state, gradient_state = descend(
-        sac, state, "alpha", alpha_loss(sac, log_prob),
-        state.log_alpha, sac.alpha_optimizer, state.alpha_opt_state,
-    )
-    state = state.replace(log_alpha=log_alpha, alpha_opt_state=opt_state, gradient_state=gradient_state)
-    return state, {"alpha_loss": losses, "alpha": alpha(log_alpha, sac.num_tasks)[:, 0]}
+def temperature_step(sac: SAC, state: SACState, log_prob):
+    """Updates log-alpha towards the target entropy, given the actor's log pi."""
+    losses, _, temperature = descend(sac, state.temperature, alpha_loss(sac, log_prob), sac.alpha_optimizer)
+    state = state.replace(temperature=temperature)
+    return state, {"alpha_loss": losses, "alpha": alpha(temperature.params, sac.num_tasks)[:, 0]}
 
 
-def target_step(sac: SAC, state):
+def target_step(sac: SAC, state: SACState) -> SACState:
     """Polyak averaging of the target critics: target <- tau * critic + (1 - tau) * target."""
-    return state.replace(
-        target_critic_params=optax.incremental_update(state.critic_params, state.target_critic_params, sac.tau)
-    )
+    critic = state.critic
+    return state.replace(critic=critic.replace(
+        target_params=optax.incremental_update(critic.params, critic.target_params, sac.tau)
+    ))
+
+
+def next_key(state: SACState, num: int):
+    """The update's `num` keys from the state's stream, and the state with the stream advanced
+    and the update counted."""
+    key, *keys = jax.random.split(jax.random.wrap_key_data(state.key), num + 1)
+    return state.replace(key=jax.random.key_data(key), step=state.step + 1), keys
 
 
 def sac_update(sac: SAC, batch_size_per_task: int, state: SACState, buffer: replay_buffer.ReplayBuffer):
     """One SAC update on a stratified batch: critic, actor, temperature, targets."""
-    key, sample_key, critic_key, actor_key = jax.random.split(jax.random.wrap_key_data(state.key), 4)
+    state, (sample_key, critic_key, actor_key) = next_key(state, 3)
     batch = replay_buffer.sample(buffer, sample_key, batch_size_per_task)
     state, critic_metrics = critic_step(sac, state, batch, critic_key)
     state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key)
     state, alpha_metrics = temperature_step(sac, state, log_prob)
-    state = target_step(sac, state)
-    state = state.replace(key=jax.random.key_data(key), step=state.step + 1)
-    return state, {**critic_metrics, **actor_metrics, **alpha_metrics}  # each (T,)
+    return target_step(sac, state), {**critic_metrics, **actor_metrics, **alpha_metrics}  # each (T,)
 
 
 def scanned(one_update, num_updates: int):
@@ -341,17 +441,27 @@ def scanned(one_update, num_updates: int):
 # ----- acting on a (T, obs_dim) batch, one observation per task -----
 
 
+def policy_params(sac: SAC, state: SACState) -> dict:
+    """What the policy reads: the actor's parameters and the encoder stage's."""
+    return {"actor": state.actor.params, "encoder": encoder_params(sac, state.critic.params)}
+
+
+def policy_distribution(sac: SAC, policy_params, obs):
+    """The actor's (mean, log_std) at `obs` (T, ...), one observation per task: each (T, 1, A)."""
+    features = encode(sac, policy_params["encoder"], obs[:, None])
+    return sac.actor.apply(policy_params["actor"], features, sac.descriptions)
+
+
 def sample_actions(sac: SAC, policy_params, obs, key, step):
     """Actions sampled with the key `fold_in(key, step)`: reproducible at any step."""
-    mean, log_std = sac.actor.apply(policy_params["actor_params"], obs[:, None, :], sac.descriptions)
+    mean, log_std = policy_distribution(sac, policy_params, obs)
     action, _ = heads.sample_tanh_gaussian(mean, log_std, jax.random.fold_in(key, step))
     return action[:, 0]
 
 
 def eval_actions(sac: SAC, policy_params, obs):
     """The deterministic policy tanh(mean)."""
-    mean, _ = sac.actor.apply(policy_params["actor_params"], obs[:, None, :], sac.descriptions)
-    return jnp.tanh(mean[:, 0])
+    return jnp.tanh(policy_distribution(sac, policy_params, obs)[0][:, 0])
 
 
 # ----- the state_sac agent -----
@@ -365,7 +475,7 @@ def make_state_sac(
     return Agent(
         init=jax.jit(functools.partial(init_state, sac)),
         update=jax.jit(scanned(one_update, num_updates_per_call), donate_argnums=0),
-        policy_params=lambda state: {"actor_params": state.actor_params},
+        policy_params=functools.partial(policy_params, sac),
         sample_actions=jax.jit(functools.partial(sample_actions, sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, sac)),
     )

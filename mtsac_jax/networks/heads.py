@@ -50,17 +50,32 @@ _CriticEnsemble = nn.vmap(
 
 
 class TwinCritic(nn.Module):
-    """Two independent critics as one vmapped ensemble: (T, B, D), (T, B, A) -> (2, T, B).
+    """An encoder stage, then two independent critics as one vmapped ensemble on its features:
+    (T, B, D), (T, B, A) -> (2, T, B).
 
-    The inputs are broadcast along the ensemble axis first, so every layer is one batched
-    matmul over a leading ensemble axis (no activation transposes in the backward pass)."""
+    `make_encoder() -> nn.Module` maps observations (T, B, ...) to features (T, B, F); without
+    one the features are the observations. The encoder runs once per batch, before the
+    ensemble (`encode`, then `q`); its parameters are the critics' (`params/encoder`), trained
+    by the critic loss. The features are broadcast along the ensemble axis, so every layer is
+    one batched matmul over a leading ensemble axis (no activation transposes in the backward
+    pass)."""
 
     make_network: Callable[[int], nn.Module]
+    make_encoder: Callable[[], nn.Module] | None = None
 
-    @nn.compact
-    def __call__(self, obs, action, descriptions=None):
+    def setup(self):
+        self.encoder = None if self.make_encoder is None else self.make_encoder()
+        self.ensemble = _CriticEnsemble(self.make_network)
+
+    def encode(self, obs):
+        return obs if self.encoder is None else self.encoder(obs)
+
+    def q(self, features, action, descriptions=None):
         twin = lambda x: jnp.broadcast_to(x, (2, *x.shape))  # noqa: E731
-        return _CriticEnsemble(self.make_network, name="ensemble")(twin(obs), twin(action), descriptions)
+        return self.ensemble(twin(features), twin(action), descriptions)
+
+    def __call__(self, obs, action, descriptions=None):
+        return self.q(self.encode(obs), action, descriptions)
 
 
 def sample_tanh_gaussian(mean, log_std, key):
