@@ -13,7 +13,7 @@ serves actor and critics.
     python train.py --config=configs/care.py:mt10,smoke
 """
 
-from mtsac_jax.config import network_preset
+from mtsac_jax.config import preset
 
 COMMON = {
     "env.use_one_hot": False,
@@ -21,10 +21,10 @@ COMMON = {
     "agent.multitask.task_encoder.description_embeddings": "metaworld",
 }
 SETTINGS = {
-    "mt10": {**COMMON, "agent.network.num_experts": 6},
-    "mt50": {**COMMON, "agent.network.num_experts": 10},
+    "mt10": {"env": "metaworld-mt10", **COMMON, "agent.network.num_experts": 6},
+    "mt50": {"env": "metaworld-mt50", **COMMON, "agent.network.num_experts": 10},
 }
 
 
 def get_config(arg=None):
-    return network_preset("care", arg, SETTINGS)
+    return preset(arg, SETTINGS, network="care")

@@ -10,11 +10,11 @@ network through the embedding only (no one-hot in the observation), as in mtrl.
     python train.py --config=configs/film.py:mt10,smoke
 """
 
-from mtsac_jax.config import network_preset
+from mtsac_jax.config import preset
 
 COMMON = {"env.use_one_hot": False, "agent.multitask.should_use_task_encoder": True}
-SETTINGS = {"mt10": COMMON, "mt50": COMMON}
+SETTINGS = {"mt10": {"env": "metaworld-mt10", **COMMON}, "mt50": {"env": "metaworld-mt50", **COMMON}}
 
 
 def get_config(arg=None):
-    return network_preset("film", arg, SETTINGS)
+    return preset(arg, SETTINGS, network="film")

@@ -9,14 +9,14 @@ through its learned mixing weights (no one-hot in the observation).
     python train.py --config=configs/moore.py:mt10,smoke
 """
 
-from mtsac_jax.config import network_preset
+from mtsac_jax.config import preset
 
 COMMON = {"env.use_one_hot": False, "agent.multitask.should_use_multi_head_policy": True}
 SETTINGS = {
-    "mt10": {**COMMON, "agent.network.num_experts": 4},
-    "mt50": {**COMMON, "agent.network.num_experts": 6},
+    "mt10": {"env": "metaworld-mt10", **COMMON, "agent.network.num_experts": 4},
+    "mt50": {"env": "metaworld-mt50", **COMMON, "agent.network.num_experts": 6},
 }
 
 
 def get_config(arg=None):
-    return network_preset("moore", arg, SETTINGS)
+    return preset(arg, SETTINGS, network="moore")

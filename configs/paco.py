@@ -10,11 +10,11 @@ on MT50 too (the JAX baselines' default).
     python train.py --config=configs/paco.py:mt10,smoke
 """
 
-from mtsac_jax.config import network_preset
+from mtsac_jax.config import preset
 
 COMMON = {"env.use_one_hot": False, "agent.network.num_parameter_sets": 5}
-SETTINGS = {"mt10": COMMON, "mt50": COMMON}
+SETTINGS = {"mt10": {"env": "metaworld-mt10", **COMMON}, "mt50": {"env": "metaworld-mt50", **COMMON}}
 
 
 def get_config(arg=None):
-    return network_preset("paco", arg, SETTINGS)
+    return preset(arg, SETTINGS, network="paco")

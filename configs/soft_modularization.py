@@ -10,7 +10,7 @@ included: the paper's reweighting of the task losses by the tasks' temperatures 
     python train.py --config=configs/soft_modularization.py:mt10,smoke
 """
 
-from mtsac_jax.config import network_preset
+from mtsac_jax.config import preset
 
 
 def _setting(layers: int, modules: int) -> dict:
@@ -23,8 +23,8 @@ def _setting(layers: int, modules: int) -> dict:
     }
 
 
-SETTINGS = {"mt10": _setting(2, 2), "mt50": _setting(4, 4)}
+SETTINGS = {"mt10": {"env": "metaworld-mt10", **_setting(2, 2)}, "mt50": {"env": "metaworld-mt50", **_setting(4, 4)}}
 
 
 def get_config(arg=None):
-    return network_preset("soft_modularization", arg, SETTINGS)
+    return preset(arg, SETTINGS, network="soft_modularization")

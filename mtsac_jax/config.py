@@ -118,15 +118,22 @@ def compose(
     return config
 
 
-def network_preset(network: str, arg: str | None, settings: dict[str, dict]) -> ml_collections.ConfigDict:
-    """A network's published Meta-World setting: `settings` maps `mt10` and `mt50` to dotted
-    config keys and values, applied to `compose(...)`; the config file's argument picks `mt10`
-    (the default) or `mt50`, and `smoke` shrinks the result."""
-    flags, _ = parse_config_arg(arg, flags=("mt10", "mt50", "smoke"))
-    env = "mt50" if "mt50" in flags else "mt10"
-    config = compose("metaworld", "state_sac", f"metaworld-{env}", network=network)
+def preset(arg: str | None, settings: dict[str, dict], *, setup: str = "metaworld", agent: str = "state_sac",
+           network: str = "mlp", gradient: str = "mean") -> ml_collections.ConfigDict:
+    """A published setting as a config file's `get_config`: `settings` maps each variant (a word
+    of the config file's argument; the first is the default) to its `env` and dotted config keys
+    with their values, applied to `compose(setup, agent, env, network=..., gradient=...)`;
+    `smoke` shrinks the result."""
+    variants = tuple(settings)
+    flags, _ = parse_config_arg(arg, flags=(*variants, "smoke"))
+    chosen = [flag for flag in flags if flag in variants] or [variants[0]]
+    if len(chosen) > 1:
+        raise ConfigError(f"the config file's argument names {' and '.join(chosen)}; it takes one of "
+                          f"{', '.join(variants)}. Fix: keep one of them.")
+    keys = dict(settings[chosen[0]])
+    config = compose(setup, agent, keys.pop("env"), network=network, gradient=gradient)
     config.unlock()
-    for key, value in settings[env].items():
+    for key, value in keys.items():
         parent, _, leaf = key.rpartition(".")
         _get(config, parent)[leaf] = value
     if "smoke" in flags:

@@ -21,6 +21,14 @@ from mtsac_jax import envs
 from mtsac_jax.config import compose
 
 
+def pytest_collection_modifyitems(items):
+    """Every test not marked `e2e` (a whole command in a process of its own) is a `unit` test:
+    `pytest -m unit` runs the in-process tests alone."""
+    for item in items:
+        if item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.unit)
+
+
 def tiny_config(env="metaworld-mt1", **multitask):
     """The smoke config, unlocked so a test can switch agent.multitask variants."""
     config = compose("metaworld", "state_sac", env, smoke=True)

@@ -291,5 +291,6 @@ def test_each_presets_agent_builds_from_its_config_file(name):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "paco" else pytest.mark.slow)
                                   for n in ARCHITECTURES])
+@pytest.mark.e2e
 def test_each_preset_trains_mt10_through_train_py_and_resumes_exactly(name, tmp_path):
     assert_killed_run_resumes_exactly(tmp_path, f"configs/{name}.py:mt10,smoke")

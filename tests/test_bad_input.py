@@ -159,6 +159,7 @@ def run(script, *args, env=None):
 
 @settings(max_examples=1, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.e2e
 @given(valid_overrides)
 def test_a_rejected_run_leaves_nothing_that_breaks_a_valid_random_smoke_run(tmp_path, overrides):
     workdir = tmp_path / "run"
@@ -260,6 +261,7 @@ def run_copy(smoke_run, tmp_path):
     return workdir
 
 
+@pytest.mark.e2e
 def test_a_damaged_newest_checkpoint_gives_one_warning_and_the_one_before(run_copy):
     for path in (run_copy / "checkpoints" / "240" / "arrays").rglob("*"):
         if path.is_file() and path.parent.name == "d":
@@ -275,6 +277,7 @@ def test_a_damaged_newest_checkpoint_gives_one_warning_and_the_one_before(run_co
         mtsac_jax.load_policy(run_copy, step=240)
 
 
+@pytest.mark.e2e
 def test_an_emptied_newest_checkpoint_falls_back_and_every_damaged_one_stops(run_copy):
     shutil.rmtree(run_copy / "checkpoints" / "240" / "arrays")
     warnings = []
@@ -285,6 +288,7 @@ def test_an_emptied_newest_checkpoint_falls_back_and_every_damaged_one_stops(run
         mtsac_jax.load_policy(run_copy, warn=warnings.append)
 
 
+@pytest.mark.e2e
 def test_a_deleted_checkpoints_folder_is_named_and_not_recreated(run_copy):
     shutil.rmtree(run_copy / "checkpoints")
     with pytest.raises(CheckpointError, match="checkpoints is missing"):
@@ -297,6 +301,7 @@ def test_a_deleted_checkpoints_folder_is_named_and_not_recreated(run_copy):
     (["--step=7"], "has no checkpoint for step 7; it has [200, 240]. Fix:"),
     (["--episodes=1", "--video"], "cannot write the videos to"),
 ])
+@pytest.mark.e2e
 def test_evaluate_refuses_bad_input_in_one_message(run_copy, args, message):
     (run_copy / "videos").write_text("a file where the video folder goes")
     result = run("evaluate.py", f"--workdir={run_copy}", *args, env={"MUJOCO_GL": "egl"})

@@ -6,10 +6,13 @@ import shutil
 import tempfile
 
 import jax
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtsac_jax.checkpoint import Checkpointer
+
+pytestmark = pytest.mark.e2e  # every test here runs train.py
 
 
 def restore(workdir: pathlib.Path, abstract):

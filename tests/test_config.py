@@ -95,6 +95,7 @@ def test_unknown_task_lists_valid_ones():
         (["--config=configs/compose.py:env=metaworld-mt10,gradient=pcgradd"], "Did you mean 'pcgrad'?"),
     ],
 )
+@pytest.mark.e2e
 def test_command_line_errors_are_one_clear_message(args, message, tmp_path):
     result = run_train(*args, f"--workdir={tmp_path / 'run'}")
     assert result.returncode != 0
@@ -127,6 +128,7 @@ def test_a_section_with_the_keys_of_another_choice_is_refused():
         validate(config)
 
 
+@pytest.mark.e2e
 def test_registering_a_taken_name_from_another_file_is_refused(tmp_path):
     other = tmp_path / "other.py"
     other.write_text("from mtsac_jax.networks import NETWORKS\nNETWORKS.register('mlp', None)\n")
@@ -146,6 +148,7 @@ def test_a_config_json_of_an_earlier_version_is_upgraded():
     validate(__import__("ml_collections").ConfigDict(upgraded))
 
 
+@pytest.mark.e2e
 def test_a_runs_config_json_is_a_config(smoke_run):
     import json
 
@@ -156,6 +159,7 @@ def test_a_runs_config_json_is_a_config(smoke_run):
     assert printed == {**json.loads((workdir / "config.json").read_text()), "seed": 4}
 
 
+@pytest.mark.e2e
 def test_help_lists_the_flags_and_every_config_key_with_its_value():
     result = run_train("--config=configs/metaworld_mt1.py:push-v3", "--help")
     assert result.returncode == 0, result.stderr[-3000:]

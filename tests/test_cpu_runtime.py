@@ -11,6 +11,8 @@ import pytest
 from mtsac_jax.cpu_runtime import XLA_DOTS, YNN_FUSION_FLAG, on_measured_jaxlib
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.e2e  # every test here starts python processes
+
 MEASURED = on_measured_jaxlib()
 
 PROBE = """

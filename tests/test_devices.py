@@ -64,6 +64,7 @@ def one_device_mt10(tmp_path_factory):
 
 @pytest.mark.parametrize("devices, split", [(2, "the replay buffer along the task axis"),
                                             (4, "each sampled batch along its per-task batch axis")])
+@pytest.mark.e2e
 def test_mt10_on_several_devices_matches_one_device(one_device_mt10, tmp_path, devices, split):
     """MT10 smoke on 2 devices (tasks split) and 4 (batches split): the logs of the 1-device run
     to float tolerance (the gradients are summed over devices in another order). The 4-device
@@ -82,6 +83,7 @@ def test_mt10_on_several_devices_matches_one_device(one_device_mt10, tmp_path, d
         assert [r["step"] for r in read_jsonl(workdir / "train.jsonl")][-2:] == [130, 180]
 
 
+@pytest.mark.e2e
 def test_two_seeds_on_two_devices_each_train_their_seed(two_seeds, tmp_path):
     """num_seeds=2 on 2 devices: a seed per device; each seed's logs those of the same seeds on one
     device to float tolerance."""
@@ -91,6 +93,7 @@ def test_two_seeds_on_two_devices_each_train_their_seed(two_seeds, tmp_path):
         assert_close(read_jsonl(tmp_path / "two" / seed / "train.jsonl"), read_jsonl(two_seeds / seed / "train.jsonl"))
 
 
+@pytest.mark.e2e
 def test_two_processes_train_checkpoint_and_resume(one_device_mt10, tmp_path):
     """MT10 smoke in 2 processes through the launch script, each stepping 5 tasks: to step 120, then
     resumed in 2 processes to 130; the logs (per-task evaluations included) are the 1-device run's
@@ -122,6 +125,7 @@ def test_processes_that_cannot_share_out_the_tasks_are_refused_with_the_fix(seed
         sharding.plan(seeds, tasks, 8, devices=devices)
 
 
+@pytest.mark.e2e
 def test_the_launch_script_explains_its_arguments():
     result = subprocess.run([*LAUNCH, "two"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2

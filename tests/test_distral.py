@@ -108,6 +108,7 @@ def test_config_errors_name_the_key_and_the_fix():
         validate(config)
 
 
+@pytest.mark.e2e
 def test_distral_trains_mt10_through_train_py_resumes_exactly_and_evaluates_either_policy(tmp_path):
     assert_killed_run_resumes_exactly(tmp_path, "configs/compose.py:agent=distral,env=metaworld-mt10,smoke")
     policy = mtsac_jax.load_policy(tmp_path / "whole")

@@ -144,6 +144,7 @@ def test_sigkilled_workers_of_an_mt10_run_are_replaced_and_the_run_finishes(tmp_
     assert np.asarray(buffer["buffer"]["cursor"]).tolist() == expected
 
 
+@pytest.mark.e2e
 def test_a_hung_worker_is_replaced_after_the_timeout_and_too_many_restarts_stop_with_a_checkpoint(tmp_path):
     """SIGSTOP: replaced once `env.worker_timeout_s` has passed. SIGKILL of its successor: the
     second restart within the window is one too many, so the run saves and stops in one paragraph;
@@ -205,9 +206,10 @@ def test_a_sync_env_that_raises_names_its_task_and_keeps_the_last_checkpoint(tmp
     assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["50"]
 
 
+@pytest.mark.e2e
 def test_a_checkpoint_with_one_cursor_for_all_tasks_resumes_exactly(smoke_run, tmp_path):
-    """Format 2 (before per-task cursors): checkpoint 200 rewritten so, the run resumed from it
-    writes the uninterrupted run's logs."""
+    """Format 2 (before per-task cursors and nested agent states): checkpoint 200 rewritten so,
+    the run resumed from it writes the uninterrupted run's logs."""
     reference, _ = smoke_run
     workdir = tmp_path / "format2"
     shutil.copytree(reference, workdir)
@@ -218,6 +220,7 @@ def test_a_checkpoint_with_one_cursor_for_all_tasks_resumes_exactly(smoke_run, t
         assert trainer.restore() == 200
         buffer = trainer.buffer
         trainer.buffer = buffer.replace(cursor=buffer.cursor[:, 0], size=buffer.size[:, 0])  # (seeds,)
+        trainer.state = checkpoint._flat_state(trainer.state, type(trainer.state).flat_fields)
         run = trainer.runs[0]
         run.checkpointer.close()
         shutil.rmtree(workdir / "checkpoints" / "200")
@@ -332,6 +335,7 @@ def test_an_env_that_raises_in_a_worker_names_its_task_and_is_not_restarted(my_e
         vector_env.close()
 
 
+@pytest.mark.e2e
 def test_a_process_that_exits_without_closing_its_workers_does_not_hang():
     """Even when its exit hooks would run multiprocessing's (which SIGTERMs and joins workers,
     which ignore SIGTERM) before the vector env's finalizer."""
@@ -392,6 +396,7 @@ def test_worker_keys_out_of_range_are_refused(key, value):
 
 
 
+@pytest.mark.e2e
 def test_evaluate_py_names_a_worker_killed_as_it_starts(smoke_run, tmp_path):
     """evaluate.py with async workers, an eval worker SIGKILLed as soon as it exists: killed while
     building its env, a clean error naming the task; killed later, a warning and the evaluation
@@ -416,6 +421,7 @@ def test_evaluate_py_names_a_worker_killed_as_it_starts(smoke_run, tmp_path):
         assert "The evaluation is done again from its start." in stderr and "reach-v3" in stdout
 
 
+@pytest.mark.e2e
 def test_evaluate_py_does_its_evaluation_again_after_a_killed_worker(smoke_run):
     """evaluate.py's evaluation meets a dead eval worker: one warning names the task, the worker
     is replaced and the evaluation is done again from its start."""

@@ -56,6 +56,7 @@ def test_the_page_shows_four_examples():
     assert [len(commands) for commands in COMMANDS] == [2, 1, 3, 2]
 
 
+@pytest.mark.e2e
 def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
     train_line, evaluate_line = COMMANDS[0]
     run(train_line, user_folder)
@@ -68,6 +69,7 @@ def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
     assert "checkpoint 240" in result.stdout and "reach-v3  success" in result.stdout
 
 
+@pytest.mark.e2e
 def test_a_gradient_method_of_ones_own_trains_and_resumes_with_its_state(user_folder):
     (train_line,) = COMMANDS[1]
     run(train_line, user_folder)
@@ -76,6 +78,7 @@ def test_a_gradient_method_of_ones_own_trains_and_resumes_with_its_state(user_fo
     resumes_exactly(workdir, train_line, user_folder)
 
 
+@pytest.mark.e2e
 def test_an_env_family_and_setup_of_ones_own_train_resume_evaluate_and_plot(user_folder):
     train_line, evaluate_line, plot_line = COMMANDS[2]
     result = run(train_line, user_folder)
@@ -90,6 +93,7 @@ def test_an_env_family_and_setup_of_ones_own_train_resume_evaluate_and_plot(user
     assert (workdir / "learning_curves.png").stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_metaworld_is_imported_only_by_a_run_that_uses_it(user_folder):
     code = (
         "import sys; sys.path.insert(0, 'my_configs'); import pendulum, mtsac_jax, mtsac_jax.training, "
@@ -101,6 +105,7 @@ def test_metaworld_is_imported_only_by_a_run_that_uses_it(user_folder):
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.e2e
 def test_an_agent_with_an_extra_loss_trains_resumes_and_evaluates(user_folder):
     train_line, evaluate_line = COMMANDS[3]
     run(train_line, user_folder)
@@ -114,6 +119,7 @@ def test_an_agent_with_an_extra_loss_trains_resumes_and_evaluates(user_folder):
     assert "checkpoint 240" in result.stdout and "reach-v3" in result.stdout
 
 
+@pytest.mark.e2e
 def test_the_extra_loss_trains_the_reward_model(user_folder):
     """In-process: on a buffer whose reward is a fixed function of the state, 400 updates bring
     the reward model's loss down tenfold, under the mean and under PCGrad."""

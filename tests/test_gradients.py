@@ -224,11 +224,13 @@ def test_gradnorm_keeps_the_first_losses_as_the_initial_ones():
     assert not np.allclose(method_state["weights"], 1.0)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("gradient", ["pcgrad", "gradnorm"])
 def test_each_method_trains_mt10_through_train_py_and_resumes_exactly(gradient, tmp_path):
     assert_killed_run_resumes_exactly(tmp_path, f"configs/compose.py:env=metaworld-mt10,gradient={gradient},smoke")
 
 
+@pytest.mark.e2e
 def test_mtrl_agent_names_are_state_sac_with_their_gradient_method():
     for agent, gradient in (("pcgrad_state_sac", "pcgrad"), ("gradnorm_state_sac", "gradnorm")):
         config = compose("metaworld", agent, "metaworld-mt10")

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # every test here runs train.py
+
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 

@@ -48,6 +48,7 @@ def test_sbx_row_gets_the_network_batch_and_budget_of_its_mtsac_jax_row():
     assert options["workdir"].endswith("runs/learning/sbx-mt1-reach-v3/seed2")
 
 
+@pytest.mark.e2e
 def test_a_stop_signal_reaches_the_run_and_ends_the_sitting(tmp_path):
     """SIGTERM to `bench/learning.py` is passed on to the training run (which checkpoints and
     exits), the sitting's wall-clock is kept, and no further run is started."""
@@ -76,6 +77,7 @@ def test_a_stop_signal_reaches_the_run_and_ends_the_sitting(tmp_path):
     assert (tmp_path / "wallclock.json").exists() and not (tmp_path / "next_run").exists()
 
 
+@pytest.mark.e2e
 def test_a_sitting_killed_outright_keeps_its_wall_clock_up_to_the_last_period(tmp_path):
     """With the sitting killed by SIGKILL (no handler runs), `wallclock.json` still holds the
     time up to the last clock period, on top of the earlier sittings' time."""

@@ -55,12 +55,14 @@ def run(workdir, *args):
     return result
 
 
+@pytest.mark.e2e
 def test_the_mt1_smoke_run_writes_the_logs_of_the_code_before_the_registries(smoke_run):
     workdir, _ = smoke_run
     for name in ("train.jsonl", "eval.jsonl"):
         assert_same_records(read_jsonl(workdir / name), read_jsonl(LEGACY / "mt1" / name), name)
 
 
+@pytest.mark.e2e
 def test_every_network_variant_writes_the_logs_of_the_code_before_the_registries(tmp_path):
     """The first 120 steps (two log lines, one evaluation, 60 updates) of each variant; two runs
     at a time, one per core."""
@@ -83,6 +85,7 @@ def test_every_network_variant_writes_the_logs_of_the_code_before_the_registries
             assert_same_records(read_jsonl(tmp_path / variant / name), expected, f"{variant}: {name}")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("variant", ["mt1", "mt10-multi-head-task-encoder-shared-alpha"])
 def test_a_checkpoint_of_the_code_before_the_registries_resumes_with_the_same_continuation(variant, tmp_path):
     workdir = tmp_path / variant
@@ -111,6 +114,7 @@ FORMAT3_COMMANDS = {
 }
 
 
+@pytest.mark.e2e
 def test_flat_state_checkpoints_resume_with_the_same_continuation_and_load(tmp_path):
     """Checkpoints of format 3 (one flat train state: Distral's, and CARE's with PCGrad's state)
     resume into today's nested states and continue as that run did; `load_policy` reads them."""

@@ -43,6 +43,7 @@ def printed_configs(result):
     return configs
 
 
+@pytest.mark.e2e
 def test_mtrls_mt10_line_trains_through_main_py_with_the_native_forms_config(tmp_path):
     (native,) = printed_configs(run("train.py", *NATIVE_MT10, "--print_config"))
     (hydra_style,) = printed_configs(run("train.py", *MTRL_MT10, "--cfg", "job"))
@@ -53,6 +54,7 @@ def test_mtrls_mt10_line_trains_through_main_py_with_the_native_forms_config(tmp
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == native
 
 
+@pytest.mark.e2e
 def test_a_multirun_seed_sweep_runs_each_seed():
     result = run("main.py", "-m", "setup=metaworld", "agent=state_sac", "env=metaworld-mt1", "setup.seed=1,2,3",
                  "--print_config")
@@ -60,6 +62,7 @@ def test_a_multirun_seed_sweep_runs_each_seed():
     assert "multirun 3/3: setup=metaworld agent=state_sac env=metaworld-mt1 setup.seed=3" in result.stdout
 
 
+@pytest.mark.e2e
 def test_mtrls_care_line_chooses_the_care_network():
     (config,) = printed_configs(run(
         "main.py", "setup=metaworld", "agent=state_sac", "env=metaworld-mt10", "agent.multitask.num_envs=10",
@@ -75,6 +78,7 @@ def test_mtrls_care_line_chooses_the_care_network():
     assert config["env"]["use_one_hot"] is False
 
 
+@pytest.mark.e2e
 def test_words_override_a_config_file():
     (config,) = printed_configs(run("train.py", "--config=configs/metaworld_mt1.py:push-v3", "setup.seed=7",
                                     "agent.multitask.should_use_task_encoder=True", "--print_config"))
@@ -103,6 +107,7 @@ def test_words_that_cannot_run_stop_with_one_message(args, message):
     assert message in str(stop.value.code) and str(stop.value.code).startswith("error: ")
 
 
+@pytest.mark.e2e
 def test_mtrls_distral_line_chooses_the_distral_agent():
     (config,) = printed_configs(run("main.py", "setup=metaworld", "agent=distral", "env=metaworld-mt10",
                                     "agent.multitask.num_envs=10", "--print_config"))

@@ -64,6 +64,7 @@ def test_runs_without_shared_steps_are_rejected(tmp_path):
         plot_runs(runs, tmp_path / "out.png")
 
 
+@pytest.mark.e2e
 def test_cli_prints_default_path(tmp_path):
     workdir = write_run(tmp_path / "run")
     result = run_cli(workdir)
@@ -72,6 +73,7 @@ def test_cli_prints_default_path(tmp_path):
     assert_png(workdir / "learning_curves.png")
 
 
+@pytest.mark.e2e
 def test_cli_several_runs_with_out(tmp_path):
     runs = [write_run(tmp_path / f"seed{seed}", seed=seed) for seed in range(2)]
     out = tmp_path / "curves.png"
@@ -109,6 +111,7 @@ def different_tasks(tmp_path):
     return [first, second], f"runs have different tasks: {first} and {second} differ in door-open-v3, pick-place-v3"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("bad_input", [missing_dir, missing_eval, empty_eval, malformed_line, different_tasks])
 def test_cli_rejects_bad_input_in_one_line(tmp_path, bad_input):
     workdirs, message = bad_input(tmp_path)
@@ -119,6 +122,7 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path, bad_input):
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.e2e
 def test_a_last_line_cut_short_is_skipped_with_one_warning(tmp_path):
     workdir = write_run(tmp_path / "run")
     with open(workdir / "eval.jsonl", "a") as handle:
@@ -129,6 +133,7 @@ def test_a_last_line_cut_short_is_skipped_with_one_warning(tmp_path):
     assert_png(tmp_path / "out.png")
 
 
+@pytest.mark.e2e
 def test_experiment_folders_are_compared_on_the_same_panels(tmp_path):
     for experiment in ("ours", "peer"):
         for seed in range(3):

@@ -16,6 +16,7 @@ from mtsac_jax.policy import PolicyError, load_config
 from tests.conftest import REPO
 
 
+@pytest.mark.e2e
 def test_load_policy_plugs_into_metaworlds_evaluator(smoke_run):
     workdir, _ = smoke_run
     policy = mtsac_jax.load_policy(workdir)
@@ -32,6 +33,7 @@ def test_load_policy_plugs_into_metaworlds_evaluator(smoke_run):
     assert 0.0 <= mean_success <= 1.0 and mean_return > 0.0
 
 
+@pytest.mark.e2e
 def test_our_evaluator_agrees_with_metaworlds_episode_for_episode(smoke_run):
     """Our eval envs and evaluate() against Meta-World's own env stack and evaluator, built
     from the same seeds a run uses (goals from the per-task goal seed, then the env reseeded
@@ -63,6 +65,7 @@ def test_our_evaluator_agrees_with_metaworlds_episode_for_episode(smoke_run):
     }
 
 
+@pytest.mark.e2e
 def test_policy_is_deterministic_numpy_and_matches_the_chosen_checkpoint(smoke_run):
     workdir, _ = smoke_run
     latest, earlier = mtsac_jax.load_policy(workdir), mtsac_jax.load_policy(workdir, step=200)
@@ -75,6 +78,7 @@ def test_policy_is_deterministic_numpy_and_matches_the_chosen_checkpoint(smoke_r
         mtsac_jax.load_policy(workdir, step=7)
 
 
+@pytest.mark.e2e
 def test_load_policy_restores_the_checkpoints_actor_and_leaves_the_buffer_unread(smoke_run):
     import jax
     import orbax.checkpoint as ocp
@@ -104,6 +108,7 @@ def test_load_policy_on_a_folder_without_a_run(tmp_path):
         mtsac_jax.load_policy(tmp_path)
 
 
+@pytest.mark.e2e
 def test_evaluate_script_prints_per_task_success_and_records_video(smoke_run):
     workdir, _ = smoke_run
     result = subprocess.run(
@@ -117,6 +122,7 @@ def test_evaluate_script_prints_per_task_success_and_records_video(smoke_run):
     assert [v.name for v in videos] == ["reach-v3_ep0.mp4"] and videos[0].stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_evaluate_script_without_checkpoints_says_so(tmp_path):
     result = subprocess.run([sys.executable, "evaluate.py", f"--workdir={tmp_path}"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)

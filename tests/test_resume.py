@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import REPO, read_jsonl, train, train_command
 
+pytestmark = pytest.mark.e2e  # every test here runs train.py
+
 
 def start_and_interrupt(workdir, signum, after_checkpoint="100"):
     """Starts a smoke run and sends `signum` once checkpoint `after_checkpoint` exists."""

@@ -9,12 +9,15 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from mtsac_jax import plot
 from mtsac_jax.policy import load_config, load_policy
 from mtsac_jax.training import Trainer
 from mtsac_jax.workdir import STOPPED, prepare_workdir
 from tests.conftest import REPO, assert_close, read_jsonl, train
+
+pytestmark = pytest.mark.e2e  # every test here runs train.py
 
 TWO_SEEDS = "--config.num_seeds=2"  # as the two_seeds fixture (conftest.py)
 INIT_STEPS = 60  # the smoke config's warm-up: no update before it

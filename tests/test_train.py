@@ -3,7 +3,11 @@
 import json
 import re
 
+import pytest
+
 from tests.conftest import read_jsonl, train
+
+pytestmark = pytest.mark.e2e  # every test here runs train.py
 
 
 def test_smoke_run_writes_config_train_and_eval_logs(smoke_run):

@@ -62,6 +62,7 @@ def test_a_rendering_failure_names_the_fix():
         video._render(BrokenEnv(), turn=True)
 
 
+@pytest.mark.e2e
 def test_save_video_records_every_evaluation_during_training_and_changes_no_log(smoke_run, tmp_path):
     from tests.conftest import read_jsonl, train
 
