@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import ml_collections
 
 from mtsac_jax.registry import AGENTS
@@ -77,6 +78,14 @@ class AgentSpec:
     per_task_metrics: tuple[str, ...] = ()
 
 
+def scanned(one_update, num_updates: int):
+    """`num_updates` calls of `one_update(state, buffer)` in one `lax.scan`; metrics of the last."""
+
+    def update(state, buffer):
+        state, metrics = jax.lax.scan(lambda carry, _: one_update(carry, buffer), state, None, length=num_updates)
+        return state, jax.tree.map(lambda m: m[-1], metrics)
+
+    return update
 
 
 def build(

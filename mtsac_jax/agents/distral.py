@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mtsac_jax import networks, replay_buffer
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac, sac_section
+from mtsac_jax import gradients, networks, replay_buffer
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac, sac_section, scanned
 from mtsac_jax.networks import heads
 from mtsac_jax.registry import ConfigError, check_choice
 
@@ -148,8 +148,8 @@ def regularised_rewards(distral: Distral, state: DistralState, batch, key):
 
 @flax.struct.dataclass
 class ActorInputs(sac.ActorInputs):
-    distilled_actor_params: dict = sac.loss_input("shared")  # pi_0's, which every task reads whole
-    obs: jax.Array = sac.loss_input()  # (T, B, D): pi_0 reads the observations
+    distilled_actor_params: dict = gradients.loss_input("shared")  # pi_0's, which every task reads whole
+    obs: jax.Array = gradients.loss_input()  # (T, B, D): pi_0 reads the observations
 
 
 def actor_losses(distral: Distral, agent: sac.SAC, actor_params, inputs: ActorInputs):
@@ -282,7 +282,7 @@ def make_agent(
     one_update = functools.partial(distral_update, distral, batch_size_per_task)
     return Agent(
         init=jax.jit(functools.partial(init_state, distral)),
-        update=jax.jit(sac.scanned(one_update, num_updates_per_call), donate_argnums=0),
+        update=jax.jit(scanned(one_update, num_updates_per_call), donate_argnums=0),
         policy_params=lambda state: {**sac.policy_params(distral.sac, state.sac), "distilled": state.distilled.params},
         sample_actions=jax.jit(functools.partial(sac.sample_actions, distral.sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, distral)),

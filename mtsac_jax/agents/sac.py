@@ -19,14 +19,11 @@ default; `make_sac(..., make_encoder)`) maps observations to features once per b
 the twin ensemble; it belongs to the critics and is trained by their loss, and the actor reads
 its features with the gradient stopped (mtrl's rule for SAC-AE).
 
-Per-task losses are (T,) vectors; the registered gradient method (`agent.gradient`, `mean` by
-default: the gradient of their mean, which equals mtrl's mean over the whole batch because
-every task has the same number of samples) turns each into the gradient Adam applies. Each
-loss is a `gradients.TaskLoss`: a function of the parameters and of typed inputs (the batch,
-the encoder's features, the other networks' parameters, the sampling noise drawn before the
-loss) whose fields declare their task axes (`loss_input`), so that a method can take any
-task's share of it.
-
+Per-task losses are (T,) vectors; the registered gradient method (`agent.gradient`; `mean`,
+the gradient of their mean, equals mtrl's mean over the whole batch as every task has as many
+samples) turns each into the gradient Adam applies. Each loss is a `gradients.TaskLoss` on
+typed inputs (the batch, the features, the other networks' parameters, the noise drawn before
+the loss) whose fields declare their task axes, so a method can take any task's share of it.
 The steps (`critic_step`, `actor_step`, `temperature_step`, `target_step`) take the `SAC`
 bundle and a `SACState` and return the state with their part replaced: another agent composes
 them with steps of its own (`mtsac_jax.agents.distral`).
@@ -46,11 +43,8 @@ import ml_collections
 import optax
 
 from mtsac_jax import gradients, networks, replay_buffer, task_descriptions
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac_section
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac_section, scanned
 from mtsac_jax.networks import heads
-
-LOSSES = ("critic", "actor", "alpha")  # each has its own gradient-method state
-
 
 @flax.struct.dataclass
 class Trained:
@@ -121,6 +115,10 @@ class SAC:
     temperature_loss: str
     target_entropy: float
 
+    @property
+    def alpha_axis(self):  # one log-alpha per task, or one that all tasks share
+        return 0 if self.num_alphas == self.num_tasks else None
+
 
 def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
              make_encoder: Callable[[], nn.Module] | None = None) -> SAC:
@@ -188,16 +186,14 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
     critic_params = sac.critic.init(critic_key, obs, action, sac.descriptions)
     actor_params = sac.actor.init(actor_key, encode(sac, critic_params, obs), sac.descriptions)
     log_alpha = jnp.full((sac.num_alphas,), jnp.log(sac.init_temperature), jnp.float32)
-    # The gradient method's streams are folded off the state's key, leaving its splits as they are.
-    params = {"critic": critic_params, "actor": actor_params, "alpha": log_alpha}
-    gradient_state = {
-        loss: sac.gradient.init(params[loss], jax.random.fold_in(key, index)) for index, loss in enumerate(LOSSES)
-    }
+    # Each loss's gradient-method stream is folded off the state's key (critic 0, actor 1, alpha 2).
+    critic_method, actor_method, alpha_method = (
+        sac.gradient.init(params, jax.random.fold_in(key, index))
+        for index, params in enumerate((critic_params, actor_params, log_alpha)))
     return SACState(
-        actor=Trained(actor_params, sac.actor_optimizer.init(actor_params), gradient_state["actor"]),
-        critic=CriticState(critic_params, critic_params, sac.critic_optimizer.init(critic_params),
-                           gradient_state["critic"]),
-        temperature=Trained(log_alpha, sac.alpha_optimizer.init(log_alpha), gradient_state["alpha"]),
+        actor=Trained(actor_params, sac.actor_optimizer.init(actor_params), actor_method),
+        critic=CriticState(critic_params, critic_params, sac.critic_optimizer.init(critic_params), critic_method),
+        temperature=Trained(log_alpha, sac.alpha_optimizer.init(log_alpha), alpha_method),
         key=jax.random.key_data(key),
         step=jnp.zeros((), jnp.int32),
     )
@@ -220,62 +216,41 @@ def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
     return jnp.broadcast_to(jnp.exp(log_alpha), (num_tasks,))[:, None]
 
 
-def _alpha_axis(sac: SAC):  # one log-alpha per task, or one that all tasks share
-    return 0 if sac.num_alphas == sac.num_tasks else None
-
-
-# ----- typed loss inputs: each field declares its task axes -----
-
-
-def loss_input(axes: str = "task"):
-    """A field of a loss's inputs, with where its task axis is: "task" (the first axis of every
-    leaf), "shared" (none: all tasks read it whole), "actor" or "critic" (those networks'
-    parameters: each leaf's own axis), "alpha" (log-alpha: the first, or none when shared)."""
-    return flax.struct.field(metadata={"task_axes": axes})
-
-
-def input_axes(sac: SAC, inputs):
-    """`inputs` (a dataclass of `loss_input` fields) with each leaf replaced by its task axis."""
-    kinds = {
-        "task": lambda value: jax.tree.map(lambda _: 0, value),
-        "shared": lambda value: jax.tree.map(lambda _: None, value),
-        "actor": lambda value: sac.actor_axes,
-        "critic": lambda value: sac.critic_axes,
-        "alpha": lambda value: _alpha_axis(sac),
-    }
-    return inputs.replace(**{field.name: kinds[field.metadata["task_axes"]](getattr(inputs, field.name))
-                             for field in dataclasses.fields(inputs)})
+# ----- typed loss inputs: each field declares its task axes (`gradients.loss_input`) -----
 
 
 @flax.struct.dataclass
 class CriticInputs:
-    batch: dict = loss_input()  # the stratified batch, each leaf (T, B, ...)
-    noise: jax.Array = loss_input()  # (T, B, A): the next actions' sampling noise
-    next_features: jax.Array = loss_input()  # the encoder's features of next_obs, for the actor
-    target_next_features: jax.Array = loss_input()  # the target encoder's, for the target critics
-    actor_params: dict = loss_input("actor")
-    target_critic_params: dict = loss_input("critic")
-    log_alpha: jax.Array = loss_input("alpha")
-    descriptions: jax.Array | None = loss_input()  # (T, L) or None
+    batch: dict = gradients.loss_input()  # the stratified batch, each leaf (T, B, ...)
+    noise: jax.Array = gradients.loss_input()  # (T, B, A): the next actions' sampling noise
+    next_features: jax.Array = gradients.loss_input()  # the encoder's features of next_obs, for the actor
+    target_next_features: jax.Array = gradients.loss_input()  # the target encoder's, for the target critics
+    actor_params: dict = gradients.loss_input("actor")
+    target_critic_params: dict = gradients.loss_input("critic")
+    log_alpha: jax.Array = gradients.loss_input("alpha")
+    descriptions: jax.Array | None = gradients.loss_input()  # (T, L) or None
 
 
 @flax.struct.dataclass
 class ActorInputs:
-    features: jax.Array = loss_input()  # (T, B, F): the encoder's features, its gradient stopped
-    noise: jax.Array = loss_input()  # (T, B, A)
-    critic_params: dict = loss_input("critic")
-    log_alpha: jax.Array = loss_input("alpha")
-    descriptions: jax.Array | None = loss_input()
+    features: jax.Array = gradients.loss_input()  # (T, B, F): the encoder's features, its gradient stopped
+    noise: jax.Array = gradients.loss_input()  # (T, B, A)
+    critic_params: dict = gradients.loss_input("critic")
+    log_alpha: jax.Array = gradients.loss_input("alpha")
+    descriptions: jax.Array | None = gradients.loss_input()
 
 
 @flax.struct.dataclass
 class TemperatureInputs:
-    log_prob: jax.Array = loss_input()  # (T, B): the actor's log pi
+    log_prob: jax.Array = gradients.loss_input()  # (T, B): the actor's log pi
 
 
 def task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
-    """`losses(sac, params, inputs)` as a `TaskLoss`, the inputs' task axes as their fields declare."""
-    return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, input_axes(sac, inputs))
+    """`losses(sac, params, inputs)` as a `TaskLoss`, the inputs' task axes as their fields
+    declare: SAC's kinds are "actor" and "critic" (those networks' parameters' axes) and "alpha"
+    (log-alpha's: the first, or none when one is shared)."""
+    kinds = {"actor": sac.actor_axes, "critic": sac.critic_axes, "alpha": sac.alpha_axis}
+    return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, gradients.input_axes(inputs, kinds))
 
 
 # ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux) -----
@@ -377,7 +352,7 @@ def actor_loss(sac: SAC, state: SACState, obs, key) -> gradients.TaskLoss:
 
 def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
     """`alpha_losses` given the actor's log pi (T, B)."""
-    return task_loss(sac, alpha_losses, _alpha_axis(sac), TemperatureInputs(log_prob=log_prob))
+    return task_loss(sac, alpha_losses, sac.alpha_axis, TemperatureInputs(log_prob=log_prob))
 
 
 def critic_step(sac: SAC, state: SACState, batch, key):
@@ -426,16 +401,6 @@ def sac_update(sac: SAC, batch_size_per_task: int, state: SACState, buffer: repl
     state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key)
     state, alpha_metrics = temperature_step(sac, state, log_prob)
     return target_step(sac, state), {**critic_metrics, **actor_metrics, **alpha_metrics}  # each (T,)
-
-
-def scanned(one_update, num_updates: int):
-    """`num_updates` calls of `one_update(state, buffer)` in one `lax.scan`; metrics of the last."""
-
-    def update(state, buffer):
-        state, metrics = jax.lax.scan(lambda carry, _: one_update(carry, buffer), state, None, length=num_updates)
-        return state, jax.tree.map(lambda m: m[-1], metrics)
-
-    return update
 
 
 # ----- acting on a (T, obs_dim) batch, one observation per task -----

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -63,6 +64,26 @@ class TaskLoss:
 
     def __call__(self, params):
         return self.fn(params, self.inputs)
+
+
+def loss_input(axes: str = "task"):
+    """A field of a `TaskLoss`'s typed inputs (a `flax.struct` dataclass) with where its task
+    axis is: "task" (the first axis of every leaf), "shared" (none: every task reads it whole),
+    or a kind that the loss's owner resolves (`input_axes`)."""
+    return flax.struct.field(metadata={"task_axes": axes})
+
+
+def input_axes(inputs, kinds: dict[str, Any]):
+    """`inputs` (a dataclass of `loss_input` fields) with each leaf replaced by its task axis;
+    `kinds` gives the axes of each kind besides "task" and "shared"."""
+
+    def axes(field):
+        value, kind = getattr(inputs, field.name), field.metadata["task_axes"]
+        if kind in ("task", "shared"):
+            return jax.tree.map(lambda _: 0 if kind == "task" else None, value)
+        return kinds[kind]
+
+    return inputs.replace(**{field.name: axes(field) for field in dataclasses.fields(inputs)})
 
 
 def is_axis(x) -> bool:
