@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) train.py --config=configs/demo.py --workdir=runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# Two test processes: most of a test's time is one core compiling or stepping an env.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
