@@ -10,7 +10,7 @@ import pytest
 
 import mtsac_jax
 from mtsac_jax import agents, replay_buffer
-from mtsac_jax.agents import EnvSpec, distral, sac
+from mtsac_jax.agents import EnvSpec, distral, sac_losses
 from mtsac_jax.config import compose, validate
 from mtsac_jax.networks import heads
 from mtsac_jax.registry import ConfigError
@@ -55,8 +55,8 @@ def test_without_the_kl_the_losses_are_sacs_at_the_temperature_one_over_beta():
     np.testing.assert_array_equal(distral.regularised_rewards(parts, state, batch, key)["reward"], batch["reward"])
     inputs = distral.actor_inputs(parts, state, batch["obs"], key)
     losses, (log_prob, _, _) = distral.actor_losses(parts, parts.sac, state.sac.actor.params, inputs)
-    sac_losses, sac_log_prob = sac.actor_losses(parts.sac, state.sac.actor.params, inputs)
-    np.testing.assert_allclose(losses, sac_losses, rtol=1e-6)
+    plain_losses, sac_log_prob = sac_losses.actor_losses(parts.sac, state.sac.actor.params, inputs)
+    np.testing.assert_allclose(losses, plain_losses, rtol=1e-6)
     np.testing.assert_allclose(log_prob, sac_log_prob, rtol=1e-6)
 
 

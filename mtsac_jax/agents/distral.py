@@ -44,7 +44,7 @@ import ml_collections
 import optax
 
 from mtsac_jax import gradients, networks, replay_buffer
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac, sac_section, scanned
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac, sac_losses, sac_section, scanned
 from mtsac_jax.networks import heads
 from mtsac_jax.registry import ConfigError, check_choice
 
@@ -147,7 +147,7 @@ def regularised_rewards(distral: Distral, state: DistralState, batch, key):
 
 
 @flax.struct.dataclass
-class ActorInputs(sac.ActorInputs):
+class ActorInputs(sac_losses.ActorInputs):
     distilled_actor_params: dict = gradients.loss_input("shared")  # pi_0's, which every task reads whole
     obs: jax.Array = gradients.loss_input()  # (T, B, D): pi_0 reads the observations
 
@@ -162,7 +162,7 @@ def actor_losses(distral: Distral, agent: sac.SAC, actor_params, inputs: ActorIn
     prior_mean, prior_log_std = distral.distilled_actor.apply(inputs.distilled_actor_params, inputs.obs)
     prior_log_prob = log_prob_at(prior_mean, prior_log_std, pre_tanh)
     q = agent.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
-    temperature = jax.lax.stop_gradient(sac.alpha(inputs.log_alpha, features.shape[0]))
+    temperature = jax.lax.stop_gradient(sac_losses.alpha(inputs.log_alpha, features.shape[0]))
     losses = (temperature * log_prob - distral.kl_weight * prior_log_prob - q).mean(axis=-1)
     return losses, (log_prob, mean, log_std)
 
@@ -213,7 +213,7 @@ def distral_update(distral: Distral, batch_size_per_task: int, state: DistralSta
         distral, state, batch["obs"], jax.lax.stop_gradient(mean), jax.lax.stop_gradient(log_std)
     )
     state = state.replace(sac=sac.target_step(agent, state.sac))
-    temperature = {"alpha": sac.alpha(state.sac.temperature.params, agent.num_tasks)[:, 0]}
+    temperature = {"alpha": sac_losses.alpha(state.sac.temperature.params, agent.num_tasks)[:, 0]}
     return state, {**critic_metrics, **actor_metrics, **distill_metrics, **temperature}
 
 

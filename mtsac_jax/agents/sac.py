@@ -43,7 +43,7 @@ import ml_collections
 import optax
 
 from mtsac_jax import gradients, networks, replay_buffer, task_descriptions
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac_section, scanned
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac_losses, sac_section, scanned
 from mtsac_jax.networks import heads
 
 @flax.struct.dataclass
@@ -212,39 +212,6 @@ def encoder_params(sac: SAC, critic_params) -> dict:
     return {"params": {"encoder": critic_params["params"]["encoder"]}}
 
 
-def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
-    return jnp.broadcast_to(jnp.exp(log_alpha), (num_tasks,))[:, None]
-
-
-# ----- typed loss inputs: each field declares its task axes (`gradients.loss_input`) -----
-
-
-@flax.struct.dataclass
-class CriticInputs:
-    batch: dict = gradients.loss_input()  # the stratified batch, each leaf (T, B, ...)
-    noise: jax.Array = gradients.loss_input()  # (T, B, A): the next actions' sampling noise
-    next_features: jax.Array = gradients.loss_input()  # the encoder's features of next_obs, for the actor
-    target_next_features: jax.Array = gradients.loss_input()  # the target encoder's, for the target critics
-    actor_params: dict = gradients.loss_input("actor")
-    target_critic_params: dict = gradients.loss_input("critic")
-    log_alpha: jax.Array = gradients.loss_input("alpha")
-    descriptions: jax.Array | None = gradients.loss_input()  # (T, L) or None
-
-
-@flax.struct.dataclass
-class ActorInputs:
-    features: jax.Array = gradients.loss_input()  # (T, B, F): the encoder's features, its gradient stopped
-    noise: jax.Array = gradients.loss_input()  # (T, B, A)
-    critic_params: dict = gradients.loss_input("critic")
-    log_alpha: jax.Array = gradients.loss_input("alpha")
-    descriptions: jax.Array | None = gradients.loss_input()
-
-
-@flax.struct.dataclass
-class TemperatureInputs:
-    log_prob: jax.Array = gradients.loss_input()  # (T, B): the actor's log pi
-
-
 def task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
     """`losses(sac, params, inputs)` as a `TaskLoss`, the inputs' task axes as their fields
     declare: SAC's kinds are "actor" and "critic" (those networks' parameters' axes) and "alpha"
@@ -252,45 +219,6 @@ def task_loss(sac: SAC, losses, params_axes, inputs) -> gradients.TaskLoss:
     kinds = {"actor": sac.actor_axes, "critic": sac.critic_axes, "alpha": sac.alpha_axis}
     return gradients.TaskLoss(functools.partial(losses, sac), inputs, params_axes, gradients.input_axes(inputs, kinds))
 
-
-# ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux) -----
-
-
-def critic_losses(sac: SAC, critic_params, inputs: CriticInputs):
-    """Soft Bellman residual (eq. 5) with the soft target of eq. 3 through min of twin
-    target critics. Bootstraps through truncation: only `terminated` cuts the target."""
-    batch, descriptions = inputs.batch, inputs.descriptions
-    num_tasks = batch["obs"].shape[0]
-    mean, log_std = sac.actor.apply(inputs.actor_params, inputs.next_features, descriptions)
-    next_action, next_log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
-    target_q = sac.critic.apply(inputs.target_critic_params, inputs.target_next_features, next_action, descriptions,
-                                method="q")
-    soft_value = target_q.min(axis=0) - alpha(inputs.log_alpha, num_tasks) * next_log_prob
-    target = batch["reward"] + sac.discount * (1.0 - batch["terminated"]) * soft_value
-    q = sac.critic.apply(critic_params, batch["obs"], batch["action"], descriptions)  # (2, T, B)
-    squared_error = (q - jax.lax.stop_gradient(target)[None]) ** 2
-    return squared_error.sum(axis=0).mean(axis=-1), q.mean(axis=(0, 2))
-
-
-def actor_losses(sac: SAC, actor_params, inputs: ActorInputs):
-    """Policy loss of eq. 7 with the reparameterised tanh-Gaussian: E[alpha log pi - min Q]."""
-    features, descriptions = inputs.features, inputs.descriptions
-    mean, log_std = sac.actor.apply(actor_params, features, descriptions)
-    action, log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
-    q = sac.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
-    temperature = jax.lax.stop_gradient(alpha(inputs.log_alpha, features.shape[0]))
-    return (temperature * log_prob - q).mean(axis=-1), log_prob
-
-
-def alpha_losses(sac: SAC, log_alpha, inputs: TemperatureInputs):
-    """Temperature loss of eq. 18, log pi detached: log_alpha_t * (-log pi - target_entropy)
-    (or alpha_t * (...) with `temperature_loss="alpha"`); both push alpha the same way."""
-    log_prob = inputs.log_prob
-    entropy_error = jax.lax.stop_gradient(-log_prob - sac.target_entropy)
-    if sac.temperature_loss == "alpha":
-        return (alpha(log_alpha, log_prob.shape[0]) * entropy_error).mean(axis=-1), None
-    log_alpha = jnp.broadcast_to(log_alpha, (log_prob.shape[0],))[:, None]
-    return (log_alpha * entropy_error).mean(axis=-1), None
 
 
 # ----- the steps -----
@@ -323,9 +251,9 @@ def action_noise(sac: SAC, key, obs):
 
 
 def critic_loss(sac: SAC, state: SACState, batch, key) -> gradients.TaskLoss:
-    """`critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
+    """`sac_losses.critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
     next_obs = batch["next_obs"]
-    inputs = CriticInputs(
+    inputs = sac_losses.CriticInputs(
         batch=batch,
         noise=action_noise(sac, key, next_obs),
         next_features=jax.lax.stop_gradient(encode(sac, state.critic.params, next_obs)),
@@ -335,24 +263,24 @@ def critic_loss(sac: SAC, state: SACState, batch, key) -> gradients.TaskLoss:
         log_alpha=state.temperature.params,
         descriptions=sac.descriptions,
     )
-    return task_loss(sac, critic_losses, sac.critic_axes, inputs)
+    return task_loss(sac, sac_losses.critic_losses, sac.critic_axes, inputs)
 
 
-def actor_inputs(sac: SAC, state: SACState, obs, key) -> ActorInputs:
+def actor_inputs(sac: SAC, state: SACState, obs, key) -> sac_losses.ActorInputs:
     """The actor loss's inputs at `state` on `obs` (T, B, D), the actions sampled with `key`."""
     features = jax.lax.stop_gradient(encode(sac, state.critic.params, obs))  # mtrl: the actor never trains the encoder
-    return ActorInputs(features=features, noise=action_noise(sac, key, features), critic_params=state.critic.params,
+    return sac_losses.ActorInputs(features=features, noise=action_noise(sac, key, features), critic_params=state.critic.params,
                        log_alpha=state.temperature.params, descriptions=sac.descriptions)
 
 
 def actor_loss(sac: SAC, state: SACState, obs, key) -> gradients.TaskLoss:
-    """`actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
-    return task_loss(sac, actor_losses, sac.actor_axes, actor_inputs(sac, state, obs, key))
+    """`sac_losses.actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
+    return task_loss(sac, sac_losses.actor_losses, sac.actor_axes, actor_inputs(sac, state, obs, key))
 
 
 def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
-    """`alpha_losses` given the actor's log pi (T, B)."""
-    return task_loss(sac, alpha_losses, sac.alpha_axis, TemperatureInputs(log_prob=log_prob))
+    """`sac_losses.alpha_losses` given the actor's log pi (T, B)."""
+    return task_loss(sac, sac_losses.alpha_losses, sac.alpha_axis, sac_losses.TemperatureInputs(log_prob=log_prob))
 
 
 def critic_step(sac: SAC, state: SACState, batch, key):
@@ -375,7 +303,7 @@ def temperature_step(sac: SAC, state: SACState, log_prob):
     """Updates log-alpha towards the target entropy, given the actor's log pi."""
     losses, _, temperature = descend(sac, state.temperature, alpha_loss(sac, log_prob), sac.alpha_optimizer)
     state = state.replace(temperature=temperature)
-    return state, {"alpha_loss": losses, "alpha": alpha(temperature.params, sac.num_tasks)[:, 0]}
+    return state, {"alpha_loss": losses, "alpha": sac_losses.alpha(temperature.params, sac.num_tasks)[:, 0]}
 
 
 def target_step(sac: SAC, state: SACState) -> SACState:

@@ -6,6 +6,7 @@ Both take a `make_network(output_dim)` that returns the registered network with 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import flax.linen as nn
@@ -30,14 +31,63 @@ class Actor(nn.Module):
         return mean, log_std
 
 
+@dataclasses.dataclass(frozen=True)
+class ScalarValue:
+    """A critic that outputs Q itself, trained on the squared TD error (SAC's eq. 5)."""
+
+    num_outputs = 1
+
+    def q(self, outputs):  # (..., 1) -> (...)
+        return outputs[..., 0]
+
+    def loss(self, outputs, target):
+        return (outputs[..., 0] - target) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalValue:
+    """A critic that outputs logits over a fixed support of `num_bins` returns in [v_min, v_max]
+    (Bellemare et al. 2017; Farebrother et al. 2024, "Stop Regressing"): Q is the expectation
+    over the bins, and the loss the cross-entropy against the target's two-hot projection onto
+    the support (the two bins around it, weighted so their expectation is the target, clipped
+    to the support), whose gradient moves Q towards the target."""
+
+    num_bins: int
+    v_min: float
+    v_max: float
+
+    @property
+    def num_outputs(self):
+        return self.num_bins
+
+    def support(self):
+        return jnp.linspace(self.v_min, self.v_max, self.num_bins)
+
+    def q(self, outputs):  # (..., K) -> (...)
+        return jax.nn.softmax(outputs, axis=-1) @ self.support()
+
+    def two_hot(self, target):  # (...) -> (..., K)
+        position = (jnp.clip(target, self.v_min, self.v_max) - self.v_min) / (self.v_max - self.v_min)
+        position = position * (self.num_bins - 1)
+        lower = jnp.clip(jnp.floor(position), 0, self.num_bins - 2)
+        upper_weight = position - lower
+        bins = jnp.arange(self.num_bins)
+        return ((bins == lower[..., None]) * (1.0 - upper_weight[..., None])
+                + (bins == lower[..., None] + 1) * upper_weight[..., None])
+
+    def loss(self, outputs, target):
+        return -jnp.sum(self.two_hot(target) * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+
+
 class Critic(nn.Module):
-    """Q(s, a): (T, B, D), (T, B, A) -> (T, B)."""
+    """The critic's outputs at (s, a): (T, B, D), (T, B, A) -> (T, B, K), K the value head's."""
 
     make_network: Callable[[int], nn.Module]
+    num_outputs: int = 1
 
     @nn.compact
     def __call__(self, obs, action, descriptions=None):
-        return self.make_network(1)(jnp.concatenate([obs, action], axis=-1), descriptions)[..., 0]
+        return self.make_network(self.num_outputs)(jnp.concatenate([obs, action], axis=-1), descriptions)
 
 
 _CriticEnsemble = nn.vmap(
@@ -51,7 +101,8 @@ _CriticEnsemble = nn.vmap(
 
 class TwinCritic(nn.Module):
     """An encoder stage, then two independent critics as one vmapped ensemble on its features:
-    (T, B, D), (T, B, A) -> (2, T, B).
+    (T, B, D), (T, B, A) -> Q (2, T, B), through the value head `value` (`outputs` gives the
+    head's raw outputs, (2, T, B, K)).
 
     `make_encoder() -> nn.Module` maps observations (T, B, ...) to features (T, B, F); without
     one the features are the observations. The encoder runs once per batch, before the
@@ -62,17 +113,21 @@ class TwinCritic(nn.Module):
 
     make_network: Callable[[int], nn.Module]
     make_encoder: Callable[[], nn.Module] | None = None
+    value: ScalarValue | CategoricalValue = ScalarValue()
 
     def setup(self):
         self.encoder = None if self.make_encoder is None else self.make_encoder()
-        self.ensemble = _CriticEnsemble(self.make_network)
+        self.ensemble = _CriticEnsemble(self.make_network, self.value.num_outputs)
 
     def encode(self, obs):
         return obs if self.encoder is None else self.encoder(obs)
 
-    def q(self, features, action, descriptions=None):
+    def outputs(self, features, action, descriptions=None):  # (2, T, B, K): the value head's outputs
         twin = lambda x: jnp.broadcast_to(x, (2, *x.shape))  # noqa: E731
         return self.ensemble(twin(features), twin(action), descriptions)
+
+    def q(self, features, action, descriptions=None):
+        return self.value.q(self.outputs(features, action, descriptions))
 
     def __call__(self, obs, action, descriptions=None):
         return self.q(self.encode(obs), action, descriptions)
