@@ -15,6 +15,7 @@ FLOP rate as a fraction of numpy's matmul rate in the same run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import runpy
@@ -38,10 +39,11 @@ PRESETS = {
 }
 
 
-def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
+def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean", overrides: dict | None = None):
     """The agent of the preset `name` (or of the config argument `name`, `file.py:arg`), with the
-    gradient method `gradient`, a train state and a buffer of random transitions, in a process
-    tuned as train.py tunes it (before its first JAX computation)."""
+    gradient method `gradient` and the dotted config keys `overrides`, a train state and a buffer
+    of random transitions, in a process tuned as train.py tunes it (before its first JAX
+    computation)."""
     from mtsac_jax.cpu_runtime import tune_cpu_process
 
     tune_cpu_process()
@@ -55,6 +57,9 @@ def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean"):
     config = runpy.run_path(str(HERE.parent / file))["get_config"](arg or None)
     config.unlock()
     config.agent.gradient = gradients.gradient_config(gradient)
+    for key, value in (overrides or {}).items():
+        parent, _, leaf = key.rpartition(".")
+        functools.reduce(getattr, parent.split("."), config)[leaf] = value
     names = tuple(task_names(config.env))
     obs_dim = shape["obs_dim"] - (0 if config.env.use_one_hot else NUM_TASKS)  # the shape's has the one-hot
     action_dim = shape["act_dim"]
@@ -143,9 +148,9 @@ def table(results: dict[str, dict], rows: dict[str, list[str]], header: list[str
 
 
 def measure(file: pathlib.Path, names: list[str], argv_settings, bases: dict[str, str], rows: dict[str, list[str]],
-            header: list[str], base_label: str, described: dict) -> None:
+            header: list[str], base_label: str, described: dict) -> dict:
     """Times the systems `names` (functions of `file`) with numpy's matmul in interleaved rounds,
-    prints the table, writes the JSON and exits non-zero if one failed."""
+    prints the table, writes the JSON and exits non-zero if one failed; returns the results."""
     systems = [System("numpy_matmul", f"{HERE / 'peer_update.py'}:numpy_matmul")]
     systems += [System(name, f"{file}:{name}") for name in names]
     results = measure_interleaved(systems, SHAPE, argv_settings.seconds, argv_settings.repeats,
@@ -158,6 +163,7 @@ def measure(file: pathlib.Path, names: list[str], argv_settings, bases: dict[str
     failed = [name for name, result in results.items() if "error" in result]
     if failed:
         sys.exit(f"failed: {', '.join(failed)} (the errors are above and in the JSON)")
+    return results
 
 
 def arguments(doc: str, choices, what: str, argv: list[str] | None):

@@ -118,20 +118,24 @@ def compose(
     return config
 
 
-def preset(arg: str | None, settings: dict[str, dict], *, setup: str = "metaworld", agent: str = "state_sac",
-           network: str = "mlp", gradient: str = "mean") -> ml_collections.ConfigDict:
+def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] | None = None, *,
+           setup: str = "metaworld", agent: str = "state_sac", network: str = "mlp",
+           gradient: str = "mean") -> ml_collections.ConfigDict:
     """A published setting as a config file's `get_config`: `settings` maps each variant (a word
     of the config file's argument; the first is the default) to its `env` and dotted config keys
     with their values, applied to `compose(setup, agent, env, network=..., gradient=...)`;
-    `smoke` shrinks the result."""
-    variants = tuple(settings)
-    flags, _ = parse_config_arg(arg, flags=(*variants, "smoke"))
+    `options` maps further words (ablations) to keys applied after the variant's (a `network`
+    entry changes the network); `smoke` shrinks the result."""
+    variants, options = tuple(settings), options or {}
+    flags, _ = parse_config_arg(arg, flags=(*variants, *options, "smoke"))
     chosen = [flag for flag in flags if flag in variants] or [variants[0]]
     if len(chosen) > 1:
         raise ConfigError(f"the config file's argument names {' and '.join(chosen)}; it takes one of "
                           f"{', '.join(variants)}. Fix: keep one of them.")
     keys = dict(settings[chosen[0]])
-    config = compose(setup, agent, keys.pop("env"), network=network, gradient=gradient)
+    for flag in flags:
+        keys.update(options.get(flag, {}))
+    config = compose(setup, agent, keys.pop("env"), network=keys.pop("network", network), gradient=gradient)
     config.unlock()
     for key, value in keys.items():
         parent, _, leaf = key.rpartition(".")
@@ -191,7 +195,8 @@ def upgrade(saved: dict) -> dict:
     (today's `mean`), no `extensions`, no `num_seeds` (1), no `experiment.save_video` (False), no
     `experiment.nan_policy` ("stop") and `max_skipped_updates` (10), no
     `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task) and
-    no env worker keys (`envs.COMMON_DEFAULTS`)."""
+    no env worker keys (`envs.COMMON_DEFAULTS`); a SAC section had no `critic_loss` ("mse"),
+    `categorical` support, `reward_normalization` (False) and optimizer `weight_decay` (0)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
     saved.setdefault("num_seeds", 1)
@@ -205,6 +210,13 @@ def upgrade(saved: dict) -> dict:
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
     agent.get("multitask", {}).get("task_encoder", {}).setdefault("description_embeddings", "")
+    if "critic_tau" in agent:  # SAC's section (state_sac, distral and agents built on it)
+        agent.setdefault("critic_loss", "mse")
+        agent.setdefault("categorical", {"num_bins": 101, "v_min": -10.0, "v_max": 10.0})
+        if agent.get("name") != "distral":
+            agent.setdefault("reward_normalization", False)
+        for name in ("actor", "critic"):
+            agent.get("optimizers", {}).get(name, {}).setdefault("weight_decay", 0.0)
     return saved
 
 

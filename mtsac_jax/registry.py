@@ -111,7 +111,7 @@ ENV_FAMILIES = Registry("env family", "env family")
 ENV_FAMILIES.register("metaworld", "mtsac_jax.envs.metaworld:FAMILY")
 
 NETWORKS = Registry("network", "agent.network.name")
-for _name in ("mlp", "film", "care", "soft_modularization", "moore", "paco"):
+for _name in ("mlp", "film", "care", "soft_modularization", "moore", "paco", "bronet"):
     NETWORKS.register(_name, f"mtsac_jax.networks.{_name}:NETWORK")
 
 GRADIENTS = Registry("gradient method", "agent.gradient.name")

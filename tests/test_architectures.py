@@ -1,6 +1,6 @@
-"""The multi-task architectures (film, care, soft_modularization, moore, paco): each against a
-plain per-task loop written from its paper's equations, its mechanism on small cases, and its
-per-task parameters reached only by their own task's loss."""
+"""The multi-task architectures (film, care, soft_modularization, moore, paco) and the scaled
+recipe's bronet: each against a plain per-task loop written from its paper's equations, its
+mechanism on small cases, and its per-task parameters reached only by their own task's loss."""
 
 import runpy
 
@@ -25,7 +25,9 @@ SMALL = {  # small but not degenerate settings of each network's own keys
     "soft_modularization": {"num_modules": 3, "module_hidden_dim": 7},
     "moore": {"num_experts": 3},
     "paco": {"num_parameter_sets": 4},
+    "bronet": {},
 }
+NETWORKS = (*ARCHITECTURES, "bronet")
 
 
 def network(name, multi_head=False, num_layers=2, **keys):
@@ -136,11 +138,25 @@ def paco_reference(p, x, task, multi_head):
     return dense(p["head"], h, task) if multi_head else dense(composed(p["head"]), h)
 
 
-REFERENCES = {name: globals()[f"{name}_reference"] for name in ARCHITECTURES}
+def layer_norm(p, x):
+    mean, variance = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + 1e-6) * np.asarray(p["scale"]) + np.asarray(p["bias"])
+
+
+def bronet_reference(p, x, task, multi_head):
+    """Nauman et al. 2024, sec. 4: ReLU(LN(Dense x)), then blocks h + LN(Dense(ReLU(LN(Dense h))))."""
+    h = relu(layer_norm(p["input_norm"], dense(p["input"], x)))
+    for block in range(2):
+        y = relu(layer_norm(p[f"block_{block}_norm_0"], dense(p[f"block_{block}_dense_0"], h)))
+        h = h + layer_norm(p[f"block_{block}_norm_1"], dense(p[f"block_{block}_dense_1"], y))
+    return head(p, h, task, multi_head)
+
+
+REFERENCES = {name: globals()[f"{name}_reference"] for name in NETWORKS}
 
 
 @pytest.mark.parametrize("multi_head", [False, True], ids=["shared_head", "multi_head"])
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_the_batched_network_computes_what_a_plain_per_task_loop_computes(name, multi_head):
     module, params, x = network(name, multi_head)
     out = module.apply({"params": params}, x)
@@ -159,7 +175,7 @@ def per_task_leaves(params, multi_head):
             yield name, leaf
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", NETWORKS)
 def test_a_task_loss_has_zero_gradient_on_other_tasks_parameters(name):
     module, params, x = network(name, multi_head=True)
     task, others = 1, [0, 2]

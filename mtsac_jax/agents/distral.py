@@ -86,6 +86,7 @@ def sac_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     section.temperature_loss = "log_alpha"
     section.optimizers.alpha = {"lr": config.optimizers.actor.lr}
     section.multitask.should_use_disentangled_alpha = True
+    section.reward_normalization = False
     return section
 
 
@@ -232,6 +233,7 @@ def default_config() -> dict:
     for key in ("init_temperature", "temperature_loss"):
         del config[key]
     del config["optimizers"]["alpha"]
+    del config["reward_normalization"]
     del config["multitask"]["should_use_disentangled_alpha"]
     config["multitask"]["should_use_disjoint_policy"] = True
     return {

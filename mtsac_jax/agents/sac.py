@@ -43,7 +43,7 @@ import ml_collections
 import optax
 
 from mtsac_jax import gradients, networks, replay_buffer, task_descriptions
-from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, sac_losses, sac_section, scanned
+from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, reward_scale, sac_losses, sac_section, scanned
 from mtsac_jax.networks import heads
 
 @flax.struct.dataclass
@@ -73,6 +73,7 @@ class SACState:
     temperature: Trained  # params: log-alpha, (T,) with disentangled alpha, else (1,)
     key: jax.Array  # raw uint32 key data (plain array: easy to checkpoint and copy)
     step: jax.Array  # () int32: gradient updates done
+    reward_scale: reward_scale.RewardScale | None = None  # with `agent.reward_normalization`
 
     # Where checkpoint formats 1-3 (one flat state) kept each part: {today's path: saved path}.
     flat_fields = {
@@ -114,6 +115,7 @@ class SAC:
     init_temperature: float
     temperature_loss: str
     target_entropy: float
+    reward_v_max: float | None  # with reward normalisation: the bound on every task's returns
 
     @property
     def alpha_axis(self):  # one log-alpha per task, or one that all tasks share
@@ -141,7 +143,10 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
     actor = heads.Actor(
         env_spec.action_dim, make_network(config.actor), config.actor.log_std_min, config.actor.log_std_max
     )
-    critic = heads.TwinCritic(make_network(config.critic), make_encoder)
+    value = heads.ScalarValue()
+    if config.critic_loss == "categorical":
+        value = heads.CategoricalValue(config.categorical.num_bins, config.categorical.v_min, config.categorical.v_max)
+    critic = heads.TwinCritic(make_network(config.critic), make_encoder, value)
 
     def inputs(num_tasks):  # zeros shaped as the critics' inputs for `num_tasks` tasks
         obs = jnp.zeros((num_tasks, 1, env_spec.obs_dim))
@@ -159,9 +164,9 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
     return SAC(
         actor=actor,
         critic=critic,
-        actor_optimizer=optax.adam(config.optimizers.actor.lr),
-        critic_optimizer=optax.adam(config.optimizers.critic.lr),
-        alpha_optimizer=optax.adam(config.optimizers.alpha.lr),
+        actor_optimizer=optimizer(config.optimizers.actor),
+        critic_optimizer=optimizer(config.optimizers.critic),
+        alpha_optimizer=optimizer(config.optimizers.alpha),
         gradient=gradients.build(config.gradient, env_spec.num_tasks),
         loss_guard=network.loss_guard(config.network) if network.loss_guard else None,
         descriptions=None if descriptions is None else jnp.asarray(descriptions),
@@ -176,7 +181,15 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
         init_temperature=config.init_temperature,
         temperature_loss=config.temperature_loss,
         target_entropy=-float(env_spec.action_dim),
+        reward_v_max=config.categorical.v_max if config.get("reward_normalization") else None,
     )
+
+
+def optimizer(section: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam, or AdamW (Loshchilov & Hutter 2019) when the section's `weight_decay` is positive."""
+    if section.get("weight_decay", 0.0) > 0:
+        return optax.adamw(section.lr, weight_decay=section.weight_decay)
+    return optax.adam(section.lr)
 
 
 def init_state(sac: SAC, key: jax.Array) -> SACState:
@@ -196,6 +209,7 @@ def init_state(sac: SAC, key: jax.Array) -> SACState:
         temperature=Trained(log_alpha, sac.alpha_optimizer.init(log_alpha), alpha_method),
         key=jax.random.key_data(key),
         step=jnp.zeros((), jnp.int32),
+        reward_scale=None if sac.reward_v_max is None else reward_scale.init(sac.num_tasks),
     )
 
 
@@ -321,14 +335,30 @@ def next_key(state: SACState, num: int):
     return state.replace(key=jax.random.key_data(key), step=state.step + 1), keys
 
 
+def normalise_rewards(sac: SAC, state: SACState, batch):
+    """The batch with each task's rewards scaled by BRC's rule (`reward_scale`), and the state
+    with the batch's rewards taken into the statistics; as they were without normalisation."""
+    if state.reward_scale is None:
+        return state, batch, {}
+    scale = reward_scale.observe(state.reward_scale, batch["reward"])
+    alpha = sac_losses.alpha(state.temperature.params, sac.num_tasks)[:, 0]
+    factors = reward_scale.factors(scale, alpha, sac.discount, sac.reward_v_max)
+    batch = {**batch, "reward": batch["reward"] * factors[:, None]}
+    return state.replace(reward_scale=scale), batch, {"reward_scale": factors}
+
+
 def sac_update(sac: SAC, batch_size_per_task: int, state: SACState, buffer: replay_buffer.ReplayBuffer):
     """One SAC update on a stratified batch: critic, actor, temperature, targets."""
     state, (sample_key, critic_key, actor_key) = next_key(state, 3)
     batch = replay_buffer.sample(buffer, sample_key, batch_size_per_task)
+    state, batch, scale_metrics = normalise_rewards(sac, state, batch)
     state, critic_metrics = critic_step(sac, state, batch, critic_key)
     state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key)
     state, alpha_metrics = temperature_step(sac, state, log_prob)
-    return target_step(sac, state), {**critic_metrics, **actor_metrics, **alpha_metrics}  # each (T,)
+    if state.reward_scale is not None:
+        state = state.replace(reward_scale=reward_scale.observe_entropy(state.reward_scale, log_prob))
+    metrics = {**critic_metrics, **actor_metrics, **alpha_metrics, **scale_metrics}
+    return target_step(sac, state), metrics  # each (T,)
 
 
 # ----- acting on a (T, obs_dim) batch, one observation per task -----

@@ -10,6 +10,7 @@ from mtsac_jax import gradients, networks, task_descriptions
 from mtsac_jax.registry import ConfigError, check_choice
 
 TEMPERATURE_LOSSES = ("log_alpha", "alpha")
+CRITIC_LOSSES = ("mse", "categorical")
 
 
 def default_config() -> dict:
@@ -23,7 +24,16 @@ def default_config() -> dict:
         "temperature_loss": "log_alpha",
         "actor": {"hidden_dim": 400, "num_layers": 3, "log_std_min": -20.0, "log_std_max": 2.0},
         "critic": {"hidden_dim": 400, "num_layers": 3},
-        "optimizers": {"actor": {"lr": 3e-4}, "critic": {"lr": 3e-4}, "alpha": {"lr": 3e-4}},
+        # "mse": the squared TD error on Q; "categorical": cross-entropy on a fixed support of
+        # returns (`categorical`), Q the expectation over its bins (BRC, Nauman et al. 2025)
+        "critic_loss": "mse",
+        "categorical": {"num_bins": 101, "v_min": -10.0, "v_max": 10.0},
+        # BRC's per-task reward scale: each task's rewards scaled when sampled so that the bound
+        # on its soft returns is categorical.v_max
+        "reward_normalization": False,
+        # weight_decay > 0: AdamW (decoupled weight decay) instead of Adam
+        "optimizers": {"actor": {"lr": 3e-4, "weight_decay": 0.0}, "critic": {"lr": 3e-4, "weight_decay": 0.0},
+                       "alpha": {"lr": 3e-4}},
         "multitask": {
             "num_envs": 1,
             "should_use_disentangled_alpha": True,
@@ -39,6 +49,23 @@ def default_config() -> dict:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     check_choice("agent.temperature_loss", config.temperature_loss, TEMPERATURE_LOSSES)
+    check_choice("agent.critic_loss", config.critic_loss, CRITIC_LOSSES)
+    categorical = config.categorical
+    if not (isinstance(categorical.num_bins, int) and categorical.num_bins >= 2) or categorical.v_min >= categorical.v_max:
+        raise ConfigError(
+            f"agent.categorical: num_bins={categorical.num_bins!r}, v_min={categorical.v_min}, v_max={categorical.v_max}: "
+            "the support needs at least 2 bins and v_min below v_max. Fix: e.g. num_bins=101, v_min=-10, v_max=10."
+        )
+    if config.get("reward_normalization") and not (config.discount < 1.0 and categorical.v_max > 0):
+        raise ConfigError(
+            f"agent.reward_normalization=True bounds each task's returns by agent.categorical.v_max="
+            f"{categorical.v_max} through the discount agent.discount={config.discount}: it needs a discount "
+            "below 1 and a positive v_max. Fix: change those keys, or pass --config.agent.reward_normalization=False."
+        )
+    for name in ("actor", "critic"):
+        if config.optimizers[name].weight_decay < 0:
+            raise ConfigError(f"agent.optimizers.{name}.weight_decay={config.optimizers[name].weight_decay} must "
+                              "not be negative (0: Adam, positive: AdamW).")
     gradients.GRADIENTS.get(config.gradient.name).validate(config.gradient)
     positive = {
         "agent.actor.hidden_dim": config.actor.hidden_dim,
