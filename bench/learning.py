@@ -55,6 +55,7 @@ MT10_CPU_50K = [  # MT10 at a small CPU budget: 50k steps per task, 2x256 networ
     "--config.experiment.num_eval_episodes=10",
     *network(256, 2),
 ]
+MT10_CPU_EVALUATION = ["--config.experiment.eval_freq=10000", "--config.experiment.num_eval_episodes=50"]
 ROWS = {  # row name: (config argument, overrides, seeds)
     # reach-v3 is compared with SBX (SBX_ROWS), and its success at 50k moves by up to 0.4 from one
     # evaluation to the next: six seeds, so that the two curves can be told apart
@@ -79,12 +80,7 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     # MT10 at a CPU budget: 100k steps per task, 2x256 networks, 128 samples per task.
     "mt10-cpu": (
         "configs/metaworld_mt10.py",
-        [
-            "--config.experiment.num_train_steps=100000",
-            "--config.experiment.eval_freq=10000",
-            "--config.experiment.num_eval_episodes=50",
-            *network(256, 2),
-        ],
+        ["--config.experiment.num_train_steps=100000", *MT10_CPU_EVALUATION, *network(256, 2)],
         (1, 2, 3),
     ),
     # The architectures against MT-SAC on MT10 at a smaller CPU budget: 50k steps per task, each
@@ -109,6 +105,13 @@ ROWS = {  # row name: (config argument, overrides, seeds)
     # Distral at the same budget: a 2x256 network per task and the distilled policy, evaluated
     # with the distilled policy (mtrl's choice)
     "mt10-cpu-50k-distral": ("configs/compose.py:env=metaworld-mt10,agent=distral", MT10_CPU_50K, (1,)),
+    # The scaled-critic recipe at mt10-cpu's budget (configs/scaled.py:mt10-cpu: 100k steps per task,
+    # 2 updates per step), three seeds, and one seed of each ablation (one piece taken away).
+    "mt10-cpu-scaled": ("configs/scaled.py:mt10-cpu", MT10_CPU_EVALUATION, (1, 2, 3)),
+    **{
+        f"mt10-cpu-scaled-{ablation}": (f"configs/scaled.py:mt10-cpu,{ablation}", MT10_CPU_EVALUATION, (1,))
+        for ablation in ("mlp", "mse", "no-reward-norm", "one-update")
+    },
 }
 SBX_ROWS = {f"sbx-mt1-{task}": f"mt1-{task}" for task in ("reach-v3",)}  # peer row: its mtsac_jax row
 SOLVED = 0.9
