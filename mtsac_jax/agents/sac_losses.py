@@ -1,14 +1,13 @@
 """SAC's per-task losses on typed inputs (Haarnoja et al. 2018b): the critics' soft Bellman
 residual (eq. 5), the policy loss (eq. 7) and the temperature loss (eq. 18).
 
-Each is `fn(sac, params, inputs) -> ((T,) losses, aux)`; the inputs are `flax.struct`
-dataclasses whose fields declare their task axes (`gradients.loss_input`), so a gradient
-method can take any task's share of a loss (`sac.task_loss` makes the `TaskLoss`).
+Each is `fn(sac, params, inputs) -> ((T,) losses, aux)`, `sac` the `mtsac_jax.agents.sac.SAC`
+bundle; the inputs are `flax.struct` dataclasses whose fields declare their task axes
+(`gradients.loss_input`), so a gradient method can take any task's share of a loss
+(`sac.task_loss` makes the `TaskLoss`).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import flax.struct
 import jax
@@ -16,9 +15,6 @@ import jax.numpy as jnp
 
 from mtsac_jax import gradients
 from mtsac_jax.networks import heads
-
-if TYPE_CHECKING:
-    from mtsac_jax.agents.sac import SAC
 
 
 def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
@@ -57,7 +53,7 @@ class TemperatureInputs:
 # ----- per-task losses: fn(params, inputs) -> ((T,) loss vector, aux) -----
 
 
-def critic_losses(sac: SAC, critic_params, inputs: CriticInputs):
+def critic_losses(sac, critic_params, inputs: CriticInputs):
     """Soft Bellman residual (eq. 5) with the soft target of eq. 3 through min of twin
     target critics, as the critics' value head measures it (squared error, or cross-entropy
     on a categorical support). Bootstraps through truncation: only `terminated` cuts the target."""
@@ -75,7 +71,7 @@ def critic_losses(sac: SAC, critic_params, inputs: CriticInputs):
     return value_loss.sum(axis=0).mean(axis=-1), sac.critic.value.q(outputs).mean(axis=(0, 2))
 
 
-def actor_losses(sac: SAC, actor_params, inputs: ActorInputs):
+def actor_losses(sac, actor_params, inputs: ActorInputs):
     """Policy loss of eq. 7 with the reparameterised tanh-Gaussian: E[alpha log pi - min Q]."""
     features, descriptions = inputs.features, inputs.descriptions
     mean, log_std = sac.actor.apply(actor_params, features, descriptions)
@@ -85,7 +81,7 @@ def actor_losses(sac: SAC, actor_params, inputs: ActorInputs):
     return (temperature * log_prob - q).mean(axis=-1), log_prob
 
 
-def alpha_losses(sac: SAC, log_alpha, inputs: TemperatureInputs):
+def alpha_losses(sac, log_alpha, inputs: TemperatureInputs):
     """Temperature loss of eq. 18, log pi detached: log_alpha_t * (-log pi - target_entropy)
     (or alpha_t * (...) with `temperature_loss="alpha"`); both push alpha the same way."""
     log_prob = inputs.log_prob
