@@ -12,9 +12,11 @@ per env step (BRC, Nauman et al. 2025; the critic widths of McLean et al. 2025).
 of width 256 with 1 block; 32-d learned task embeddings; a categorical critic loss with 101
 bins on [-10, 10] and each task's rewards scaled so its returns are bounded by 10; AdamW 3e-4
 with weight decay 1e-4; 2 updates per env step; batch 1280 on MT10 (128 per task) and 1250 on
-MT50 (25 per task), near BRC's 1024. `mt10-cpu`: the same with the critic width that trains
-MT10 for 100k steps per task (2 updates per step) in about 4 hours on a 2-core CPU, chosen from
-bench/scaled.py's updates/s per width (docs/results.md says how).
+MT50 (25 per task), near BRC's 1024. `mt10-cpu`: the same with the widest critic that trains
+MT10 for 100k steps per task (200k updates at 2 per step) in about 4 hours on a 2-core CPU:
+`python bench/scaled.py` measured 14.2 updates/s at width 256 (3.9 h for 200k updates; the
+env steps and evaluations add about half an hour) and 9.3 at 384 (6.0 h)
+(bench/results/scaled.json, docs/performance.md section 4).
 """
 
 from mtsac_jax.config import preset
@@ -32,7 +34,7 @@ RECIPE = {
     "agent.optimizers.critic.weight_decay": 1e-4,
     "experiment.num_updates_per_step": 2,
 }
-CPU_CRITIC_WIDTH = 512
+CPU_CRITIC_WIDTH = 256
 SETTINGS = {
     "mt10": {"env": "metaworld-mt10", **RECIPE, "replay_buffer.batch_size": 1280},
     "mt50": {"env": "metaworld-mt50", **RECIPE, "replay_buffer.batch_size": 1250},
