@@ -193,10 +193,10 @@ def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
     (today's `mean`), no `extensions`, no `num_seeds` (1), no `experiment.save_video` (False), no
-    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10), no
-    `agent.multitask.task_encoder.description_embeddings` ("": a learned embedding per task) and
-    no env worker keys (`envs.COMMON_DEFAULTS`); a SAC section had no `critic_loss` ("mse"),
-    `categorical` support, `reward_normalization` (False) and optimizer `weight_decay` (0)."""
+    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10) and no env worker keys
+    (`envs.COMMON_DEFAULTS`). The agent's section gets the keys its agent (when registered: a
+    user's agent once its extension is imported) has added since, at their defaults, which are
+    the behaviour from before each key (`AgentSpec.default_config`)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
     saved.setdefault("num_seeds", 1)
@@ -209,15 +209,17 @@ def upgrade(saved: dict) -> dict:
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
-    agent.get("multitask", {}).get("task_encoder", {}).setdefault("description_embeddings", "")
-    if "critic_tau" in agent:  # SAC's section (state_sac, distral and agents built on it)
-        agent.setdefault("critic_loss", "mse")
-        agent.setdefault("categorical", {"num_bins": 101, "v_min": -10.0, "v_max": 10.0})
-        if agent.get("name") != "distral":
-            agent.setdefault("reward_normalization", False)
-        for name in ("actor", "critic"):
-            agent.get("optimizers", {}).get(name, {}).setdefault("weight_decay", 0.0)
+    if agent.get("name") in agents.AGENTS:
+        _fill_missing(agent, agents.AGENTS.get(agent["name"]).default_config())
     return saved
+
+
+def _fill_missing(section: dict, defaults: dict) -> None:
+    for key, value in defaults.items():
+        if key not in section:
+            section[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(section[key], dict):
+            _fill_missing(section[key], value)
 
 
 # ----- validation -----

@@ -75,21 +75,22 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
         raise PolicyError(f"{workdir} is not a folder. Fix: pass --workdir=<a training run folder>.")
     if not path.is_file():
         raise PolicyError(f"{path} does not exist: {workdir} is not a training workdir (train.py writes one).")
+    damaged = (f"{path} is damaged or not a run's config ({{}}). Fix: restore it from a copy, or rewrite it with "
+               f"the run's config: python train.py --config=<the run's config file> --print_config > {path}")
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(saved, dict):
             raise ValueError(f"it holds a JSON {type(saved).__name__}, not an object")
-        config = ml_collections.ConfigDict(upgrade(saved))
-    except (OSError, ValueError, AttributeError, TypeError) as error:
-        raise PolicyError(
-            f"{path} is damaged or not a run's config ({error}). Fix: restore it from a copy, or rewrite it with "
-            f"the run's config: python train.py --config=<the run's config file> --print_config > {path}"
-        ) from None
+    except (OSError, ValueError) as error:
+        raise PolicyError(damaged.format(error)) from None
     try:
-        import_extensions(config.get("extensions", []))
+        import_extensions(saved.get("extensions", []))  # first: the run's own agent upgrades its section
+        config = ml_collections.ConfigDict(upgrade(saved))
         validate(config)
     except ConfigError as error:
         raise PolicyError(f"{path} is not a valid run config: {error}") from None
+    except (ValueError, AttributeError, TypeError) as error:
+        raise PolicyError(damaged.format(error)) from None
     return config
 
 

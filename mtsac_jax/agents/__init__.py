@@ -58,7 +58,9 @@ class AgentSpec:
     make: `(config, env_spec, batch_size_per_task, num_updates_per_call) -> Agent`, with
         `config` the whole `agent` section (its `network` and `gradient` sub-sections included).
     default_config: the `agent` section's own keys with their defaults (besides `name`,
-        `network` and `gradient`, which the registries of those fill in).
+        `network` and `gradient`, which the registries of those fill in). A key added later
+        must default to the behaviour from before it: a run's saved config that lacks it gets
+        the default when it is read again (`config.upgrade`).
     validate: `(config) -> None`, raises `ConfigError` naming the key and the fix.
     take_tasks: `(config, task_names) -> None`: the section takes the env's tasks when a config
         is composed (e.g. SAC's `multitask.num_envs`).
