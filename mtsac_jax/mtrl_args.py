@@ -7,7 +7,8 @@
 `setup=`, `agent=` and `env=` (and this project's `network=`, `gradient=`) choose the
 composition (`configs/compose.py`); every other word becomes a `--config.` override, through
 `MTRL_KEYS` where mtrl's key differs from ours. A key that is neither ours nor in `MTRL_KEYS`
-stops the command with a message naming it. With `-m` (Hydra's multirun), comma-separated
+stops the command with a message naming it. The word `smoke` shrinks the composed config as
+`configs/compose.py:...,smoke` does. With `-m` (Hydra's multirun), comma-separated
 values run one after the other, one run per combination. Words and `--config.` flags mix: a
 `--config=` file with composition words is refused, since the file already chose them.
 """
@@ -20,6 +21,7 @@ from mtsac_jax.registry import ConfigError
 
 COMPOSITION = ("setup", "agent", "env", "network", "gradient")
 MULTIRUN = ("-m", "--multirun")
+SMOKE = "smoke"
 
 # mtrl's actor_cfg / critic_cfg task-info flags: True for either means the task id is part of the
 # network's input, which here is the one-hot task id appended to the observation.
@@ -84,7 +86,7 @@ def split(argv: list[str]) -> tuple[list[str], list[str], bool]:
     for arg in argv[1:]:
         if arg in MULTIRUN:
             multirun = True
-        elif not arg.startswith("-") and "=" in arg:
+        elif arg == SMOKE or (not arg.startswith("-") and "=" in arg):
             words.append(arg)
         else:
             flags.append(arg)
@@ -93,17 +95,20 @@ def split(argv: list[str]) -> tuple[list[str], list[str], bool]:
 
 def expand(words: list[str]) -> list[list[str]]:
     """Hydra's multirun sweep: one list of words per combination of comma-separated values."""
-    keys = [word.partition("=")[0] for word in words]
-    values = [word.partition("=")[2].split(",") for word in words]
-    return [[f"{key}={value}" for key, value in zip(keys, combination)] for combination in itertools.product(*values)]
+    flags = [word for word in words if word == SMOKE]
+    pairs = [word for word in words if word != SMOKE]
+    keys = [word.partition("=")[0] for word in pairs]
+    values = [word.partition("=")[2].split(",") for word in pairs]
+    return [[f"{key}={value}" for key, value in zip(keys, combination)] + flags
+            for combination in itertools.product(*values)]
 
 
 def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -> list[str]:
     """absl flags for `words` (one run's), added to `flags`. `our_keys(config_arg)` gives the
     dotted keys of the config that `compose_file:config_arg` builds; with a `--config=` file of
     the user's, the locked config itself names a key it lacks."""
-    pairs = {}
-    for word in words:
+    pairs, smoke = {}, SMOKE in words
+    for word in (word for word in words if word != SMOKE):
         key, _, value = word.partition("=")
         if "," in value and key not in COMPOSITION:
             raise ConfigError(f"{word}: several values run as a sweep with -m (Hydra's multirun), e.g. -m {word}.")
@@ -126,11 +131,17 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
             f"{' '.join(f'{k}={v}' for k, v in choices.items())} and {config_flags[0]} both choose the "
             "composition. Fix: give either the config file or the setup=/agent=/env= words."
         )
+    if config_flags and smoke:
+        raise ConfigError(
+            f"the word smoke shrinks a config composed from words; {config_flags[0]} is a config file. Fix: give "
+            f"the file `smoke` in its argument ({config_flags[0].split(':')[0]}:smoke, or add ,smoke after its argument)."
+        )
     if config_flags:
         config_arg = None
     else:
         config_arg = ",".join(f"{key}={value}" for key, value in {
             "setup": "metaworld", "agent": "state_sac", "env": "metaworld-mt10", **choices}.items())
+        config_arg += ",smoke" if smoke else ""
         flags = [*flags, f"--config={compose_file}:{config_arg}"]
     known = our_keys(config_arg) if config_arg is not None else None
     overrides, one_hot = [], {}

@@ -99,6 +99,13 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None,
     """The deterministic policy of the newest checkpoint in `workdir` (or of `step`). A newest
     checkpoint that cannot be read is skipped for the one before it, and `warn` is told."""
     config = load_config(workdir)
+    if config.num_seeds > 1:
+        folders = ", ".join(f"seed_{seed}" for seed in range(config.seed, config.seed + config.num_seeds))
+        raise PolicyError(
+            f"{workdir} holds a run of {config.num_seeds} seeds side by side; each seed's checkpoints are in "
+            f"its own folder ({folders}). Fix: pass --workdir={pathlib.Path(workdir) / f'seed_{config.seed}'} "
+            "(or another seed's folder)."
+        )
     checkpointer = Checkpointer(pathlib.Path(workdir), config.experiment.keep_checkpoints, read_only=True)
     try:
         steps = checkpointer.steps()

@@ -98,6 +98,7 @@ def test_words_override_a_config_file():
         (["env=metaworld-mt100"], "Unknown env 'metaworld-mt100'"),
         (["env=metaworld-mt10", "setup.seed=2", "--config.seed=3"], "seed given twice"),
         (["agent=distral", "env=metaworld-mt10", "agent.distral_alpha=0.1"], "mtrl's distral_alpha is the KL's coefficient"),
+        (["--config=configs/metaworld_mt10.py", "smoke"], "Fix: give the file `smoke` in its argument"),
     ],
 )
 def test_words_that_cannot_run_stop_with_one_message(args, message):
@@ -105,6 +106,17 @@ def test_words_that_cannot_run_stop_with_one_message(args, message):
     with pytest.raises(SystemExit) as stop:
         train_script().run(["train.py", *args, "--print_config"])
     assert message in str(stop.value.code) and str(stop.value.code).startswith("error: ")
+
+
+@pytest.mark.e2e
+def test_the_word_smoke_shrinks_mtrls_line_as_compose_smoke_does():
+    (config,) = printed_configs(run("main.py", "setup=metaworld", "agent=state_sac", "env=metaworld-mt10", "smoke",
+                                    "--print_config"))
+    (composed,) = printed_configs(run("train.py", "--config=configs/compose.py:env=metaworld-mt10,smoke",
+                                      "--print_config"))
+    assert config == composed and config["experiment"]["num_train_steps"] == 240
+    swept = printed_configs(run("main.py", "-m", "env=metaworld-mt10", "setup.seed=1,2", "smoke", "--print_config"))
+    assert [(c["seed"], c["experiment"]["num_train_steps"]) for c in swept] == [(1, 240), (2, 240)]
 
 
 @pytest.mark.e2e

@@ -53,6 +53,14 @@ def test_a_seed_s_workdir_serves_load_policy_evaluate_and_plot(two_seeds, tmp_pa
     assert plot.plot_runs([two_seeds], tmp_path / "seeds.png").is_file()  # the run folder: its seeds
 
 
+def test_evaluating_the_folder_of_several_seeds_points_to_a_seeds_folder(two_seeds):
+    result = subprocess.run([sys.executable, "evaluate.py", f"--workdir={two_seeds}", "--episodes=1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert "holds a run of 2 seeds side by side" in message and f"--workdir={two_seeds / 'seed_1'}" in message, message
+
+
 def test_a_multi_seed_run_resumes_exactly_with_its_seeds_at_different_checkpoints(two_seeds, tmp_path):
     """Stopped at step 180 with seed 2's newest checkpoint lost (a kill between the seeds'
     saves), then resumed to 240: both seeds go on from the newest step they both have, and their
