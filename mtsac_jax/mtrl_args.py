@@ -170,7 +170,7 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
                 "(python train.py ... --print_config lists them) and these mtrl keys: "
                 + ", ".join(sorted(MTRL_KEYS)) + "."
             )
-        overrides.append(f"--config.{key}={value}")
+        overrides.append(f"--config.{key}={_integral(value)}")
     if choices.get("network", "mlp") != "mlp":
         # mtrl's film and moe encoders read the task through the task encoder, not the observation;
         # its task-info flags say how the encoding reaches the encoder, which the network does itself
@@ -198,6 +198,16 @@ def _one_hot(one_hot: dict[str, bool]) -> bool:
             "observation (with or without the one-hot task id, env.use_one_hot). Fix: make them agree."
         )
     return any(actor) if actor else any(critic)
+
+
+def _integral(value: str) -> str:
+    """Hydra reads `1e6` as a number; a whole number in that form becomes `1000000`, which an
+    integer key takes (and a float key too)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if "e" in value.lower() and number.is_integer() and abs(number) < 1e18 else value
 
 
 def _bool(key: str, value: str) -> bool:

@@ -81,8 +81,10 @@ def test_mtrls_care_line_chooses_the_care_network():
 @pytest.mark.e2e
 def test_words_override_a_config_file():
     (config,) = printed_configs(run("train.py", "--config=configs/metaworld_mt1.py:push-v3", "setup.seed=7",
-                                    "agent.multitask.should_use_task_encoder=True", "--print_config"))
+                                    "agent.multitask.should_use_task_encoder=True", "experiment.num_train_steps=1e6",
+                                    "agent.optimizers.actor.lr=1e-3", "--print_config"))
     assert config["seed"] == 7 and config["env"]["task_name"] == "push-v3"
+    assert config["experiment"]["num_train_steps"] == 1_000_000 and config["agent"]["optimizers"]["actor"]["lr"] == 1e-3
     assert config["agent"]["multitask"]["should_use_task_encoder"] is True
 
 
