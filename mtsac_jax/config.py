@@ -55,6 +55,8 @@ def experiment_config() -> ml_collections.ConfigDict:
             "eval_freq": 10_000,
             "num_eval_episodes": 10,
             "log_freq": 1000,
+            # without a terminal (nohup, SLURM): a progress line this often between log lines; 0: never
+            "progress_every_s": 60.0,
             "save_freq": 10_000,
             "keep_checkpoints": 2,
             "num_updates_per_step": 1,
@@ -193,8 +195,8 @@ def upgrade(saved: dict) -> dict:
     """A `config.json` written by an earlier version, in today's shape: configs from before the
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
     (today's `mean`), no `extensions`, no `num_seeds` (1), no `experiment.save_video` (False), no
-    `experiment.nan_policy` ("stop") and `max_skipped_updates` (10) and no env worker keys
-    (`envs.COMMON_DEFAULTS`). The agent's section gets the keys its agent (when registered: a
+    `experiment.nan_policy` ("stop"), `max_skipped_updates` (10) and `progress_every_s` (60), no
+    env worker keys (`envs.COMMON_DEFAULTS`). The agent's section gets the keys its agent (when registered: a
     user's agent once its extension is imported) has added since, at their defaults, which are
     the behaviour from before each key (`AgentSpec.default_config`)."""
     saved = copy.deepcopy(saved)
@@ -206,6 +208,7 @@ def upgrade(saved: dict) -> dict:
     experiment.setdefault("save_video", False)
     experiment.setdefault("nan_policy", "stop")
     experiment.setdefault("max_skipped_updates", 10)
+    experiment.setdefault("progress_every_s", 60.0)
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
@@ -392,6 +395,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")
+    if config.experiment.progress_every_s < 0:
+        raise ConfigError(f"experiment.progress_every_s={config.experiment.progress_every_s} must not be negative "
+                          "(0: no progress lines). Fix: e.g. --config.experiment.progress_every_s=60.")
     if config.experiment.init_steps < 0:
         raise ConfigError(
             f"experiment.init_steps={config.experiment.init_steps} must be >= 0 "

@@ -4,8 +4,9 @@ Every key of a record is deterministic on CPU for a fixed config and seed, excep
 wall-clock figures whose names start with `perf/`. A resumed run first drops the records
 past its checkpoint, so the logs continue without duplicated or missing lines. On a
 terminal the console shows a live progress bar (steps, env-steps/s, updates/s, ETA,
-the latest evaluation's headline metric, e.g. mean success); otherwise it prints plain lines
-only. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
+the latest evaluation's headline metric, e.g. mean success); otherwise (nohup, SLURM, a pipe)
+it prints plain lines, and a plain progress line (step, steps/s, time left) every
+`experiment.progress_every_s` seconds between them. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
 same metrics per task.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 
 import tensorboardX
 import tqdm
@@ -65,9 +67,11 @@ class RunLog:
         stream=sys.stdout,
         headline_metric: str = "success",
         label: str | None = None,
+        progress_every_s: float = 60.0,
     ):
         """`label`: one seed's of a multi-seed run; its console lines start with `[label]` and
-        there is no progress bar."""
+        there is no progress bar. Without a bar, a progress line every `progress_every_s`
+        seconds (0: never)."""
         damaged = keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
@@ -89,11 +93,26 @@ class RunLog:
         self._bar_stats: dict[str, str] = {}
         self._headline_metric = headline_metric
         self._prefix = f"[{label}] " if label else ""
+        self._progress_every_s = progress_every_s
+        self._started = self._last_line = time.monotonic()
+        self._start_step = start_step
         for warning in damaged:
             self._print(warning)
 
     def advance(self, steps: int = 1) -> None:
         self._bar.update(steps)
+        if self._bar.disable and self._progress_every_s > 0:
+            now = time.monotonic()
+            if now - self._last_line >= self._progress_every_s:
+                self._print(self._progress(now))
+
+    def _progress(self, now: float) -> str:
+        step, total = self._bar.n, self._num_train_steps
+        rate = (step - self._start_step) / max(now - self._started, 1e-9)
+        left = (total - step) / rate if rate > 0 else float("inf")
+        hours, minutes = divmod(int(left // 60), 60) if left != float("inf") else (0, 0)
+        return (f"progress: step {step}/{total} ({100 * step / total:.0f}%), {rate:.1f} steps/s, "
+                f"about {hours}h{minutes:02d}m left")
 
     def train(self, record: dict) -> None:
         _append(self._train, record)
@@ -138,6 +157,7 @@ class RunLog:
         self._tensorboard.close()
 
     def _print(self, text: str) -> None:
+        self._last_line = time.monotonic()
         text = "\n".join(self._prefix + line for line in text.splitlines()) if self._prefix else text
         if self._bar.disable:
             print(text, file=self._stream, flush=True)

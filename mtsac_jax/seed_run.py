@@ -76,7 +76,7 @@ class SeedRun:
 
     def open_log(self, start_step: int, headline_metric: str) -> None:
         self.log = RunLog(self.workdir, self.experiment.num_train_steps, start_step, headline_metric=headline_metric,
-                          label=self.label)
+                          label=self.label, progress_every_s=self.experiment.progress_every_s)
         for message in self.messages:
             self.log.message(message)
 

@@ -221,7 +221,8 @@ class Trainer:
                     run.open_log(start_step, self.setup.headline_metric)
             for _, run in self.active if processes.is_main() else ():
                 run.say(
-                    f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} on {self.config.env.name} "
+                    f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} (network "
+                    f"{self.config.agent.network.name}, gradient {self.config.agent.gradient.name}) on {self.config.env.name} "
                     f"({self.num_tasks} task(s)) at step {start_step} of {experiment.num_train_steps}; "
                     f"workdir {run.workdir}"
                 )

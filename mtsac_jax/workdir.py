@@ -23,6 +23,7 @@ RESUMABLE_CHANGES = frozenset(
         "experiment.eval_freq",
         "experiment.num_eval_episodes",
         "experiment.log_freq",
+        "experiment.progress_every_s",
         "experiment.save_freq",
         "experiment.keep_checkpoints",
         "experiment.save_video",

@@ -79,7 +79,7 @@ def test_mt10_on_several_devices_matches_one_device(one_device_mt10, tmp_path, d
     assert json.loads((workdir / "config.json").read_text())["num_seeds"] == 1  # no device count in the config
     if devices == 4:
         stdout = train_on(1, workdir, MT10_SMOKE[0], "--config.experiment.num_train_steps=180")
-        assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 130 of 180" in stdout
+        assert "Resuming state_sac (network mlp, gradient mean) on metaworld-mt10 (10 task(s)) at step 130 of 180" in stdout
         assert [r["step"] for r in read_jsonl(workdir / "train.jsonl")][-2:] == [130, 180]
 
 
@@ -104,11 +104,11 @@ def test_two_processes_train_checkpoint_and_resume(one_device_mt10, tmp_path):
             "task axis, the parameters replicated") in stdout
     assert (workdir / "checkpoints" / "120").is_dir()
     stdout = train_in_processes(2, workdir, *MT10_SMOKE)
-    assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 120 of 130" in stdout
+    assert "Resuming state_sac (network mlp, gradient mean) on metaworld-mt10 (10 task(s)) at step 120 of 130" in stdout
     for log in ("train.jsonl", "eval.jsonl"):
         assert_close(read_jsonl(workdir / log), read_jsonl(one_device_mt10 / log))
     stdout = train_on(1, workdir, MT10_SMOKE[0], "--config.experiment.num_train_steps=140")
-    assert "Resuming state_sac on metaworld-mt10 (10 task(s)) at step 130 of 140" in stdout
+    assert "Resuming state_sac (network mlp, gradient mean) on metaworld-mt10 (10 task(s)) at step 130 of 140" in stdout
     assert [r["step"] for r in read_jsonl(workdir / "eval.jsonl")] == [120, 130, 140]
 
 

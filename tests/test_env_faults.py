@@ -174,7 +174,7 @@ def test_a_hung_worker_is_replaced_after_the_timeout_and_too_many_restarts_stop_
     step = int(match[1])
     assert (workdir / "checkpoints" / str(step)).is_dir()
     result = train(workdir, *settings, f"--config.experiment.num_train_steps={step + 10}")
-    assert f"Resuming state_sac on metaworld-mt1 (1 task(s)) at step {step} of {step + 10}" in result.stdout
+    assert f"Resuming state_sac (network mlp, gradient mean) on metaworld-mt1 (1 task(s)) at step {step} of {step + 10}" in result.stdout
     assert read_jsonl(workdir / "train.jsonl")[-1]["step"] == step + 10
 
 

@@ -50,7 +50,7 @@ def test_mtrls_mt10_line_trains_through_main_py_with_the_native_forms_config(tmp
     assert hydra_style == native
     result = run("main.py", *MTRL_MT10, f"--workdir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Training state_sac on metaworld-mt10" in result.stdout
+    assert "Training state_sac (network mlp, gradient mean) on metaworld-mt10" in result.stdout
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == native
 
 

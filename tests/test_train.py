@@ -76,3 +76,10 @@ def test_with_nan_policy_skip_dropped_updates_are_counted_and_too_many_in_a_row_
     assert result.stdout.count("warning: dropped the update at step") + result.stderr.count(
         "warning: dropped the update at step") == 1
     assert "4 updates in a row were not finite, more than experiment.max_skipped_updates=3" in result.stderr
+
+
+def test_without_a_terminal_progress_lines_come_between_log_lines_and_the_status_names_the_choices(tmp_path):
+    result = train(tmp_path / "run", "--config.experiment.progress_every_s=0.2")  # stdout is a pipe here
+    progress = [line for line in result.stdout.splitlines() if line.startswith("progress: step ")]
+    assert progress and all(re.search(r"\(\d+%\), [\d.]+ steps/s, about \d+h\d\dm left$", line) for line in progress)
+    assert "Training state_sac (network mlp, gradient mean) on metaworld-mt1 (1 task(s)) at step 0 of 240" in result.stdout
