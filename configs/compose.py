@@ -3,11 +3,12 @@
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10,network=mlp,gradient=mean
     python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt1,task=push-v3,smoke
+    python train.py --config=configs/compose.py:env=metaworld-mt10,protocol=mtrl   # mtrl's env protocol
 """
 
 from mtsac_jax.config import compose, parse_config_arg
 
-KEYS = ("setup", "agent", "env", "task", "network", "gradient")
+KEYS = ("setup", "agent", "env", "task", "network", "gradient", "protocol")
 
 
 def get_config(arg=None):
@@ -20,4 +21,5 @@ def get_config(arg=None):
         smoke="smoke" in flags,
         network=pairs.get("network", "mlp"),
         gradient=pairs.get("gradient", "mean"),
+        protocol=pairs.get("protocol"),
     )

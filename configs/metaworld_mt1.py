@@ -2,14 +2,15 @@
 
     python train.py --config=configs/metaworld_mt1.py:reach-v3
     python train.py --config=configs/metaworld_mt1.py:push-v3,smoke
+    python train.py --config=configs/metaworld_mt1.py:push-v3,mtrl   # mtrl's protocol: a fixed goal, 150-step episodes
 """
 
 from mtsac_jax.config import ConfigError, compose, parse_config_arg
 
 
 def get_config(arg=None):
-    flags, _ = parse_config_arg(arg, flags=None)  # a task name and smoke
-    tasks = [flag for flag in flags if flag != "smoke"]
+    flags, _ = parse_config_arg(arg, flags=None)  # a task name, smoke and mtrl (its protocol)
+    tasks = [flag for flag in flags if flag not in ("smoke", "mtrl")]
     if len(tasks) > 1:
         raise ConfigError(
             f"configs/metaworld_mt1.py trains one task, and its argument names {len(tasks)}: {', '.join(tasks)}. "
@@ -17,5 +18,6 @@ def get_config(arg=None):
             "multi-task env."
         )
     return compose(
-        "metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else None, smoke="smoke" in flags
+        "metaworld", "state_sac", "metaworld-mt1", task_name=tasks[0] if tasks else None, smoke="smoke" in flags,
+        protocol="mtrl" if "mtrl" in flags else None,
     )

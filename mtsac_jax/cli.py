@@ -160,12 +160,15 @@ def print_help(doc: str, flag_names: list[str], config_file: str, arg: str | Non
 
 
 def config_variant(argv: list[str]) -> str:
-    """The variant a `--config=` argument asks for: `demo` (configs/demo.py), `smoke` (its
-    argument's `smoke`), both, or '' for a full run."""
+    """The variant a `--config=` argument asks for: `demo` (configs/demo.py), `mtrl` (mtrl's
+    protocol: its argument's `mtrl` or `protocol=mtrl`), `smoke` (its argument's `smoke`), any
+    of these joined, or '' for a full run."""
     given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
     file, _, arg = (given[-1] if given else "").partition(":")
+    words = arg.split(",")
     variant = ["demo"] if pathlib.Path(file).stem == "demo" else []
-    return "-".join(variant + (["smoke"] if "smoke" in arg.split(",") else []))
+    variant += ["mtrl"] if "mtrl" in words or "protocol=mtrl" in words else []
+    return "-".join(variant + (["smoke"] if "smoke" in words else []))
 
 
 def default_workdir(config: ml_collections.ConfigDict, variant: str = "") -> pathlib.Path:

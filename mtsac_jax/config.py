@@ -87,10 +87,13 @@ def compose(
     smoke: bool = False,
     network: str = "mlp",
     gradient: str = "mean",
+    protocol: str | None = None,
 ) -> ml_collections.ConfigDict:
     """One config from a setup, an agent, an env, a network and a gradient method; locked
     against new keys. `task_name` is the task of a single-task env (`metaworld-mt1`); mtrl's
-    agent names `pcgrad_state_sac` and `gradnorm_state_sac` are `state_sac` with that gradient."""
+    agent names `pcgrad_state_sac` and `gradnorm_state_sac` are `state_sac` with that gradient;
+    `protocol` names one of the env family's protocols (Meta-World's `mtrl`) instead of its
+    defaults."""
     if agent in MTRL_AGENTS:
         if gradient not in ("mean", MTRL_AGENTS[agent]):
             raise ConfigError(
@@ -103,7 +106,7 @@ def compose(
     config.num_seeds = 1  # seeds config.seed, config.seed + 1, ... trained side by side in one process
     config.setup = setups.setup_config(setup)
     config.agent = agent_config(agent, network, gradient)
-    config.env = envs.env_config(env, task_name)
+    config.env = envs.env_config(env, task_name, protocol=protocol)
     if task_name is not None and "task_name" not in config.env:
         raise ConfigError(
             f"task={task_name} names the task of a single-task env, and env={env} trains its own "
@@ -127,9 +130,11 @@ def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] 
     of the config file's argument; the first is the default) to its `env` and dotted config keys
     with their values, applied to `compose(setup, agent, env, network=..., gradient=...)`;
     `options` maps further words (ablations) to keys applied after the variant's (a `network`
-    entry changes the network); `smoke` shrinks the result."""
+    entry changes the network); the name of one of the env family's protocols (Meta-World's
+    `mtrl`) starts from that protocol; `smoke` shrinks the result."""
     variants, options = tuple(settings), options or {}
-    flags, _ = parse_config_arg(arg, flags=(*variants, *options, "smoke"))
+    protocols = tuple(dict.fromkeys(name for keys in settings.values() for name in envs.family_of(keys["env"]).protocols))
+    flags, _ = parse_config_arg(arg, flags=(*variants, *options, *protocols, "smoke"))
     chosen = [flag for flag in flags if flag in variants] or [variants[0]]
     if len(chosen) > 1:
         raise ConfigError(f"the config file's argument names {' and '.join(chosen)}; it takes one of "
@@ -137,7 +142,9 @@ def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] 
     keys = dict(settings[chosen[0]])
     for flag in flags:
         keys.update(options.get(flag, {}))
-    config = compose(setup, agent, keys.pop("env"), network=keys.pop("network", network), gradient=gradient)
+    protocol = next((flag for flag in flags if flag in protocols), None)
+    config = compose(setup, agent, keys.pop("env"), network=keys.pop("network", network), gradient=gradient,
+                     protocol=protocol)
     config.unlock()
     for key, value in keys.items():
         parent, _, leaf = key.rpartition(".")

@@ -4,8 +4,8 @@
         agent.multitask.should_use_multi_head_policy=True replay_buffer.batch_size=1280
     python main.py -m setup=metaworld agent=state_sac env=metaworld-mt10 setup.seed=1,2,3
 
-`setup=`, `agent=` and `env=` (and this project's `network=`, `gradient=`) choose the
-composition (`configs/compose.py`); every other word becomes a `--config.` override, through
+`setup=`, `agent=` and `env=` (and this project's `network=`, `gradient=`, and `protocol=mtrl`
+for mtrl's env protocol) choose the composition (`configs/compose.py`); every other word becomes a `--config.` override, through
 `MTRL_KEYS` where mtrl's key differs from ours. A key that is neither ours nor in `MTRL_KEYS`
 stops the command with a message naming it. The word `smoke` shrinks the composed config as
 `configs/compose.py:...,smoke` does. With `-m` (Hydra's multirun), comma-separated
@@ -19,7 +19,7 @@ import itertools
 
 from mtsac_jax.registry import ConfigError
 
-COMPOSITION = ("setup", "agent", "env", "network", "gradient")
+COMPOSITION = ("setup", "agent", "env", "network", "gradient", "protocol")
 MULTIRUN = ("-m", "--multirun")
 SMOKE = "smoke"
 

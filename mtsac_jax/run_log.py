@@ -150,6 +150,11 @@ class RunLog:
     def message(self, text: str) -> None:
         self._print(text)
 
+    def protocol(self, text: str) -> None:
+        """The run's protocol in words: on the console and as TensorBoard text `protocol`."""
+        self._print(f"protocol: {text}")
+        self._tensorboard.add_text("protocol", text)
+
     def close(self) -> None:
         self._bar.close()
         self._train.close()

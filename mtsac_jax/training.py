@@ -219,6 +219,7 @@ class Trainer:
                     print(f"[{run.label}] stopped earlier, stays stopped: {run.stopped}", flush=True)
                 elif processes.is_main():
                     run.open_log(start_step, self.setup.headline_metric)
+            protocol = envs.family_of(self.config.env.name).describe(self.config.env)
             for _, run in self.active if processes.is_main() else ():
                 run.say(
                     f"{'Resuming' if start_step else 'Training'} {self.config.agent.name} (network "
@@ -226,6 +227,8 @@ class Trainer:
                     f"({self.num_tasks} task(s)) at step {start_step} of {experiment.num_train_steps}; "
                     f"workdir {run.workdir}"
                 )
+                if protocol:
+                    run.log.protocol(protocol)
                 if start_step >= experiment.num_train_steps:
                     run.say("The run is already complete; raise experiment.num_train_steps to train further.")
 

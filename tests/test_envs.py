@@ -103,3 +103,18 @@ def test_auto_strategy_follows_the_core_count(monkeypatch):
     monkeypatch.setattr(envs.os, "cpu_count", lambda: 16)
     assert envs.resolve_strategy("auto") == "async"
     assert envs.resolve_strategy("sync") == "sync" and envs.resolve_strategy("async") == "async"
+
+
+def test_the_protocol_is_named_from_the_env_section():
+    from mtsac_jax.config import compose
+    from mtsac_jax.envs import metaworld
+    from mtsac_jax.registry import ConfigError
+
+    own = compose("metaworld", "state_sac", "metaworld-mt10").env
+    assert metaworld.describe(own) == ("Meta-World's own (500-step episodes, a new goal (of the task's 50) at every "
+                                       "reset, a one-hot task id in the observation)")
+    mtrl = compose("metaworld", "state_sac", "metaworld-mt10", protocol="mtrl").env
+    assert metaworld.describe(mtrl) == "mtrl's (150-step episodes, one fixed goal per task, no one-hot task id)"
+    assert metaworld.describe(compose("metaworld", "state_sac", "metaworld-mt1").env).startswith("Meta-World's own")
+    with pytest.raises(ConfigError, match="protocol=mt50: env metaworld-mt10 knows mtrl"):
+        compose("metaworld", "state_sac", "metaworld-mt10", protocol="mt50")

@@ -135,3 +135,15 @@ def train_script():
     import train
 
     return train
+
+
+@pytest.mark.e2e
+def test_mtrls_protocol_is_one_word_on_the_command_line_and_in_a_config_files_argument():
+    mtrl = {"fixed_goal": True, "max_episode_steps": 150, "use_one_hot": False}
+    for args in (["main.py", "setup=metaworld", "agent=state_sac", "env=metaworld-mt10", "protocol=mtrl"],
+                 ["train.py", "--config=configs/metaworld_mt10.py:mtrl"],
+                 ["train.py", "--config=configs/care.py:mt10,mtrl"]):
+        (config,) = printed_configs(run(*args, "--print_config"))
+        assert {key: config["env"][key] for key in mtrl} == mtrl, args
+    (default,) = printed_configs(run("train.py", "--config=configs/metaworld_mt10.py", "--print_config"))
+    assert default["env"]["max_episode_steps"] == 500 and default["env"]["fixed_goal"] is False

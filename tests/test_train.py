@@ -83,3 +83,6 @@ def test_without_a_terminal_progress_lines_come_between_log_lines_and_the_status
     progress = [line for line in result.stdout.splitlines() if line.startswith("progress: step ")]
     assert progress and all(re.search(r"\(\d+%\), [\d.]+ steps/s, about \d+h\d\dm left$", line) for line in progress)
     assert "Training state_sac (network mlp, gradient mean) on metaworld-mt1 (1 task(s)) at step 0 of 240" in result.stdout
+    # the smoke config's 50-step episodes are neither protocol
+    assert ("protocol: neither Meta-World's nor mtrl's (50-step episodes, a new goal (of the task's 50) at every "
+            "reset, no one-hot task id)") in result.stdout

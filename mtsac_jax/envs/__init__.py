@@ -87,6 +87,9 @@ class EnvFamily:
     make_task_env: `(TaskEnv) -> gym.Env`, one task's env, seeded from the request (a
         module-level function: async workers build their env with it).
     validate: `(env_config) -> None`, raises `ConfigError` naming the key and the fix.
+    protocols: named protocols other than the defaults, each the `env` keys it sets (e.g.
+        Meta-World's `mtrl`); a config asks for one with `compose(..., protocol=name)`.
+    describe: `(env_config) -> str`, the protocol in words, printed when a run starts.
     """
 
     env_names: tuple[str, ...]
@@ -94,6 +97,8 @@ class EnvFamily:
     task_names: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
     make_task_env: Callable[[TaskEnv], gym.Env]
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+    protocols: dict[str, dict] = dataclasses.field(default_factory=dict)
+    describe: Callable[[ml_collections.ConfigDict], str] = lambda config: ""
 
 
 
@@ -112,10 +117,20 @@ def all_env_names() -> tuple[str, ...]:
     return tuple(name for family in ENV_FAMILIES.names() for name in ENV_FAMILIES.get(family).env_names)
 
 
-def env_config(name: str, task_name: str | None = None, family: EnvFamily | None = None) -> ml_collections.ConfigDict:
-    """The `env` section of env `name` at its family's defaults (`family`, when resolved already)."""
+def env_config(name: str, task_name: str | None = None, family: EnvFamily | None = None,
+               protocol: str | None = None) -> ml_collections.ConfigDict:
+    """The `env` section of env `name` at its family's defaults (`family`, when resolved
+    already), or at its named `protocol`."""
     family = family or family_of(name)
-    return ml_collections.ConfigDict({"name": name, **COMMON_DEFAULTS, **family.default_config(name, task_name)})
+    config = {"name": name, **COMMON_DEFAULTS, **family.default_config(name, task_name)}
+    if protocol is not None:
+        if protocol not in family.protocols:
+            raise ConfigError(
+                f"protocol={protocol}: env {name} knows {', '.join(family.protocols) or 'no protocol'} besides its "
+                "own defaults. Fix: choose one of those, or leave protocol out for the defaults."
+            )
+        config.update(family.protocols[protocol])
+    return ml_collections.ConfigDict(config)
 
 
 def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -3,9 +3,10 @@
 async vector env.
 
 Defaults follow the Meta-World+ protocol: 500-step episodes, a random goal of the task's 50
-per reset, one-hot task id (multi-task only), v2 rewards. mtrl's protocol is
-`fixed_goal=True, max_episode_steps=150, use_one_hot=False`. All task envs truncate on the
-same step.
+per reset, one-hot task id (multi-task only), v2 rewards. mtrl's protocol, the one the CARE
+paper's numbers were measured on, is `PROTOCOLS["mtrl"]`: one fixed goal per task, 150-step
+episodes, no one-hot (`configs/metaworld_mt10.py:mtrl`, mtrl's word `protocol=mtrl`). All task
+envs truncate on the same step.
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def default_config(name: str, task_name: str | None = None) -> dict:
         check_choice("task", task_name, TASKS)
         config["task_name"] = task_name
     return config
+
+
+PROTOCOLS = {"mtrl": {"fixed_goal": True, "max_episode_steps": 150, "use_one_hot": False}}
+
+
+def describe(env_config: ml_collections.ConfigDict) -> str:
+    """The protocol of an env section in words: whose it is (Meta-World's own, mtrl's, or
+    neither), its episode length, goals and observation."""
+    goal = "one fixed goal per task" if env_config.fixed_goal else "a new goal (of the task's 50) at every reset"
+    observation = "a one-hot task id in the observation" if env_config.use_one_hot else "no one-hot task id"
+    details = f"{env_config.max_episode_steps}-step episodes, {goal}, {observation}"
+    keys = tuple(PROTOCOLS["mtrl"])
+    own = default_config(env_config.name, env_config.get("task_name"))
+    if all(env_config[key] == own[key] for key in keys):
+        return f"Meta-World's own ({details})"
+    if all(env_config[key] == PROTOCOLS["mtrl"][key] for key in keys):
+        return f"mtrl's ({details})"
+    return f"neither Meta-World's nor mtrl's ({details})"
 
 
 def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -99,4 +118,6 @@ FAMILY = EnvFamily(
     task_names=task_names,
     make_task_env=make_task_env,
     validate=validate,
+    protocols=PROTOCOLS,
+    describe=describe,
 )
