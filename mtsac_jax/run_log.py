@@ -95,24 +95,26 @@ class RunLog:
         self._prefix = f"[{label}] " if label else ""
         self._progress_every_s = progress_every_s
         self._started = self._last_line = time.monotonic()
-        self._start_step = start_step
+        self._start_step = self._step = start_step
         for warning in damaged:
             self._print(warning)
 
     def advance(self, steps: int = 1) -> None:
         self._bar.update(steps)
+        self._step += steps
         if self._bar.disable and self._progress_every_s > 0:
             now = time.monotonic()
             if now - self._last_line >= self._progress_every_s:
                 self._print(self._progress(now))
 
     def _progress(self, now: float) -> str:
-        step, total = self._bar.n, self._num_train_steps
+        step, total = self._step, self._num_train_steps
         rate = (step - self._start_step) / max(now - self._started, 1e-9)
-        left = (total - step) / rate if rate > 0 else float("inf")
-        hours, minutes = divmod(int(left // 60), 60) if left != float("inf") else (0, 0)
-        return (f"progress: step {step}/{total} ({100 * step / total:.0f}%), {rate:.1f} steps/s, "
-                f"about {hours}h{minutes:02d}m left")
+        line = f"progress: step {step}/{total} ({100 * step / total:.0f}%), {rate:.1f} steps/s"
+        if rate <= 0:
+            return line
+        hours, minutes = divmod(int((total - step) / rate // 60), 60)
+        return f"{line}, about {hours}h{minutes:02d}m left"
 
     def train(self, record: dict) -> None:
         _append(self._train, record)

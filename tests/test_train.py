@@ -80,8 +80,11 @@ def test_with_nan_policy_skip_dropped_updates_are_counted_and_too_many_in_a_row_
 
 def test_without_a_terminal_progress_lines_come_between_log_lines_and_the_status_names_the_choices(tmp_path):
     result = train(tmp_path / "run", "--config.experiment.progress_every_s=0.2")  # stdout is a pipe here
-    progress = [line for line in result.stdout.splitlines() if line.startswith("progress: step ")]
-    assert progress and all(re.search(r"\(\d+%\), [\d.]+ steps/s, about \d+h\d\dm left$", line) for line in progress)
+    progress = [re.fullmatch(r"progress: step (\d+)/240 \(\d+%\), ([\d.]+) steps/s, about \d+h\d\dm left", line)
+                for line in result.stdout.splitlines() if line.startswith("progress: ")]
+    assert progress and all(progress), result.stdout
+    steps = [int(match[1]) for match in progress]
+    assert steps == sorted(steps) and 0 < steps[0] and steps[-1] <= 240 and all(float(m[2]) > 0 for m in progress)
     assert "Training state_sac (network mlp, gradient mean) on metaworld-mt1 (1 task(s)) at step 0 of 240" in result.stdout
     # the smoke config's 50-step episodes are neither protocol
     assert ("protocol: neither Meta-World's nor mtrl's (50-step episodes, a new goal (of the task's 50) at every "
