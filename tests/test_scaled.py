@@ -102,3 +102,23 @@ def test_an_old_state_without_reward_normalisation_has_no_statistics():
 @pytest.mark.e2e
 def test_the_scaled_preset_trains_mt10_through_train_py_and_resumes_exactly(tmp_path):
     assert_killed_run_resumes_exactly(tmp_path, "configs/scaled.py:mt10-cpu,smoke")
+
+
+def test_with_reward_normalisation_the_critics_learn_the_soft_return_scaled_entropy_term_included():
+    """A value scale c multiplies the entropy term of the critic target and of the actor loss, as
+    a temperature c alpha would: rewards and entropy bonus are scaled alike, so the soft return's
+    bound is the one the factor was made for."""
+    parts, state = normalised_agent()
+    rng = np.random.default_rng(2)
+    batch = {"obs": rng.normal(size=(2, 4, 5)), "action": rng.uniform(-1, 1, (2, 4, 3)), "reward": rng.normal(size=(2, 4)),
+             "next_obs": rng.normal(size=(2, 4, 5)), "terminated": np.zeros((2, 4))}
+    batch = {name: jnp.asarray(value, jnp.float32) for name, value in batch.items()}
+    scale = jnp.array([0.5, 0.02])
+    hotter = state.replace(temperature=state.temperature.replace(params=state.temperature.params + jnp.log(scale)))
+    key = jax.random.key(3)
+    np.testing.assert_allclose(sac.critic_loss(parts, state, batch, key, scale)(state.critic.params)[0],
+                               sac.critic_loss(parts, hotter, batch, key)(state.critic.params)[0], rtol=1e-5)
+    np.testing.assert_allclose(sac.actor_loss(parts, state, batch["obs"], key, scale)(state.actor.params)[0],
+                               sac.actor_loss(parts, hotter, batch["obs"], key)(state.actor.params)[0], rtol=1e-5)
+    assert not np.allclose(sac.critic_loss(parts, state, batch, key)(state.critic.params)[0],
+                           sac.critic_loss(parts, hotter, batch, key)(state.critic.params)[0])

@@ -163,7 +163,7 @@ def actor_losses(distral: Distral, agent: sac.SAC, actor_params, inputs: ActorIn
     prior_mean, prior_log_std = distral.distilled_actor.apply(inputs.distilled_actor_params, inputs.obs)
     prior_log_prob = log_prob_at(prior_mean, prior_log_std, pre_tanh)
     q = agent.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
-    temperature = jax.lax.stop_gradient(sac_losses.alpha(inputs.log_alpha, features.shape[0]))
+    temperature = jax.lax.stop_gradient(sac_losses.temperature(inputs.log_alpha, inputs.value_scale, features.shape[0]))
     losses = (temperature * log_prob - distral.kl_weight * prior_log_prob - q).mean(axis=-1)
     return losses, (log_prob, mean, log_std)
 

@@ -6,9 +6,12 @@ scaled, when a batch is sampled, so that the bound on that task's soft returns i
 
 G_t the bound on task t's returns from the largest reward it has shown, lambda_t the entropy
 term's share (alpha_t the task's temperature, H_t its policy's entropy as the last actor step
-measured it). The statistics live in the train state (`RewardScale`), so a checkpoint restores
-them exactly; the replay buffer keeps the rewards as the env gave them, so a scale never goes
-stale: every batch is scaled by the statistics of its own update.
+measured it). The critics then learn the whole soft return scaled by the factor: the entropy
+bonus in their target, and in the actor's loss against them, is weighted by alpha_t times the
+factor (`sac_losses.temperature`), so that (G_t + lambda_t) times the factor is v_max. The
+statistics live in the train state (`RewardScale`), so a checkpoint restores them exactly; the
+replay buffer keeps the rewards as the env gave them, so a scale never goes stale: every batch
+is scaled by the statistics of its own update.
 """
 
 from __future__ import annotations

@@ -264,8 +264,9 @@ def action_noise(sac: SAC, key, obs):
     return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), jnp.float32)
 
 
-def critic_loss(sac: SAC, state: SACState, batch, key) -> gradients.TaskLoss:
-    """`sac_losses.critic_losses` at `state` on `batch`, the next actions sampled with `key`."""
+def critic_loss(sac: SAC, state: SACState, batch, key, value_scale=None) -> gradients.TaskLoss:
+    """`sac_losses.critic_losses` at `state` on `batch`, the next actions sampled with `key`;
+    `value_scale` (T,): reward normalisation's factors, else None."""
     next_obs = batch["next_obs"]
     inputs = sac_losses.CriticInputs(
         batch=batch,
@@ -276,20 +277,21 @@ def critic_loss(sac: SAC, state: SACState, batch, key) -> gradients.TaskLoss:
         target_critic_params=state.critic.target_params,
         log_alpha=state.temperature.params,
         descriptions=sac.descriptions,
+        value_scale=value_scale,
     )
     return task_loss(sac, sac_losses.critic_losses, sac.critic_axes, inputs)
 
 
-def actor_inputs(sac: SAC, state: SACState, obs, key) -> sac_losses.ActorInputs:
+def actor_inputs(sac: SAC, state: SACState, obs, key, value_scale=None) -> sac_losses.ActorInputs:
     """The actor loss's inputs at `state` on `obs` (T, B, D), the actions sampled with `key`."""
     features = jax.lax.stop_gradient(encode(sac, state.critic.params, obs))  # mtrl: the actor never trains the encoder
     return sac_losses.ActorInputs(features=features, noise=action_noise(sac, key, features), critic_params=state.critic.params,
-                       log_alpha=state.temperature.params, descriptions=sac.descriptions)
+                       log_alpha=state.temperature.params, descriptions=sac.descriptions, value_scale=value_scale)
 
 
-def actor_loss(sac: SAC, state: SACState, obs, key) -> gradients.TaskLoss:
+def actor_loss(sac: SAC, state: SACState, obs, key, value_scale=None) -> gradients.TaskLoss:
     """`sac_losses.actor_losses` at `state` on `obs` (T, B, D), the actions sampled with `key`."""
-    return task_loss(sac, sac_losses.actor_losses, sac.actor_axes, actor_inputs(sac, state, obs, key))
+    return task_loss(sac, sac_losses.actor_losses, sac.actor_axes, actor_inputs(sac, state, obs, key, value_scale))
 
 
 def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
@@ -297,18 +299,18 @@ def alpha_loss(sac: SAC, log_prob) -> gradients.TaskLoss:
     return task_loss(sac, sac_losses.alpha_losses, sac.alpha_axis, sac_losses.TemperatureInputs(log_prob=log_prob))
 
 
-def critic_step(sac: SAC, state: SACState, batch, key):
+def critic_step(sac: SAC, state: SACState, batch, key, value_scale=None):
     """Updates the critics (and the encoder stage) on the soft Bellman residual; metrics `critic_loss`, `q`."""
     losses, q, critic, masked = descend_network(
-        sac, state.critic, critic_loss(sac, state, batch, key), sac.critic_optimizer, "critic"
+        sac, state.critic, critic_loss(sac, state, batch, key, value_scale), sac.critic_optimizer, "critic"
     )
     return state.replace(critic=critic), {"critic_loss": losses, "q": q, **masked}
 
 
-def actor_step(sac: SAC, state: SACState, obs, key):
+def actor_step(sac: SAC, state: SACState, obs, key, value_scale=None):
     """Updates the actor against the current critic; returns log pi (T, B) for the temperature."""
     losses, log_prob, actor, masked = descend_network(
-        sac, state.actor, actor_loss(sac, state, obs, key), sac.actor_optimizer, "actor"
+        sac, state.actor, actor_loss(sac, state, obs, key, value_scale), sac.actor_optimizer, "actor"
     )
     return state.replace(actor=actor), {"actor_loss": losses, "entropy": -log_prob.mean(axis=-1), **masked}, log_prob
 
@@ -352,8 +354,9 @@ def sac_update(sac: SAC, batch_size_per_task: int, state: SACState, buffer: repl
     state, (sample_key, critic_key, actor_key) = next_key(state, 3)
     batch = replay_buffer.sample(buffer, sample_key, batch_size_per_task)
     state, batch, scale_metrics = normalise_rewards(sac, state, batch)
-    state, critic_metrics = critic_step(sac, state, batch, critic_key)
-    state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key)
+    value_scale = scale_metrics.get("reward_scale")  # the critics learn the soft return scaled by it
+    state, critic_metrics = critic_step(sac, state, batch, critic_key, value_scale)
+    state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key, value_scale)
     state, alpha_metrics = temperature_step(sac, state, log_prob)
     if state.reward_scale is not None:
         state = state.replace(reward_scale=reward_scale.observe_entropy(state.reward_scale, log_prob))

@@ -21,6 +21,14 @@ def alpha(log_alpha, num_tasks: int):  # (T, 1): broadcasts against (T, B)
     return jnp.broadcast_to(jnp.exp(log_alpha), (num_tasks,))[:, None]
 
 
+def temperature(log_alpha, value_scale, num_tasks: int):
+    """The entropy term's weight in the critics' units, (T, 1): alpha_t, times task t's value
+    scale when reward normalisation scales the critics' values (`reward_scale`: the critics
+    learn the whole soft return scaled, rewards and entropy bonus alike)."""
+    weight = alpha(log_alpha, num_tasks)
+    return weight if value_scale is None else weight * value_scale[:, None]
+
+
 # ----- typed loss inputs: each field declares its task axes (`gradients.loss_input`) -----
 
 
@@ -34,6 +42,7 @@ class CriticInputs:
     target_critic_params: dict = gradients.loss_input("critic")
     log_alpha: jax.Array = gradients.loss_input("alpha")
     descriptions: jax.Array | None = gradients.loss_input()  # (T, L) or None
+    value_scale: jax.Array | None = gradients.loss_input()  # (T,) with reward normalisation, else None
 
 
 @flax.struct.dataclass
@@ -43,6 +52,7 @@ class ActorInputs:
     critic_params: dict = gradients.loss_input("critic")
     log_alpha: jax.Array = gradients.loss_input("alpha")
     descriptions: jax.Array | None = gradients.loss_input()
+    value_scale: jax.Array | None = gradients.loss_input()
 
 
 @flax.struct.dataclass
@@ -63,7 +73,7 @@ def critic_losses(sac, critic_params, inputs: CriticInputs):
     next_action, next_log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
     target_q = sac.critic.apply(inputs.target_critic_params, inputs.target_next_features, next_action, descriptions,
                                 method="q")
-    soft_value = target_q.min(axis=0) - alpha(inputs.log_alpha, num_tasks) * next_log_prob
+    soft_value = target_q.min(axis=0) - temperature(inputs.log_alpha, inputs.value_scale, num_tasks) * next_log_prob
     target = batch["reward"] + sac.discount * (1.0 - batch["terminated"]) * soft_value
     features = sac.critic.apply(critic_params, batch["obs"], method="encode")
     outputs = sac.critic.apply(critic_params, features, batch["action"], descriptions, method="outputs")  # (2, T, B, K)
@@ -77,8 +87,8 @@ def actor_losses(sac, actor_params, inputs: ActorInputs):
     mean, log_std = sac.actor.apply(actor_params, features, descriptions)
     action, log_prob = heads.tanh_gaussian(mean, log_std, inputs.noise)
     q = sac.critic.apply(inputs.critic_params, features, action, descriptions, method="q").min(axis=0)
-    temperature = jax.lax.stop_gradient(alpha(inputs.log_alpha, features.shape[0]))
-    return (temperature * log_prob - q).mean(axis=-1), log_prob
+    weight = jax.lax.stop_gradient(temperature(inputs.log_alpha, inputs.value_scale, features.shape[0]))
+    return (weight * log_prob - q).mean(axis=-1), log_prob
 
 
 def alpha_losses(sac, log_alpha, inputs: TemperatureInputs):
