@@ -2,7 +2,6 @@
 
 import ast
 import importlib.metadata
-import pathlib
 import sys
 import tomllib
 
