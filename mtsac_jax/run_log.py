@@ -5,8 +5,8 @@ wall-clock figures whose names start with `perf/`. A resumed run first drops the
 past its checkpoint, so the logs continue without duplicated or missing lines. On a
 terminal the console shows a live progress bar (steps, env-steps/s, updates/s, ETA,
 the latest evaluation's headline metric, e.g. mean success); otherwise (nohup, SLURM, a pipe)
-it prints plain lines, and a plain progress line (step, steps/s, time left) every
-`experiment.progress_every_s` seconds between them. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
+it prints plain lines, and a plain progress line (step, steps/s since the last such line, time
+left at that rate) every `experiment.progress_every_s` seconds between them. An evaluation record holds means over tasks of the setup's metrics and `tasks`, the
 same metrics per task.
 """
 
@@ -94,8 +94,9 @@ class RunLog:
         self._headline_metric = headline_metric
         self._prefix = f"[{label}] " if label else ""
         self._progress_every_s = progress_every_s
-        self._started = self._last_line = time.monotonic()
-        self._start_step = self._step = start_step
+        self._last_line = time.monotonic()
+        self._step = start_step
+        self._rate_from = (self._last_line, start_step)  # the rate is measured since the last progress line
         for warning in damaged:
             self._print(warning)
 
@@ -109,7 +110,9 @@ class RunLog:
 
     def _progress(self, now: float) -> str:
         step, total = self._step, self._num_train_steps
-        rate = (step - self._start_step) / max(now - self._started, 1e-9)
+        since, from_step = self._rate_from
+        rate = (step - from_step) / max(now - since, 1e-9)
+        self._rate_from = (now, step)
         line = f"progress: step {step}/{total} ({100 * step / total:.0f}%), {rate:.1f} steps/s"
         if rate <= 0:
             return line
