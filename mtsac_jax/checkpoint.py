@@ -201,10 +201,7 @@ class Checkpointer:
                  for leaf in chosen]
         part: dict = {}
         for path in paths:
-            node = part
-            for name in path[:-1]:
-                node = node.setdefault(name, {})
-            node[path[-1]] = _part(metadata, path)
+            _put(part, path, _part(metadata, path))
         restored = self.restore_part(step, {"train_state": part})["train_state"]
         return jax.tree.unflatten(treedef, [_part(restored, path) for path in paths])
 
@@ -297,6 +294,13 @@ def _part(tree, path: tuple):
     return tree
 
 
+def _put(tree: dict, path: tuple, value) -> None:
+    """Sets `value` at `path` in the nested dict `tree`, making the dicts on the way."""
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
+
+
 def _with_part(tree, path: tuple, value):
     """`tree` with its sub-tree at `path` replaced by `value`."""
     if not path:
@@ -311,10 +315,7 @@ def _flat_state(state, flat_fields: dict) -> dict:
     """Today's nested train state laid out as formats 1-3 saved it: `{saved path: part}`."""
     layout: dict = {}
     for path, saved in flat_fields.items():
-        node = layout
-        for name in saved[:-1]:
-            node = node.setdefault(name, {})
-        node[saved[-1]] = _part(state, path)
+        _put(layout, saved, _part(state, path))
     return layout
 
 

@@ -285,8 +285,9 @@ def critic_loss(sac: SAC, state: SACState, batch, key, value_scale=None) -> grad
 def actor_inputs(sac: SAC, state: SACState, obs, key, value_scale=None) -> sac_losses.ActorInputs:
     """The actor loss's inputs at `state` on `obs` (T, B, D), the actions sampled with `key`."""
     features = jax.lax.stop_gradient(encode(sac, state.critic.params, obs))  # mtrl: the actor never trains the encoder
-    return sac_losses.ActorInputs(features=features, noise=action_noise(sac, key, features), critic_params=state.critic.params,
-                       log_alpha=state.temperature.params, descriptions=sac.descriptions, value_scale=value_scale)
+    return sac_losses.ActorInputs(features=features, noise=action_noise(sac, key, features),
+                                  critic_params=state.critic.params, log_alpha=state.temperature.params,
+                                  descriptions=sac.descriptions, value_scale=value_scale)
 
 
 def actor_loss(sac: SAC, state: SACState, obs, key, value_scale=None) -> gradients.TaskLoss:
@@ -338,29 +339,31 @@ def next_key(state: SACState, num: int):
 
 
 def normalise_rewards(sac: SAC, state: SACState, batch):
-    """The batch with each task's rewards scaled by BRC's rule (`reward_scale`), and the state
-    with the batch's rewards taken into the statistics; as they were without normalisation."""
+    """(state, batch, factors): the batch with each task's rewards scaled by BRC's rule
+    (`reward_scale`), the state with the batch's rewards taken into the statistics, and the (T,)
+    factors, by which the critics' values are scaled too; without normalisation, the state and
+    batch as they were and None."""
     if state.reward_scale is None:
-        return state, batch, {}
+        return state, batch, None
     scale = reward_scale.observe(state.reward_scale, batch["reward"])
     alpha = sac_losses.alpha(state.temperature.params, sac.num_tasks)[:, 0]
     factors = reward_scale.factors(scale, alpha, sac.discount, sac.reward_v_max)
     batch = {**batch, "reward": batch["reward"] * factors[:, None]}
-    return state.replace(reward_scale=scale), batch, {"reward_scale": factors}
+    return state.replace(reward_scale=scale), batch, factors
 
 
 def sac_update(sac: SAC, batch_size_per_task: int, state: SACState, buffer: replay_buffer.ReplayBuffer):
     """One SAC update on a stratified batch: critic, actor, temperature, targets."""
     state, (sample_key, critic_key, actor_key) = next_key(state, 3)
     batch = replay_buffer.sample(buffer, sample_key, batch_size_per_task)
-    state, batch, scale_metrics = normalise_rewards(sac, state, batch)
-    value_scale = scale_metrics.get("reward_scale")  # the critics learn the soft return scaled by it
+    state, batch, value_scale = normalise_rewards(sac, state, batch)
     state, critic_metrics = critic_step(sac, state, batch, critic_key, value_scale)
     state, actor_metrics, log_prob = actor_step(sac, state, batch["obs"], actor_key, value_scale)
     state, alpha_metrics = temperature_step(sac, state, log_prob)
-    if state.reward_scale is not None:
+    metrics = {**critic_metrics, **actor_metrics, **alpha_metrics}
+    if value_scale is not None:
         state = state.replace(reward_scale=reward_scale.observe_entropy(state.reward_scale, log_prob))
-    metrics = {**critic_metrics, **actor_metrics, **alpha_metrics, **scale_metrics}
+        metrics["reward_scale"] = value_scale
     return target_step(sac, state), metrics  # each (T,)
 
 
