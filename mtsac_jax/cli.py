@@ -7,6 +7,7 @@ helpers catch each case and say what to fix.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import pathlib
 import re
@@ -17,6 +18,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mtsac_jax.config import CHOICES, ConfigError, flatten, task_names, validate
+from mtsac_jax.registry import AGENTS
 
 USAGE = "Usage: python train.py --config=configs/metaworld_mt10.py [--config.seed=1] [--workdir=runs/mt10]"
 
@@ -127,11 +129,35 @@ def load_config_or_exit(config_flag) -> ml_collections.ConfigDict:
         path = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")[0]
         reason = "does not exist" if not pathlib.Path(path).exists() else "could not be loaded"
         fail(f"config file {path!r} {reason}. Config files live in configs/ (e.g. configs/metaworld_mt10.py).")
+    _retake_tasks(config)
     try:
         validate(config)
     except ConfigError as error:
         fail(str(error))
     return config
+
+
+def _retake_tasks(config: ml_collections.ConfigDict) -> None:
+    """After `--config.env.` overrides that change the env's tasks (a distribution's
+    `env.train_ids`), the agent section takes the new tasks (e.g. `multitask.num_envs`), unless
+    the command line sets those agent keys itself."""
+    overridden = {arg.split("=", 1)[0].removeprefix("--config.") for arg in sys.argv if arg.startswith("--config.")}
+    if not any(key.startswith("env.") for key in overridden):
+        return
+    try:
+        retaken = copy.deepcopy(config.agent)
+        AGENTS.get(config.agent.name).take_tasks(retaken, task_names(config.env))
+    except ConfigError as error:
+        fail(str(error))
+    before, after = flatten(config.agent.to_dict()), flatten(retaken.to_dict())
+    changed = {key for key in after if after[key] != before.get(key)}
+    if changed and not {f"agent.{key}" for key in changed} & overridden:
+        for key in changed:
+            *parents, leaf = key.split(".")
+            section = config.agent
+            for parent in parents:
+                section = section[parent]
+            section[leaf] = after[key]
 
 
 def config_values(config_file: str, arg: str | None) -> dict:

@@ -116,6 +116,10 @@ def compose(
     names = task_names(config.env)
     config.replay_buffer = replay_buffer_config(len(names))
     agents.AGENTS.get(config.agent.name).take_tasks(config.agent, names)
+    for key, value in setups.SETUPS.get(setup).config_defaults.items():
+        parent, _, leaf = key.rpartition(".")
+        if _has(config, key):
+            _get(config, parent)[leaf] = value
     config.extensions = extension_files({key: _get(config, key) for key in CHOICES})
     if smoke:
         shrink_to_smoke(config)
@@ -167,7 +171,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
     config.experiment.num_eval_episodes = 1
     config.experiment.log_freq = 60
     config.experiment.save_freq = 50
-    config.env.max_episode_steps = 50
+    config.env.update(envs.family_of(config.env.name).smoke_config)
 
 
 def parse_config_arg(arg: str | None, flags=("smoke",), keys=()) -> tuple[list[str], dict[str, str]]:
@@ -250,6 +254,14 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
     for part in dotted.split("."):
         config = config[part]
     return config
+
+
+def _has(config: ml_collections.ConfigDict, dotted: str) -> bool:
+    try:
+        _get(config, dotted)
+    except (KeyError, AttributeError):
+        return False
+    return True
 
 
 def _check_shape(section_key: str, section: ml_collections.ConfigDict, expected: ml_collections.ConfigDict) -> None:

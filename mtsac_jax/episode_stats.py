@@ -8,9 +8,11 @@ from mtsac_jax import envs, processes
 
 
 class EpisodeStats:
-    """Reward and success (at any step) of the training episodes that end between logs."""
+    """Reward and success (at any step) of the training episodes that end between logs;
+    `reports_success`: whether the env has a success flag (DMControl has none)."""
 
-    def __init__(self, num_tasks: int):
+    def __init__(self, num_tasks: int, reports_success: bool = True):
+        self.reports_success = reports_success
         self.reward = np.zeros(num_tasks)
         self.success = np.zeros(num_tasks, dtype=bool)
         self.finished_reward: list[float] = []
@@ -39,7 +41,10 @@ class EpisodeStats:
         rewards, successes = (sum(lists, []) for lists in zip(*parts))
         if not rewards:
             return {}
-        return {"train/episode_reward": float(np.mean(rewards)), "train/success": float(np.mean(successes))}
+        record = {"train/episode_reward": float(np.mean(rewards))}
+        if self.reports_success:
+            record["train/success"] = float(np.mean(successes))
+        return record
 
     def to_json(self) -> dict:
         """The statistics of every process's tasks, in task order (every process must call it)."""

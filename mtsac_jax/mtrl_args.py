@@ -56,6 +56,9 @@ MTRL_KEYS = {
     f"{PRETRAINED}.path_to_load_from": (
         "agent.multitask.task_encoder.description_embeddings", "a JSON file of task-description embeddings"),
     **{key: ("env.use_one_hot", "task id in the input: the one-hot task id in the observation") for key in _TASK_INFO},
+    "env.train": ("env.train_ids", "the env ids of a DMControl distribution a run trains on"),
+    "env.eval.interpolation": ("env.interpolation_ids", "the unseen env ids of the interpolation evaluation"),
+    "env.eval.extrapolation": ("env.extrapolation_ids", "the unseen env ids of the extrapolation evaluation"),
 }
 
 # mtrl keys that exist here with another meaning: refused, with the explanation.
@@ -98,9 +101,14 @@ def expand(words: list[str]) -> list[list[str]]:
     flags = [word for word in words if word == SMOKE]
     pairs = [word for word in words if word != SMOKE]
     keys = [word.partition("=")[0] for word in pairs]
-    values = [word.partition("=")[2].split(",") for word in pairs]
+    values = [_sweep(word.partition("=")[2]) for word in pairs]
     return [[f"{key}={value}" for key, value in zip(keys, combination)] + flags
             for combination in itertools.product(*values)]
+
+
+def _sweep(value: str) -> list[str]:
+    """The values of a multirun word: comma-separated, except a bracketed list (Hydra's `[1,2]`), one value."""
+    return [value] if value.startswith("[") and value.endswith("]") else value.split(",")
 
 
 def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -> list[str]:
@@ -110,7 +118,7 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
     pairs, smoke = {}, SMOKE in words
     for word in (word for word in words if word != SMOKE):
         key, _, value = word.partition("=")
-        if "," in value and key not in COMPOSITION:
+        if len(_sweep(value)) > 1 and key not in COMPOSITION:
             raise ConfigError(f"{word}: several values run as a sweep with -m (Hydra's multirun), e.g. -m {word}.")
         pairs[key.lstrip("+")] = value
     choices = {key: pairs.pop(key) for key in COMPOSITION if key in pairs}

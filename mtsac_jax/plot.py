@@ -11,7 +11,9 @@ shaded band, at the evaluation steps all runs share. An experiment folder (one w
 subfolders are runs, such as `runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ...) stands
 for its runs; several experiment folders are compared on the same panels, one line each. The
 PNG goes to `WORKDIR/learning_curves.png` for one run, `./learning_curves.png` otherwise, or
-`--out`.
+`--out`. A run evaluated on several env sets (`hipbmdp`: its training envs and two unseen
+sets) is drawn on its training envs, or on the set `--mode` names (`eval_interpolation`,
+`eval_extrapolation`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from matplotlib.figure import Figure
 
 from mtsac_jax.config import flatten
 from mtsac_jax.registry import ConfigError
-from mtsac_jax.setups import headline_metric
+from mtsac_jax.setups import BASE_MODE, headline_metric, record_mode
 
 FILENAME = "learning_curves.png"
 MAX_COLUMNS = 5
@@ -38,9 +40,10 @@ class PlotError(ValueError):
     """Bad input to `plot_runs`; the message says what is wrong and where."""
 
 
-def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message: None
+def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message: None, mode: str = BASE_MODE
              ) -> tuple[list[str], dict[int, dict[str, float]]]:
-    """The task names of a run, in logged order, and `metric` per task at each step.
+    """The task names of a run, in logged order, and `metric` per task at each step, of the
+    evaluation records of the env set `mode` (the training tasks by default).
 
     A step logged twice (a resumed run) keeps its last record. A last line cut short (a run
     writing it, or killed) is skipped and `warn` is told; any other damaged line is an error."""
@@ -61,6 +64,8 @@ def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message
                 continue
             raise PlotError(f"{path}, line {number}: malformed JSON ({error.msg}). "
                             "Fix: repair or delete that line") from None
+        if isinstance(record, dict) and record_mode(record) != mode:
+            continue
         try:
             success = {name: float(task[metric]) for name, task in record["tasks"].items()}
             step = int(record["step"])
@@ -74,7 +79,7 @@ def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message
             raise PlotError(f"{path}, line {number}: tasks differ from the first record")
         curves[step] = success
     if tasks is None:
-        raise PlotError(f"{path} is empty: no evaluations yet")
+        raise PlotError(f"{path} has no evaluations of {mode} yet" if mode != BASE_MODE else f"{path} is empty: no evaluations yet")
     if not tasks:
         raise PlotError(f"{path}: the records name no tasks")
     return tasks, curves
@@ -118,10 +123,10 @@ def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
     return sorted(key for key in keys if len({json.dumps(config.get(key)) for config in flat}) > 1)
 
 
-def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn) -> tuple[list[str], list[int], np.ndarray]:
-    """Tasks, the evaluation steps all runs share, and metric[run, step, task]; `warn` is told
-    when the runs' configs differ (beyond the seed) or their evaluation steps do."""
-    runs = [load_run(workdir, metric, warn) for workdir in workdirs]
+def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn, mode: str) -> tuple[list[str], list[int], np.ndarray]:
+    """Tasks, the evaluation steps all runs share, and metric[run, step, task] of the env set
+    `mode`; `warn` is told when the runs' configs differ (beyond the seed) or their evaluation steps do."""
+    runs = [load_run(workdir, metric, warn, mode) for workdir in workdirs]
     differing = _config_differences(workdirs) if len(workdirs) > 1 else []
     if differing:
         warn(f"warning: averaging runs whose configs differ in {', '.join(differing)} ({', '.join(map(str, workdirs))})")
@@ -140,9 +145,10 @@ def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn) -> tuple[list[
     return tasks, steps, np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
 
 
-def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.stderr)) -> pathlib.Path:
+def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.stderr),
+              mode: str = BASE_MODE) -> pathlib.Path:
     """Draw the learning curves of `workdirs` (seeds of one experiment, or experiment folders
-    to compare) into the PNG `out_path`; `warn` is told what the averaging hides."""
+    to compare) on the env set `mode` into the PNG `out_path`; `warn` is told what the averaging hides."""
     workdirs = [pathlib.Path(workdir) for workdir in workdirs]
     out_path = pathlib.Path(out_path)
     if not workdirs:
@@ -156,7 +162,7 @@ def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.s
     except ConfigError as error:
         raise PlotError(f"{grouped[0][1][0]}: {error}") from None
     for name, runs in grouped:
-        own_tasks, steps, success = _seed_curves(runs, metric, warn)
+        own_tasks, steps, success = _seed_curves(runs, metric, warn, mode)
         if tasks is None:
             tasks, first_name = own_tasks, name
         elif set(own_tasks) != set(tasks):
@@ -183,6 +189,8 @@ def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.s
         ax.set_visible(False)
     for ax in axes[::columns]:
         ax.set_ylabel(metric)
+    if mode != BASE_MODE:
+        figure.suptitle(f"{metric} on the {mode.removeprefix('eval_')} envs")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="small")  # below the panels, covering none
     try:
@@ -200,10 +208,13 @@ def main(argv=None) -> int:
                         help="run folder with eval.jsonl (several = seeds), or experiment folders to compare")
     parser.add_argument("--out", type=pathlib.Path,
                         help=f"PNG path (default: WORKDIR/{FILENAME} for one run, ./{FILENAME} for several)")
+    parser.add_argument("--mode", default=BASE_MODE,
+                        help="the env set of a run evaluated on several (hipbmdp): eval_base (its training envs, the "
+                             "default), eval_interpolation or eval_extrapolation")
     args = parser.parse_args(argv)
     default = pathlib.Path(args.workdirs[0]) / FILENAME if len(args.workdirs) == 1 else pathlib.Path(FILENAME)
     try:
-        path = plot_runs(args.workdirs, args.out or default)
+        path = plot_runs(args.workdirs, args.out or default, mode=args.mode)
     except PlotError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -106,9 +106,11 @@ def _caller_file() -> str | None:
 
 SETUPS = Registry("setup", "setup.name")
 SETUPS.register("metaworld", "mtsac_jax.setups.metaworld:SETUP")
+SETUPS.register("hipbmdp", "mtsac_jax.setups.hipbmdp:SETUP")
 
 ENV_FAMILIES = Registry("env family", "env family")
 ENV_FAMILIES.register("metaworld", "mtsac_jax.envs.metaworld:FAMILY")
+ENV_FAMILIES.register("dmcontrol", "mtsac_jax.envs.dmcontrol:FAMILY")
 
 NETWORKS = Registry("network", "agent.network.name")
 for _name in ("mlp", "film", "care", "soft_modularization", "moore", "paco", "bronet"):

@@ -20,6 +20,8 @@ import time
 import tensorboardX
 import tqdm
 
+from mtsac_jax.setups import BASE_MODE, record_mode
+
 LOG_FILES = ("train.jsonl", "eval.jsonl")
 
 
@@ -54,7 +56,7 @@ def keep_records_up_to(workdir: pathlib.Path, step: int) -> list[str]:
     return warnings
 
 
-EVAL_KEYS = ("step", "env_steps", "tasks")  # the keys of an evaluation record that are not metrics
+EVAL_KEYS = ("step", "env_steps", "tasks", "mode")  # the keys of an evaluation record that are not metrics
 _LABELS = {"episode_reward": "reward"}  # shorter names in the per-task table
 
 
@@ -142,14 +144,16 @@ class RunLog:
 
     def eval(self, record: dict) -> None:
         _append(self._eval, record)
-        step = record["step"]
+        step, mode = record["step"], record.get("mode")
         for metric in _metrics(record):
-            self._tensorboard.add_scalar(f"eval/{metric}", record[metric], step)
+            self._tensorboard.add_scalar(f"{mode or 'eval'}/{metric}", record[metric], step)
             for name, task in record["tasks"].items():
-                self._tensorboard.add_scalar(f"eval/{metric}/{name}", task[metric], step)
-        headline = record[self._headline_metric]
-        self._bar_stats[self._headline_metric] = f"{headline:.2f}" if self._headline_metric == "success" else f"{headline:.1f}"
-        self._bar.set_postfix(self._bar_stats, refresh=False)
+                self._tensorboard.add_scalar(f"{mode or 'eval'}/{metric}/{name}", task[metric], step)
+        if record_mode(record) == BASE_MODE:
+            headline = record[self._headline_metric]
+            self._bar_stats[self._headline_metric] = (f"{headline:.2f}" if self._headline_metric == "success"
+                                                      else f"{headline:.1f}")
+            self._bar.set_postfix(self._bar_stats, refresh=False)
         self._print(format_eval(record))
 
     def message(self, text: str) -> None:
@@ -184,7 +188,8 @@ def format_eval(record: dict) -> str:
     metrics = _metrics(record)
     means = ", ".join(f"{metric} {record[metric]:.3f}" if metric == "success" else f"{metric} {record[metric]:.1f}"
                       for metric in metrics)
-    lines = [f"eval step {record['step']}: {means}"]
+    mode = f" ({record['mode'].removeprefix('eval_')} envs)" if "mode" in record else ""
+    lines = [f"eval step {record['step']}{mode}: {means}"]
     width = max(len(name) for name in record["tasks"])
     for name, task in record["tasks"].items():
         cells = "  ".join(f"success {task[m]:.2f}" if m == "success" else f"{_LABELS.get(m, m)} {task[m]:.1f}"

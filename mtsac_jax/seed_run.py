@@ -24,7 +24,7 @@ from mtsac_jax.nan_policy import NanPolicy
 from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
 from mtsac_jax.registry import AGENTS
 from mtsac_jax.run_log import RunLog
-from mtsac_jax.setups import SETUPS, merge_task_records
+from mtsac_jax.setups import BASE_MODE, SETUPS, merge_task_records
 from mtsac_jax.workdir import STOPPED
 
 
@@ -53,9 +53,14 @@ class SeedRun:
         self.per_task_metrics = AGENTS.get(config.agent.name).per_task_metrics
         self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
+        # the unseen task sets (hipbmdp), evaluated whole by the process that writes the logs
+        self.unseen_envs = {
+            name: envs.make_vector_env(config.env, config.seed, task_set=name)
+            for name in (envs.unseen_task_sets(config.env) if self.setup.evaluates_unseen and processes.is_main() else ())
+        }
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
-        self.episode_stats = EpisodeStats(self.train_envs.num_envs)
+        self.episode_stats = EpisodeStats(self.train_envs.num_envs, envs.family_of(config.env.name).reports_success)
         self.checkpointer = Checkpointer(workdir, self.experiment.keep_checkpoints)
         self.faults = EnvFaults(config.env, self.say, self.kept_checkpoint)
         self.nan_policy = NanPolicy(self.experiment, self.names, self.say, self.kept_checkpoint)
@@ -86,6 +91,8 @@ class SeedRun:
         self.checkpointer.close()
         self.train_envs.close()
         self.eval_envs.close()
+        for vector_env in self.unseen_envs.values():
+            vector_env.close()
 
     def stop(self, reason: str) -> None:
         """Stops this seed for the rest of a multi-seed run, and for its resumptions."""
@@ -110,8 +117,9 @@ class SeedRun:
         env_blobs = {
             "train": self.faults.retry("train", step, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
                                        on_restart=self._restarted_between_steps),
-            "eval": self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
-                                      lambda: list(self.eval_envs.call("snapshot"))),
+            **{group: self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
+                                        lambda vector_env=vector_env: list(vector_env.call("snapshot")))
+               for group, vector_env in self._eval_groups()},
         }
         meta = {
             "step": step,
@@ -119,7 +127,7 @@ class SeedRun:
             "episode_stats": self.episode_stats.to_json(),
         }
         parts = processes.gather((env_blobs, self.obs))  # the checkpoint holds every process's tasks
-        env_blobs = {group: sum((blobs[group] for blobs, _ in parts), []) for group in env_blobs}
+        env_blobs = {group: sum((blobs.get(group, []) for blobs, _ in parts), []) for group in env_blobs}
         obs = np.concatenate([obs for _, obs in parts])
         self.checkpointer.save(step, {**arrays, "obs": obs}, env_blobs, meta)
 
@@ -134,12 +142,16 @@ class SeedRun:
             return 0, None
         step, arrays, env_blobs, meta = restored
         self.obs = np.asarray(arrays.pop("obs"))[self.tasks]
-        for group, vector_env in (("train", self.train_envs), ("eval", self.eval_envs)):
-            self.faults.retry(group, step, "Its env is restored from the checkpoint all the same.",
+        for group, vector_env in (("train", self.train_envs), *self._eval_groups()):
+            self.faults.retry(group.partition("_")[0], step, "Its env is restored from the checkpoint all the same.",
                               lambda: vector_env.call("restore", env_blobs[group]))
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
         self.episode_stats.load_json(meta["episode_stats"], self.tasks)
         return step, arrays
+
+    def _eval_groups(self) -> list[tuple[str, object]]:
+        """The eval envs by their group in a checkpoint: `eval`, then `eval_<set>` per unseen set."""
+        return [("eval", self.eval_envs), *((f"eval_{name}", envs) for name, envs in self.unseen_envs.items())]
 
     def set_earlier_logs_aside(self) -> None:
         """A workdir with logs but no usable checkpoint starts over: its logs move to
@@ -194,23 +206,31 @@ class SeedRun:
         if self.log is not None:
             self.log.train(record)
 
-    def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
-        """Evaluates `policy` on this process's tasks and logs the record of all of them."""
+    def evaluate(self, step: int, policy: DeterministicPolicy, unseen_policy: DeterministicPolicy | None) -> None:
+        """Evaluates `policy` on this process's tasks and logs the record of all of them; with
+        unseen task sets, `unseen_policy` on each set too, one record per set (`mode`)."""
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
         share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
-        evaluation = self.faults.retry(
-            "eval", step, f"The evaluation of step {step} is done again from its start.",
-            lambda: self.setup.evaluate(share, self.eval_envs, self.experiment.num_eval_episodes, names),
-        )
+        evaluation = self._evaluated(step, share, self.eval_envs, names)
         if jax.process_count() > 1:
             evaluation = merge_task_records(processes.gather(evaluation))
-        record.update(evaluation)
+        records = [{**record, **({"mode": BASE_MODE} if self.unseen_envs else {}), **evaluation}]
+        for name, vector_env in self.unseen_envs.items():
+            evaluation = self._evaluated(step, unseen_policy, vector_env, envs.unseen_task_sets(self.config.env)[name])
+            records.append({**record, "mode": f"eval_{name}", **evaluation})
         if self.log is None:
             return
         if self.experiment.save_video and not self.video_failed:
             self._record_video(policy, step)
-        self.log.eval(record)
+        for record in records:
+            self.log.eval(record)
+
+    def _evaluated(self, step: int, policy, vector_env, names) -> dict:
+        return self.faults.retry(
+            "eval", step, f"The evaluation of step {step} is done again from its start.",
+            lambda: self.setup.evaluate(policy, vector_env, self.experiment.num_eval_episodes, names),
+        )
 
     def _record_video(self, policy, step: int) -> None:
         """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on

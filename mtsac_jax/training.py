@@ -105,6 +105,14 @@ class Trainer:
                 config.agent, agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
                 batch_size_per_task=batch_size_per_task, num_updates_per_call=self.experiment.num_updates_per_step,
             )
+            unseen = envs.unseen_task_sets(config.env) if self.setup.evaluates_unseen else {}
+            if unseen and self.agent.unseen_eval_actions is None:
+                raise TrainingError(
+                    f"setup {config.setup.name} evaluates on env ids the agent never trains on ({', '.join(unseen)}), "
+                    f"and the policy of agent {config.agent.name} with network {config.agent.network.name} has a part of "
+                    "its own per training env (a head, an embedding or a whole network): it cannot act in an unseen env. "
+                    "Fix: a policy all envs share (network=mlp or bronet, with agent.multitask.should_use_multi_head_"
+                    "policy, should_use_disjoint_policy and should_use_task_encoder False).")
             self.layout = Layout(sharding.plan(config.num_seeds, self.num_tasks, batch_size_per_task))
             state, buffer = jax.eval_shape(self.agent.init, first.init_key), jax.eval_shape(self._new_buffer)
             check_memory(*(jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((len(self.runs), *leaf.shape), leaf.dtype),
@@ -205,8 +213,13 @@ class Trainer:
 
     def evaluate(self, step: int) -> None:
         policy_params = self.layout.on_this_process(self.agent.policy_params(self.state))
-        self.each_run(lambda index, run: run.evaluate(
-            step, DeterministicPolicy(self.agent.eval_actions, self.layout.take(policy_params, index))))
+
+        def evaluate_seed(index, run):
+            params = self.layout.take(policy_params, index)
+            unseen = self.agent.unseen_eval_actions
+            run.evaluate(step, DeterministicPolicy(self.agent.eval_actions, params),
+                         None if unseen is None else DeterministicPolicy(unseen, params))
+        self.each_run(evaluate_seed)
 
     def run(self) -> None:
         experiment = self.experiment

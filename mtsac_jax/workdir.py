@@ -40,7 +40,7 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
     """Creates the workdir and writes `config.json`. A workdir of an earlier run must hold
     the same config up to `RESUMABLE_CHANGES`; returns those changes as readable lines."""
     config_path = workdir / "config.json"
-    new = flatten(config.to_dict())
+    new = flatten(json.loads(json.dumps(config.to_dict())))  # as config.json holds it (tuples as lists)
     changes = []
     if config_path.exists():
         saved = flatten(upgrade(json.loads(config_path.read_text())))

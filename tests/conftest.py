@@ -74,13 +74,13 @@ def train(workdir, *overrides, expect_success=True):
     return result
 
 
-def assert_killed_run_resumes_exactly(tmp_path, config_arg, checkpoint_step=50, num_train_steps=120):
-    """`train.py --config=<config_arg>` for `num_train_steps` in one go, against a run SIGKILLed
-    after its `checkpoint_step` checkpoint and started again: the same logs, finite losses."""
+def assert_killed_run_resumes_exactly(tmp_path, config_arg, checkpoint_step=50, num_train_steps=120, overrides=()):
+    """`train.py --config=<config_arg> <overrides>` for `num_train_steps` in one go, against a run
+    SIGKILLed after its `checkpoint_step` checkpoint and started again: the same logs, finite losses."""
 
     def start(workdir):
         command = [sys.executable, "train.py", f"--config={config_arg}", f"--workdir={workdir}",
-                   f"--config.experiment.num_train_steps={num_train_steps}"]
+                   f"--config.experiment.num_train_steps={num_train_steps}", *overrides]
         return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(process):

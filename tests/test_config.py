@@ -45,7 +45,8 @@ def test_reference_configs_compose_and_validate():
         ("agent.temperature_loss", "log", "Valid choices: log_alpha, alpha"),
         ("env.name", "metaworld-mt100", "Did you mean 'metaworld-mt10'?"),
         ("agent.name", "sac_state", "Unknown agent.name 'sac_state'"),
-        ("setup.name", "hipbmdp", "Unknown setup.name 'hipbmdp'. Valid choices: metaworld"),
+        ("setup.name", "hipbmdp", "setup.name='hipbmdp' evaluates on the env families dmcontrol, not on env.name='metaworld-mt10'"),
+        ("setup.name", "hipbdmp", "Unknown setup.name 'hipbdmp'. Did you mean 'hipbmdp'? Valid choices: metaworld, hipbmdp"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(key, value, message):

@@ -41,6 +41,9 @@ class Agent:
     sample_actions(policy_params, obs, key, step) -> actions: the exploration policy, with the
         key `fold_in(key, step)`.
     eval_actions(policy_params, obs) -> actions: the evaluation policy (deterministic).
+    unseen_eval_actions(policy_params, obs) -> actions: the evaluation policy in envs the agent
+        never trained on (the `hipbmdp` setup's unseen env ids), (M, obs_dim) -> (M, action_dim)
+        for any M; None for an agent whose policy is defined per training task only.
     """
 
     init: Callable[[Any], Any]
@@ -48,6 +51,7 @@ class Agent:
     policy_params: Callable[[Any], dict]
     sample_actions: Callable[..., Any]
     eval_actions: Callable[[dict, Any], Any]
+    unseen_eval_actions: Callable[[dict, Any], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

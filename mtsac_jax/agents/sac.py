@@ -186,10 +186,11 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
 
 
 def optimizer(section: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam, or AdamW (Loshchilov & Hutter 2019) when the section's `weight_decay` is positive."""
+    """Adam (with the section's `b1`, 0.9 without one), or AdamW (Loshchilov & Hutter 2019) when
+    the section's `weight_decay` is positive."""
     if section.get("weight_decay", 0.0) > 0:
-        return optax.adamw(section.lr, weight_decay=section.weight_decay)
-    return optax.adam(section.lr)
+        return optax.adamw(section.lr, b1=section.get("b1", 0.9), weight_decay=section.weight_decay)
+    return optax.adam(section.lr, b1=section.get("b1", 0.9))
 
 
 def init_state(sac: SAC, key: jax.Array) -> SACState:
@@ -393,6 +394,20 @@ def eval_actions(sac: SAC, policy_params, obs):
     return jnp.tanh(policy_distribution(sac, policy_params, obs)[0][:, 0])
 
 
+def acts_on_unseen_envs(sac: SAC) -> bool:
+    """Whether the policy has no per-task part (no parameter with a task axis in the actor or
+    the encoder stage, no task descriptions), so that it acts in envs it never trained on."""
+    axes = (sac.actor_axes, encoder_params(sac, sac.critic_axes))
+    return sac.descriptions is None and all(axis is None for axis in jax.tree.leaves(axes, is_leaf=lambda x: x is None))
+
+
+def unseen_eval_actions(sac: SAC, policy_params, obs):
+    """The deterministic policy in envs it never trained on, (M, D) -> (M, A): every row through
+    the policy's shared parameters (`acts_on_unseen_envs`)."""
+    features = encode(sac, policy_params["encoder"], obs[None])
+    return jnp.tanh(sac.actor.apply(policy_params["actor"], features, None)[0][0])
+
+
 # ----- the state_sac agent -----
 
 
@@ -407,6 +422,7 @@ def make_state_sac(
         policy_params=functools.partial(policy_params, sac),
         sample_actions=jax.jit(functools.partial(sample_actions, sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, sac)),
+        unseen_eval_actions=jax.jit(functools.partial(unseen_eval_actions, sac)) if acts_on_unseen_envs(sac) else None,
     )
 
 

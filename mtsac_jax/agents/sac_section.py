@@ -31,9 +31,9 @@ def default_config() -> dict:
         # BRC's per-task reward scale: each task's rewards scaled when sampled so that the bound
         # on its soft returns is categorical.v_max
         "reward_normalization": False,
-        # weight_decay > 0: AdamW (decoupled weight decay) instead of Adam
+        # weight_decay > 0: AdamW (decoupled weight decay) instead of Adam; b1: Adam's beta1
         "optimizers": {"actor": {"lr": 3e-4, "weight_decay": 0.0}, "critic": {"lr": 3e-4, "weight_decay": 0.0},
-                       "alpha": {"lr": 3e-4}},
+                       "alpha": {"lr": 3e-4, "b1": 0.9}},
         "multitask": {
             "num_envs": 1,
             "should_use_disentangled_alpha": True,

@@ -90,6 +90,12 @@ class EnvFamily:
     protocols: named protocols other than the defaults, each the `env` keys it sets (e.g.
         Meta-World's `mtrl`); a config asks for one with `compose(..., protocol=name)`.
     describe: `(env_config) -> str`, the protocol in words, printed when a run starts.
+    unseen_task_sets: `(env_config) -> {set name: task names}`, tasks a run does not train on
+        and is evaluated on besides its own (DMControl distributions' unseen env ids), for a
+        setup that evaluates on them (`hipbmdp`).
+    smoke_config: the `env` keys of a `smoke` config (short episodes).
+    reports_success: whether its envs flag success (`info["success"]`); training logs then
+        report the success rate of the training episodes beside their reward.
     """
 
     env_names: tuple[str, ...]
@@ -99,8 +105,9 @@ class EnvFamily:
     validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
     protocols: dict[str, dict] = dataclasses.field(default_factory=dict)
     describe: Callable[[ml_collections.ConfigDict], str] = lambda config: ""
-
-
+    unseen_task_sets: Callable[[ml_collections.ConfigDict], dict[str, tuple[str, ...]]] = lambda config: {}
+    smoke_config: dict = dataclasses.field(default_factory=dict)
+    reports_success: bool = True
 
 
 def family_of(env_name: str, key: str = "env") -> EnvFamily:
@@ -138,6 +145,11 @@ def task_names(env_config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return family_of(env_config.name).task_names(env_config)
 
 
+def unseen_task_sets(env_config: ml_collections.ConfigDict) -> dict[str, tuple[str, ...]]:
+    """The family's sets of tasks a run does not train on, by name (none for most families)."""
+    return family_of(env_config.name).unseen_task_sets(env_config)
+
+
 def validate(env_config: ml_collections.ConfigDict, family: EnvFamily | None = None) -> None:
     """Checks an env section: the keys every section holds, then its family's own (`family`,
     when resolved already)."""
@@ -165,21 +177,28 @@ def make_vector_env(
     evaluation: bool = False,
     render_mode: str | None = None,
     tasks: slice = slice(None),
+    task_set: str | None = None,
     **render_options,
 ) -> gym.vector.VectorEnv:
     """The vector env of an env config section, one sub-env per task in benchmark order (of
     the tasks in the slice `tasks`: a process's share of a run over several processes), each
     the same env whichever share it is built in, with SAME_STEP autoreset and exact snapshots.
+    `task_set` names one of the family's unseen task sets to build instead of the run's tasks
+    (eval envs only).
 
-    Train and eval envs (`evaluation`) draw from separate streams. `render_mode` ("rgb_array")
+    Train and eval envs (`evaluation`) draw from separate streams, and each unseen set from its own. `render_mode` ("rgb_array")
     makes `vector_env.call("render")` return one frame per task, shaped by `render_options`;
     offscreen rendering needs `MUJOCO_GL=egl` (or `osmesa`) on a machine without a display.
     """
     family = family_of(env_config.name)
-    names = family.task_names(env_config)
+    if task_set is None:
+        names, stream = family.task_names(env_config), EVAL_STREAM if evaluation else TRAIN_STREAM
+    else:
+        sets = family.unseen_task_sets(env_config)
+        names, stream = sets[task_set], EVAL_STREAM + 1 + list(sets).index(task_set)
     env_fns = [
         functools.partial(task_env, family.make_task_env, env_config.to_dict(), name, index, len(names), seed,
-                          evaluation, render_mode, render_options)
+                          evaluation or task_set is not None, render_mode, render_options, stream=stream)
         for index, name in enumerate(names)
     ][tasks]
     vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
@@ -188,12 +207,14 @@ def make_vector_env(
 
 
 def task_env(make_task_env: Callable[[TaskEnv], gym.Env], env_config: dict, name: str, index: int, num_tasks: int,
-             seed: int, evaluation: bool, render_mode: str | None, render_options: dict, restart: int = 0) -> gym.Env:
+             seed: int, evaluation: bool, render_mode: str | None, render_options: dict, restart: int = 0,
+             stream: int | None = None) -> gym.Env:
     """Task `index`'s env as a family builds it, with `snapshot()`/`restore(blobs)`. Its stream
-    is `derived_seed(seed, index, stream)`; the `restart`-th replacement of its worker gets
-    `derived_seed(seed, index, stream, restart)`: the same task, a new stream, the same one
-    for the same restart."""
-    stream = EVAL_STREAM if evaluation else TRAIN_STREAM
+    is `derived_seed(seed, index, stream)` (`stream`: the train or eval stream by default); the
+    `restart`-th replacement of its worker gets `derived_seed(seed, index, stream, restart)`:
+    the same task, a new stream, the same one for the same restart."""
+    if stream is None:
+        stream = EVAL_STREAM if evaluation else TRAIN_STREAM
     request = TaskEnv(env_config, name, index, num_tasks, task_seed=derived_seed(seed, index),
                       seed=derived_seed(seed, index, stream, *([restart] if restart else [])),
                       evaluation=evaluation, render_mode=render_mode, render_options=render_options)

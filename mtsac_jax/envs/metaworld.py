@@ -120,4 +120,5 @@ FAMILY = EnvFamily(
     validate=validate,
     protocols=PROTOCOLS,
     describe=describe,
+    smoke_config={"max_episode_steps": 50},
 )

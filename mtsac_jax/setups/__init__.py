@@ -2,8 +2,9 @@
 
 It says which env families a run may use, how a policy is evaluated and which number of the
 evaluation record is the headline: `metaworld` evaluates on the training tasks with
-Meta-World's own evaluator and reports success. Plots and reports read the headline metric
-of a run's setup instead of assuming `success`.
+Meta-World's own evaluator and reports success; `hipbmdp` evaluates on the training env ids
+of a DMControl distribution and on its two unseen sets, and reports episode reward. Plots and
+reports read the headline metric of a run's setup instead of assuming `success`.
 """
 
 from __future__ import annotations
@@ -31,12 +32,27 @@ class Setup:
         evaluator protocol (`eval_action(obs)`, `reset(mask)`); `eval_envs` are the run's eval
         envs, one sub-env per task.
     default_config: the keys of the `setup` section besides `name`, with their defaults.
+    evaluates_unseen: whether evaluation covers the env family's unseen task sets too
+        (`EnvFamily.unseen_task_sets`): each evaluation then writes one record per set,
+        `"mode": "eval_<set>"`, after the training tasks' `"mode": "eval_base"`.
+    config_defaults: `{dotted key: value}` the setup sets in a composed config where the key
+        exists (mtrl's per-setup components: optimizers, network sizes, the run's length).
     """
 
     env_families: tuple[str, ...]
     headline_metric: str
     evaluate: Callable[..., dict]
     default_config: Callable[[], dict] = dict
+    evaluates_unseen: bool = False
+    config_defaults: dict = dataclasses.field(default_factory=dict)
+
+
+BASE_MODE = "eval_base"  # the `mode` of the training tasks' evaluation record when a setup has several
+
+
+def record_mode(record: dict) -> str:
+    """The evaluation set of an `eval.jsonl` record: its `mode`, the training tasks' without one."""
+    return record.get("mode", BASE_MODE)
 
 
 def merge_task_records(records: list[dict]) -> dict:
