@@ -1,4 +1,5 @@
-"""Evaluate a trained run's checkpoint and print per-task success; optionally record videos.
+"""Evaluate a trained run's checkpoint and print its per-task figures (success, or a hipbmdp run's episode
+reward on its training and unseen envs); optionally record videos.
 
     python evaluate.py --workdir=runs/mt10
     python evaluate.py --workdir=runs/mt10 --episodes=50 --step=200000
@@ -17,6 +18,7 @@ from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.config import ConfigError
 from mtsac_jax.policy import PolicyError, evaluate_policy, load_config, load_policy
 from mtsac_jax.run_log import format_eval
+from mtsac_jax.setups import evaluation_sets
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run folder (holds config.json and checkpoints/).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
@@ -40,13 +42,18 @@ def main(argv):
     except (PolicyError, ConfigError, CheckpointError) as error:
         sys.exit(f"error: {error}")
     episodes = _EPISODES.value or config.experiment.num_eval_episodes
-    record = {"step": policy.step}
+    records = []
     try:
-        record.update(evaluate_policy(policy, config, episodes, envs.make_vector_env(config.env, config.seed, evaluation=True)))
+        for mode, task_set in evaluation_sets(config):  # the training tasks, then a hipbmdp run's unseen env sets
+            vector_env = envs.make_vector_env(config.env, config.seed, evaluation=True, task_set=task_set)
+            records.append({"step": policy.step, **({"mode": mode} if mode else {}),
+                            **evaluate_policy(policy if task_set is None else policy.unseen, config, episodes,
+                                              vector_env, task_set)})
     except envs.EnvWorkerError as error:
         sys.exit(f"error: {error}")
     print(f"{workdir}, checkpoint {policy.step}, {episodes} episode(s) per task")
-    print(format_eval(record))
+    for record in records:
+        print(format_eval(record))
     if _VIDEO.value:
         folder = workdir / "videos" / f"step{policy.step}"
         try:

@@ -336,6 +336,8 @@ def _check_types(config: ml_collections.ConfigDict, defaults: dict) -> None:
             fits = isinstance(value, (int, float))
         elif default is None:
             fits = True
+        elif isinstance(default, (list, tuple)):  # a tuple is a list once in config.json
+            fits = isinstance(value, (list, tuple))
         else:
             fits = isinstance(value, type(default))
         if not fits:

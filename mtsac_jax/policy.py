@@ -37,10 +37,13 @@ class DeterministicPolicy:
     observations: row t goes through task t's parameters (its head, embedding or network),
     so rows must follow the env's task order."""
 
-    def __init__(self, eval_actions: Callable, policy_params: dict, step: int | None = None):
+    def __init__(self, eval_actions: Callable, policy_params: dict, step: int | None = None,
+                 unseen_eval_actions: Callable | None = None):
         self._eval_actions = eval_actions
         self._policy_params = policy_params
         self.step = step  # the training step of the checkpoint, when loaded from one
+        # the policy in envs it never trained on (rows are envs, not tasks), when the agent has one
+        self.unseen = None if unseen_eval_actions is None else DeterministicPolicy(unseen_eval_actions, policy_params, step)
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
         obs = jnp.asarray(observations, jnp.float32)
@@ -142,14 +145,17 @@ def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDic
     agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
     abstract_state = jax.eval_shape(agent.init, jax.random.key(0))
     policy_params = checkpointer.restore_selected(step, abstract_state, agent.policy_params)
-    return DeterministicPolicy(agent.eval_actions, policy_params, step)
+    return DeterministicPolicy(agent.eval_actions, policy_params, step, agent.unseen_eval_actions)
 
 
-def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs) -> dict:
-    """The setup's evaluation of `policy` on `eval_envs` (closed after), done again from its
-    start after each env worker that died or hung and was replaced (a warning line names the
-    task); more than `env.max_worker_restarts` replacements raise `EnvWorkerError`."""
-    setup, names = SETUPS.get(config.setup.name), task_names(config.env)
+def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs, task_set: str | None = None
+                    ) -> dict:
+    """The setup's evaluation of `policy` on `eval_envs` (closed after; the run's tasks, or its
+    unseen `task_set`), done again from its start after each env worker that died or hung and was
+    replaced (a warning line names the task); more than `env.max_worker_restarts` replacements
+    raise `EnvWorkerError`."""
+    setup = SETUPS.get(config.setup.name)
+    names = task_names(config.env) if task_set is None else envs.unseen_task_sets(config.env)[task_set]
     try:
         for restarts in itertools.count(1):
             try:

@@ -24,7 +24,7 @@ from mtsac_jax.nan_policy import NanPolicy
 from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
 from mtsac_jax.registry import AGENTS
 from mtsac_jax.run_log import RunLog
-from mtsac_jax.setups import BASE_MODE, SETUPS, merge_task_records
+from mtsac_jax.setups import SETUPS, evaluation_sets, merge_task_records
 from mtsac_jax.workdir import STOPPED
 
 
@@ -55,8 +55,8 @@ class SeedRun:
         self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
         # the unseen task sets (hipbmdp), evaluated whole by the process that writes the logs
         self.unseen_envs = {
-            name: envs.make_vector_env(config.env, config.seed, task_set=name)
-            for name in (envs.unseen_task_sets(config.env) if self.setup.evaluates_unseen and processes.is_main() else ())
+            mode: envs.make_vector_env(config.env, config.seed, task_set=task_set)
+            for mode, task_set in evaluation_sets(config)[1:] if processes.is_main()
         }
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
@@ -151,7 +151,7 @@ class SeedRun:
 
     def _eval_groups(self) -> list[tuple[str, object]]:
         """The eval envs by their group in a checkpoint: `eval`, then `eval_<set>` per unseen set."""
-        return [("eval", self.eval_envs), *((f"eval_{name}", envs) for name, envs in self.unseen_envs.items())]
+        return [("eval", self.eval_envs), *self.unseen_envs.items()]
 
     def set_earlier_logs_aside(self) -> None:
         """A workdir with logs but no usable checkpoint starts over: its logs move to
@@ -206,19 +206,20 @@ class SeedRun:
         if self.log is not None:
             self.log.train(record)
 
-    def evaluate(self, step: int, policy: DeterministicPolicy, unseen_policy: DeterministicPolicy | None) -> None:
+    def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
         """Evaluates `policy` on this process's tasks and logs the record of all of them; with
-        unseen task sets, `unseen_policy` on each set too, one record per set (`mode`)."""
+        unseen task sets, `policy.unseen` on each set too, one record per set (`mode`)."""
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
         share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
         evaluation = self._evaluated(step, share, self.eval_envs, names)
         if jax.process_count() > 1:
             evaluation = merge_task_records(processes.gather(evaluation))
-        records = [{**record, **({"mode": BASE_MODE} if self.unseen_envs else {}), **evaluation}]
-        for name, vector_env in self.unseen_envs.items():
-            evaluation = self._evaluated(step, unseen_policy, vector_env, envs.unseen_task_sets(self.config.env)[name])
-            records.append({**record, "mode": f"eval_{name}", **evaluation})
+        (base_mode, _), *unseen_sets = evaluation_sets(self.config)
+        records = [{**record, **({"mode": base_mode} if base_mode else {}), **evaluation}]
+        for mode, task_set in unseen_sets:
+            names = envs.unseen_task_sets(self.config.env)[task_set]
+            records.append({**record, "mode": mode, **self._evaluated(step, policy.unseen, self.unseen_envs[mode], names)})
         if self.log is None:
             return
         if self.experiment.save_video and not self.video_failed:

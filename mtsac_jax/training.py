@@ -214,12 +214,9 @@ class Trainer:
     def evaluate(self, step: int) -> None:
         policy_params = self.layout.on_this_process(self.agent.policy_params(self.state))
 
-        def evaluate_seed(index, run):
-            params = self.layout.take(policy_params, index)
-            unseen = self.agent.unseen_eval_actions
-            run.evaluate(step, DeterministicPolicy(self.agent.eval_actions, params),
-                         None if unseen is None else DeterministicPolicy(unseen, params))
-        self.each_run(evaluate_seed)
+        self.each_run(lambda index, run: run.evaluate(step, DeterministicPolicy(
+            self.agent.eval_actions, self.layout.take(policy_params, index),
+            unseen_eval_actions=self.agent.unseen_eval_actions)))
 
     def run(self) -> None:
         experiment = self.experiment

@@ -6,8 +6,8 @@ is picked when the process renders its first frame, and `record_episodes` sets `
 before it renders if the variable is unset. (It is not set at import: with `MUJOCO_GL` set, `import mujoco`
 loads that backend and fails outright where its libraries are missing, even if nothing renders.)
 
-Meta-World's corner cameras are mounted upside down (their image's up axis points at the
-floor), so their frames are turned 180 degrees to show the robot upright. Videos are encoded
+Cameras an env family names as upside down (Meta-World's corner cameras: their image's up axis
+points at the floor) have their frames turned 180 degrees to show the robot upright. Videos are encoded
 as H.264 with imageio's ffmpeg plugin; width and height must be even.
 """
 
@@ -23,9 +23,6 @@ import numpy as np
 
 from mtsac_jax import envs
 from mtsac_jax.config import task_names
-
-UPSIDE_DOWN_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
-
 
 class VideoError(RuntimeError):
     """Offscreen rendering failed; the message names the GL backend and the fix."""
@@ -62,7 +59,7 @@ def record_episodes(
         env_config, seed, evaluation=True, render_mode="rgb_array",
         width=width, height=height, camera_name=camera_name,
     )
-    turn = camera_name in UPSIDE_DOWN_CAMERAS
+    turn = camera_name in envs.family_of(env_config.name).upside_down_cameras
     try:
         obs, _ = vector_env.reset()
         policy.reset(np.ones(len(names), dtype=bool))

@@ -159,6 +159,11 @@ def test_state_sac_trains_evaluates_every_set_and_resumes_exactly_after_sigkill(
     for index, mode in ((0, "eval_base"), (2, "eval_extrapolation")):  # the curves of one env set
         assert plot.load_run(tmp_path / "whole", "episode_reward", mode=mode)[0] == list(records[index]["tasks"])
         assert plot.plot_runs([tmp_path / "whole"], tmp_path / f"{mode}.png", mode=mode).stat().st_size > 0
+    evaluated = subprocess.run([sys.executable, "evaluate.py", f"--workdir={tmp_path / 'whole'}", "--episodes=1"],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    for line in ("eval step 120 (base envs)", "eval step 120 (interpolation envs)", "  friction_9  reward"):
+        assert line in evaluated.stdout
 
 
 @pytest.mark.e2e

@@ -96,6 +96,7 @@ class EnvFamily:
     smoke_config: the `env` keys of a `smoke` config (short episodes).
     reports_success: whether its envs flag success (`info["success"]`); training logs then
         report the success rate of the training episodes beside their reward.
+    upside_down_cameras: the cameras whose frames come upside down (videos turn them).
     """
 
     env_names: tuple[str, ...]
@@ -108,6 +109,7 @@ class EnvFamily:
     unseen_task_sets: Callable[[ml_collections.ConfigDict], dict[str, tuple[str, ...]]] = lambda config: {}
     smoke_config: dict = dataclasses.field(default_factory=dict)
     reports_success: bool = True
+    upside_down_cameras: frozenset[str] = frozenset()
 
 
 def family_of(env_name: str, key: str = "env") -> EnvFamily:

@@ -28,7 +28,9 @@ is evaluated on besides are `env.train_ids`, `env.interpolation_ids`, `env.extra
 
 from __future__ import annotations
 
+import ctypes.util
 import dataclasses
+import os
 import warnings
 import xml.etree.ElementTree as ElementTree
 from typing import Callable
@@ -37,8 +39,21 @@ import gymnasium as gym
 import ml_collections
 import numpy as np
 
-# dm_control probes GLFW when imported; without a display that warns, though only rendering needs
-# a backend (MUJOCO_GL=egl or osmesa)
+
+def _choose_gl_backend() -> None:
+    """dm_control fixes its OpenGL backend when first imported, trying GLFW first, which cannot
+    render without a display: on a machine without one, and without `MUJOCO_GL` set, choose EGL or
+    OSMesa, whichever library is installed, before dm_control is imported (videos render then)."""
+    if "MUJOCO_GL" in os.environ or os.environ.get("DISPLAY"):
+        return
+    for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if ctypes.util.find_library(library):
+            os.environ["MUJOCO_GL"] = backend
+            return
+
+
+_choose_gl_backend()
+# without a display and without EGL or OSMesa, dm_control's GLFW probe warns; only rendering needs it
 warnings.filterwarnings("ignore", message=".*DISPLAY environment variable is missing")
 from dm_control.rl import control  # noqa: E402
 

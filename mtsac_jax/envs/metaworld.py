@@ -121,4 +121,5 @@ FAMILY = EnvFamily(
     protocols=PROTOCOLS,
     describe=describe,
     smoke_config={"max_episode_steps": 50},
+    upside_down_cameras=frozenset({"corner", "corner2", "corner3", "corner4"}),  # mounted with up at the floor
 )

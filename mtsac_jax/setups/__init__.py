@@ -55,6 +55,16 @@ def record_mode(record: dict) -> str:
     return record.get("mode", BASE_MODE)
 
 
+def evaluation_sets(config: ml_collections.ConfigDict) -> list[tuple[str | None, str | None]]:
+    """(record mode, unseen task set) of each evaluation of a run: its training tasks (mode
+    None, or `eval_base` beside unseen sets), then each of the env family's unseen task sets
+    when the run's setup evaluates on them."""
+    from mtsac_jax import envs  # the env families import nothing of the setups
+
+    unseen = list(envs.unseen_task_sets(config.env)) if SETUPS.get(config.setup.name).evaluates_unseen else []
+    return [(BASE_MODE if unseen else None, None), *((f"eval_{name}", name) for name in unseen)]
+
+
 def merge_task_records(records: list[dict]) -> dict:
     """One evaluation record from those of disjoint task sets (the processes of a run), in
     their order: every metric's mean over all the tasks, and all the tasks' figures."""
