@@ -32,6 +32,7 @@ import time
 import numpy as np
 from scipy import stats
 
+from mtsac_jax.cli import config_values
 from mtsac_jax.setups import headline_metric
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -211,8 +212,12 @@ def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
 
 
 def budget(row: str) -> int:
-    """The training steps (per task) of a row."""
-    return int(_option(ROWS[SBX_ROWS.get(row, row)][1], "experiment.num_train_steps"))
+    """The training steps (per task) of a row: its override, or its config file's."""
+    config_arg, overrides, _ = ROWS[SBX_ROWS.get(row, row)]
+    if any(override.startswith("--config.experiment.num_train_steps=") for override in overrides):
+        return int(_option(overrides, "experiment.num_train_steps"))
+    path, _, arg = config_arg.partition(":")
+    return int(config_values(str(REPO / path), arg or None)["experiment.num_train_steps"])
 
 
 def evaluated_runs(row: str) -> dict[int, list[dict]]:

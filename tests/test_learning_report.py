@@ -48,6 +48,11 @@ def test_sbx_row_gets_the_network_batch_and_budget_of_its_mtsac_jax_row():
     assert options["workdir"].endswith("runs/learning/sbx-mt1-reach-v3/seed2")
 
 
+def test_a_rows_budget_is_its_override_or_its_config_files():
+    assert learning.budget("mt1-reach-v3") == 50_000  # --config.experiment.num_train_steps=50000
+    assert learning.budget("mt10-cpu-scaled-mlp") == 100_000  # configs/scaled.py:mt10-cpu,mlp
+
+
 @pytest.mark.e2e
 def test_a_stop_signal_reaches_the_run_and_ends_the_sitting(tmp_path):
     """SIGTERM to `bench/learning.py` is passed on to the training run (which checkpoints and
