@@ -46,7 +46,8 @@ class DeterministicPolicy:
         self.unseen = None if unseen_eval_actions is None else DeterministicPolicy(unseen_eval_actions, policy_params, step)
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
-        obs = jnp.asarray(observations, jnp.float32)
+        observations = np.asarray(observations)
+        obs = jnp.asarray(observations, None if observations.dtype == np.uint8 else jnp.float32)
         return np.asarray(self._eval_actions(self._policy_params, obs), np.float64)
 
     def reset(self, env_mask: np.ndarray) -> None:
@@ -61,7 +62,7 @@ class TaskSharePolicy:
         self.policy, self.tasks, self.num_tasks = policy, tasks, num_tasks
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
-        whole = np.zeros((self.num_tasks, observations.shape[-1]), np.float32)
+        whole = np.zeros((self.num_tasks, *observations.shape[1:]), observations.dtype)
         whole[self.tasks] = observations
         return self.policy.eval_action(whole)[self.tasks]
 
@@ -138,10 +139,10 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None,
 
 def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDict, step: int) -> DeterministicPolicy:
     metadata = checkpointer.array_metadata(step)
-    obs_dim = metadata["obs"].shape[1]
+    obs_shape, obs_dtype = tuple(metadata["obs"].shape[1:]), str(metadata["obs"].dtype)
     action_dim = metadata["buffer"]["action"].shape[2]
     names = tuple(task_names(config.env))
-    env_spec = agents.EnvSpec(len(names), obs_dim, action_dim, names)
+    env_spec = agents.EnvSpec(len(names), int(np.prod(obs_shape)), action_dim, names, obs_shape, obs_dtype)
     agent = agents.build(config.agent, env_spec, batch_size_per_task=1)
     abstract_state = jax.eval_shape(agent.init, jax.random.key(0))
     policy_params = checkpointer.restore_selected(step, abstract_state, agent.policy_params)

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 
 @flax.struct.dataclass
 class ReplayBuffer:
-    obs: jax.Array  # (T, C, obs_dim)
+    obs: jax.Array  # (T, C, *obs_shape), float32 (states) or uint8 (frames)
     action: jax.Array  # (T, C, action_dim)
     reward: jax.Array  # (T, C)
-    next_obs: jax.Array  # (T, C, obs_dim)
+    next_obs: jax.Array  # (T, C, *obs_shape)
     terminated: jax.Array  # (T, C): 1.0 only on true termination, never on truncation
     cursor: jax.Array  # (T,) int32: ring index each task's next insert writes to
     size: jax.Array  # (T,) int32: number of valid transitions of each task
@@ -34,13 +34,17 @@ class ReplayBuffer:
         return self.reward.shape[1]
 
 
-def init(num_tasks: int, capacity_per_task: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
+def init(num_tasks: int, capacity_per_task: int, obs_shape: int | tuple[int, ...], action_dim: int,
+         obs_dtype=jnp.float32) -> ReplayBuffer:
+    """An empty buffer; observations of shape `obs_shape` (an int: a vector) stored as `obs_dtype`
+    (uint8 frames stay uint8: a quarter of float32's memory)."""
     zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
+    obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
     return ReplayBuffer(
-        obs=zeros((num_tasks, capacity_per_task, obs_dim)),
+        obs=jnp.zeros((num_tasks, capacity_per_task, *obs_shape), obs_dtype),
         action=zeros((num_tasks, capacity_per_task, action_dim)),
         reward=zeros((num_tasks, capacity_per_task)),
-        next_obs=zeros((num_tasks, capacity_per_task, obs_dim)),
+        next_obs=jnp.zeros((num_tasks, capacity_per_task, *obs_shape), obs_dtype),
         terminated=zeros((num_tasks, capacity_per_task)),
         cursor=jnp.zeros((num_tasks,), jnp.int32),
         size=jnp.zeros((num_tasks,), jnp.int32),

@@ -134,11 +134,11 @@ class SeedRun:
     def restore(self, abstract: dict, at_most: int | None = None) -> tuple[int, dict | None]:
         """Restores the newest good checkpoint (of step `at_most` or earlier); returns its step
         and its `train_state` and `buffer` (0 and None when starting fresh)."""
-        self.obs = np.zeros((self.train_envs.num_envs, abstract["obs"].shape[-1]), np.float32)
+        self.obs = np.zeros((self.train_envs.num_envs, *abstract["obs"].shape[1:]), abstract["obs"].dtype)
         restored = self.checkpointer.restore_latest(abstract, self.say, at_most)
         if restored is None:
             obs, _ = self.faults.retry("train", 0, "All train envs are reset again.", self.train_envs.reset)
-            self.obs = obs.astype(np.float32)
+            self.obs = envs.observations(obs)
             return 0, None
         step, arrays, env_blobs, meta = restored
         self.obs = np.asarray(arrays.pop("obs"))[self.tasks]

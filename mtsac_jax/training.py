@@ -98,11 +98,14 @@ class Trainer:
                 self.runs.append(SeedRun(seed_config, seed_workdir, label))
             first = self.runs[0]
             self.names, self.num_tasks, self.setup = first.names, first.num_tasks, first.setup
-            self.obs_dim = first.train_envs.single_observation_space.shape[0]
+            space = first.train_envs.single_observation_space
+            self.obs_shape, self.obs_dtype = space.shape, envs.observations(np.zeros(0, space.dtype)).dtype
+            self.obs_dim = int(np.prod(self.obs_shape))
             self.action_dim = first.train_envs.single_action_space.shape[0]
             batch_size_per_task = config.replay_buffer.batch_size // self.num_tasks
             self.agent = agents.build(
-                config.agent, agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names)),
+                config.agent, agents.EnvSpec(self.num_tasks, self.obs_dim, self.action_dim, tuple(self.names),
+                                             self.obs_shape, str(self.obs_dtype)),
                 batch_size_per_task=batch_size_per_task, num_updates_per_call=self.experiment.num_updates_per_step,
             )
             unseen = envs.unseen_task_sets(config.env) if self.setup.evaluates_unseen else {}
@@ -119,7 +122,7 @@ class Trainer:
                                         part) for part in (state, buffer)))
             # one seed's checkpoint arrays, as a checkpoint is restored
             whole, by_task = self.layout.placement.seed_shardings()
-            obs = jax.ShapeDtypeStruct((self.num_tasks, self.obs_dim), np.float32)
+            obs = jax.ShapeDtypeStruct((self.num_tasks, *self.obs_shape), self.obs_dtype)
             self.abstract = jax.tree.map(
                 lambda leaf, where: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where),
                 {"train_state": state, "buffer": buffer, "obs": obs},
@@ -138,7 +141,7 @@ class Trainer:
 
     def _new_buffer(self) -> replay_buffer.ReplayBuffer:
         return replay_buffer.init(self.num_tasks, self.config.replay_buffer.capacity // self.num_tasks,
-                                  self.obs_dim, self.action_dim)
+                                  self.obs_shape, self.action_dim, self.obs_dtype)
 
     def close(self) -> None:
         for run in self.runs:
@@ -178,7 +181,7 @@ class Trainer:
                                 f"{self.workdir}/seed_<seed>, or start a new run.")
         for run in self.runs:  # a seed stopped earlier: acted for (vmapped) but never stepped
             if run.stopped is not None:
-                run.obs = np.zeros((self.num_tasks, self.obs_dim), np.float32)
+                run.obs = np.zeros((self.num_tasks, *self.obs_shape), self.obs_dtype)
         target = None
         while True:
             restored = [run.restore(self.abstract, target) for _, run in self.active]

@@ -24,6 +24,7 @@ import numpy as np
 from mtsac_jax import envs
 from mtsac_jax.config import task_names
 
+
 class VideoError(RuntimeError):
     """Offscreen rendering failed; the message names the GL backend and the fix."""
 
@@ -91,13 +92,7 @@ def _render(vector_env, turn: bool) -> list[np.ndarray]:
     try:
         frames = vector_env.call("render")
     except Exception as error:
-        backend = os.environ.get("MUJOCO_GL", "<unset>")
-        raise VideoError(
-            f"Offscreen rendering failed with MUJOCO_GL={backend} ({type(error).__name__}: {error}). "
-            "Fix: set MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (software) before the first "
-            "render, and install that backend's libraries (e.g. apt-get install libegl1 libgl1-mesa-dri "
-            "for EGL, libosmesa6 for OSMesa)."
-        ) from error
+        raise VideoError(envs.rendering_failed(error)) from error
     return [frame[::-1, ::-1] if turn else frame for frame in frames]
 
 

@@ -21,12 +21,23 @@ from mtsac_jax.registry import AGENTS
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
     """What an agent needs to know of the env: tasks and the sizes of observation and action;
-    the task names in task-axis order (for task-description embeddings)."""
+    the task names in task-axis order (for task-description embeddings); the shape and dtype of
+    one observation when it is not a vector of `obs_dim` floats (uint8 frames (C, H, W))."""
 
     num_tasks: int
     obs_dim: int
     action_dim: int
     task_names: tuple[str, ...] = ()
+    obs_shape: tuple[int, ...] = ()
+    obs_dtype: str = "float32"
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return self.obs_shape or (self.obs_dim,)
+
+    @property
+    def pixels(self) -> bool:
+        return len(self.observation_shape) == 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,7 +112,7 @@ def make_distral(config: ml_collections.ConfigDict, env_spec: EnvSpec) -> Distra
 def init_state(distral: Distral, key: jax.Array) -> DistralState:
     sac_key, distilled_key = jax.random.split(key)
     state = sac.init_state(distral.sac, sac_key)
-    obs = jnp.zeros((distral.sac.num_tasks, 1, distral.sac.obs_dim))
+    obs = jnp.zeros((distral.sac.num_tasks, 1, *distral.sac.obs_shape), distral.sac.obs_dtype)
     distilled_params = distral.distilled_actor.init(distilled_key, obs)
     return DistralState(
         sac=state.replace(temperature=sac.Trained(state.temperature.params, None, None)),
@@ -222,6 +222,11 @@ def eval_actions(distral: Distral, policy_params, obs):
     """tanh(mean) of the distilled policy, or of each task's own policy."""
     if distral.eval_policy == "task":
         return sac.eval_actions(distral.sac, policy_params, obs)
+    return distilled_actions(distral, policy_params, obs)
+
+
+def distilled_actions(distral: Distral, policy_params, obs):
+    """tanh(mean) of the distilled policy pi_0, which all tasks share: rows of any envs, seen or not."""
     mean, _ = distral.distilled_actor.apply(policy_params["distilled"], obs[:, None, :])
     return jnp.tanh(mean[:, 0])
 
@@ -288,6 +293,7 @@ def make_agent(
         policy_params=lambda state: {**sac.policy_params(distral.sac, state.sac), "distilled": state.distilled.params},
         sample_actions=jax.jit(functools.partial(sac.sample_actions, distral.sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, distral)),
+        unseen_eval_actions=jax.jit(functools.partial(distilled_actions, distral)),  # in envs no pi_t trained on
     )
 
 

@@ -45,6 +45,7 @@ import optax
 from mtsac_jax import gradients, networks, replay_buffer, task_descriptions
 from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, reward_scale, sac_losses, sac_section, scanned
 from mtsac_jax.networks import heads
+from mtsac_jax.registry import ConfigError
 
 @flax.struct.dataclass
 class Trained:
@@ -107,7 +108,8 @@ class SAC:
     actor_axes: dict  # the task axis of each leaf of the actor's parameters (None: shared)
     critic_axes: dict  # the same for the critics'
     num_tasks: int
-    obs_dim: int
+    obs_shape: tuple[int, ...]  # one observation's
+    obs_dtype: str
     action_dim: int
     num_alphas: int
     discount: float
@@ -126,6 +128,10 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
              make_encoder: Callable[[], nn.Module] | None = None) -> SAC:
     """SAC from an `agent` config section: actor and twin critics on the registered network,
     behind the encoder stage `make_encoder` (none: the networks read the observations)."""
+    if env_spec.pixels and make_encoder is None:
+        raise ConfigError(
+            f"agent {config.name} reads state observations, and the env gives frames {env_spec.observation_shape}. "
+            "Fix: an agent with a pixel encoder (agent=sac_ae, deepmdp or hipbmdp), or env.from_pixels=False.")
     multitask = config.multitask
     network = networks.NETWORKS.get(config.network.name)
     descriptions = None
@@ -149,7 +155,7 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
     critic = heads.TwinCritic(make_network(config.critic), make_encoder, value)
 
     def inputs(num_tasks):  # zeros shaped as the critics' inputs for `num_tasks` tasks
-        obs = jnp.zeros((num_tasks, 1, env_spec.obs_dim))
+        obs = jnp.zeros((num_tasks, 1, *env_spec.observation_shape), env_spec.obs_dtype)
         action = jnp.zeros((num_tasks, 1, env_spec.action_dim))
         return obs, action, None if descriptions is None else jnp.zeros((num_tasks, descriptions.shape[1]))
 
@@ -173,7 +179,8 @@ def make_sac(config: ml_collections.ConfigDict, env_spec: EnvSpec,
         actor_axes=gradients.task_axes(init_actor, env_spec.num_tasks),
         critic_axes=gradients.task_axes(init_critic, env_spec.num_tasks),
         num_tasks=env_spec.num_tasks,
-        obs_dim=env_spec.obs_dim,
+        obs_shape=env_spec.observation_shape,
+        obs_dtype=env_spec.obs_dtype,
         action_dim=env_spec.action_dim,
         num_alphas=env_spec.num_tasks if multitask.should_use_disentangled_alpha else 1,
         discount=config.discount,
@@ -195,7 +202,7 @@ def optimizer(section: ml_collections.ConfigDict) -> optax.GradientTransformatio
 
 def init_state(sac: SAC, key: jax.Array) -> SACState:
     key, actor_key, critic_key = jax.random.split(key, 3)
-    obs = jnp.zeros((sac.num_tasks, 1, sac.obs_dim))
+    obs = jnp.zeros((sac.num_tasks, 1, *sac.obs_shape), sac.obs_dtype)
     action = jnp.zeros((sac.num_tasks, 1, sac.action_dim))
     critic_params = sac.critic.init(critic_key, obs, action, sac.descriptions)
     actor_params = sac.actor.init(actor_key, encode(sac, critic_params, obs), sac.descriptions)

@@ -298,6 +298,19 @@ class Step:
     faults: list[WorkerFault]  # what happened to those workers
 
 
+def rendering_failed(error: Exception) -> str:
+    """What to say when offscreen rendering fails: the GL backend, the error and the fix."""
+    backend = os.environ.get("MUJOCO_GL", "<unset>")
+    return (f"Offscreen rendering failed with MUJOCO_GL={backend} ({type(error).__name__}: {error}). Fix: set "
+            "MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (software) before the first render, and install "
+            "that backend's libraries (e.g. apt-get install libegl1 libgl1-mesa-dri for EGL, libosmesa6 for OSMesa).")
+
+
+def observations(obs: np.ndarray) -> np.ndarray:
+    """Observations as the replay buffer stores them: uint8 frames as they are, anything else float32."""
+    return obs if obs.dtype == np.uint8 else obs.astype(np.float32)
+
+
 def step(envs: gym.vector.VectorEnv, actions: np.ndarray, drop_restarted: bool = False) -> Step:
     """Steps all task envs and unpacks SAME_STEP autoreset into a transition.
 
@@ -333,8 +346,8 @@ def step(envs: gym.vector.VectorEnv, actions: np.ndarray, drop_restarted: bool =
         if "success" in final_info:
             success |= final_info["_success"] & (final_info["success"] > 0)
     return Step(
-        next_obs=next_obs.astype(np.float32),
-        final_obs=final_obs.astype(np.float32),
+        next_obs=observations(next_obs),
+        final_obs=observations(final_obs),
         reward=reward.astype(np.float32),
         terminated=terminated.astype(np.float32),
         done=done,

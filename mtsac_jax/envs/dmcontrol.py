@@ -24,6 +24,11 @@ the suite's observation dict flattened in its order; an action is repeated `acti
 repeat 2), and it ends by truncation, never termination. The env ids a run trains on and those it
 is evaluated on besides are `env.train_ids`, `env.interpolation_ids`, `env.extrapolation_ids`
 (mtrl's finger split [3, 4, 7, 8] / [5, 6] / [2, 9] by default).
+
+With `env.from_pixels=True` an observation is instead the last `frame_stack` frames rendered
+offscreen after each agent step (`height` x `width`, camera `camera_id`), channels first, as
+uint8: (3 * frame_stack, height, width), (9, 84, 84) at mtrl's settings. The replay buffer keeps
+them as uint8; the pixel encoder scales them inside the update.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ _choose_gl_backend()
 warnings.filterwarnings("ignore", message=".*DISPLAY environment variable is missing")
 from dm_control.rl import control  # noqa: E402
 
-from mtsac_jax.envs import EnvFamily, TaskEnv
+from mtsac_jax.envs import EnvFamily, TaskEnv, rendering_failed
 from mtsac_jax.registry import ConfigError
 
 NUM_IDS = 10
@@ -157,6 +162,11 @@ def default_config(name: str, task_name: str | None = None) -> dict:
         "extrapolation_ids": (2, 9),
         "action_repeat": 2,
         "episode_length": 1000,  # control steps; episode_length / action_repeat agent steps
+        "from_pixels": False,
+        "height": 84,
+        "width": 84,
+        "camera_id": 0,
+        "frame_stack": 3,
     }
 
 
@@ -196,7 +206,7 @@ def validate(env_config: ml_collections.ConfigDict) -> None:
                     f"env.{key} and env.{other} share the env id(s) {shared}: an env id the agent trains on is not "
                     "unseen, and each unseen set is reported on its own. Fix: give each set its own ids."
                 )
-    for key in ("action_repeat", "episode_length"):
+    for key in ("action_repeat", "episode_length", "height", "width", "frame_stack"):
         if not (isinstance(env_config[key], int) and env_config[key] > 0):
             raise ConfigError(f"env.{key}={env_config[key]!r} must be a positive integer.")
     if env_config.episode_length % env_config.action_repeat:
@@ -213,9 +223,16 @@ def describe(env_config: ml_collections.ConfigDict) -> str:
     return (
         f"{distribution.domain} with {distribution.varies} by env id: trains on ids {shown(env_config.train_ids)}; "
         f"evaluated on those and on unseen ids, interpolation {shown(env_config.interpolation_ids)}, extrapolation "
-        f"{shown(env_config.extrapolation_ids)}; state observations, action repeat {env_config.action_repeat}, "
+        f"{shown(env_config.extrapolation_ids)}; {observation(env_config)}, action repeat {env_config.action_repeat}, "
         f"{env_config.episode_length // env_config.action_repeat}-step episodes"
     )
+
+
+def observation(env_config) -> str:
+    if not env_config.from_pixels:
+        return "state observations"
+    return (f"pixel observations ({env_config.frame_stack} stacked {env_config.height}x{env_config.width} frames of "
+            f"camera {env_config.camera_id}, uint8)")
 
 
 def physics_xml(env_name: str, env_id: int) -> tuple[str, dict]:
@@ -229,15 +246,21 @@ def physics_xml(env_name: str, env_id: int) -> tuple[str, dict]:
     return ElementTree.tostring(root, encoding="unicode"), assets
 
 
+class RenderingError(RuntimeError):
+    """A pixel observation could not be rendered; the message names the GL backend and the fix."""
+
+
 class DMControlEnv(gym.Env):
     """One env id of a distribution as a gymnasium env (as dmc2gym): flat float32 state
-    observations, actions in [-1, 1] repeated `action_repeat` times, episodes truncated after
-    `episode_length` control steps. `physics` is the dm_control `Physics` (exact snapshots)."""
+    observations, or `pixels` = (height, width, camera id, frames stacked) uint8 frames; actions
+    in [-1, 1] repeated `action_repeat` times; episodes truncated after `episode_length` control
+    steps. `physics` is the dm_control `Physics` (exact snapshots)."""
 
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(self, env_name: str, env_id: int, seed: int, action_repeat: int, episode_length: int,
-                 render_mode: str | None = None, width: int = 480, height: int = 480, camera_id: int = 0):
+                 pixels: tuple[int, int, int, int] | None = None, render_mode: str | None = None,
+                 width: int = 480, height: int = 480, camera_id: int = 0):
         from dm_control import suite
 
         distribution = _distributions()[env_name]
@@ -251,19 +274,35 @@ class DMControlEnv(gym.Env):
         spec = self._env.action_spec()
         self._action_low, self._action_high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
-        dim = sum(int(np.prod(value.shape)) for value in self._env.observation_spec().values())
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._pixels, self._frames = pixels, []
+        if pixels is None:
+            dim = sum(int(np.prod(value.shape)) for value in self._env.observation_spec().values())
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        else:
+            frame_height, frame_width, _, frame_stack = pixels
+            self.observation_space = gym.spaces.Box(0, 255, (3 * frame_stack, frame_height, frame_width), np.uint8)
         self._steps = 0
 
     @staticmethod
     def _flat(observation: dict) -> np.ndarray:
         return np.concatenate([np.asarray(value, np.float32).ravel() for value in observation.values()])
 
+    def _observe(self, time_step, first: bool) -> np.ndarray:
+        if self._pixels is None:
+            return self._flat(time_step.observation)
+        height, width, camera_id, frame_stack = self._pixels
+        try:
+            frame = self.physics.render(height, width, camera_id=camera_id).transpose(2, 0, 1)  # channels first
+        except Exception as error:
+            raise RenderingError(rendering_failed(error) + " Or train on states: env.from_pixels=False.") from error
+        self._frames = [frame] * frame_stack if first else [*self._frames[1:], frame]
+        return np.concatenate(self._frames)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._task.random.seed(seed)
         self._steps = 0
-        return self._flat(self._env.reset().observation), {}
+        return self._observe(self._env.reset(), first=True), {}
 
     def step(self, action):
         action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
@@ -273,7 +312,7 @@ class DMControlEnv(gym.Env):
             time_step = self._env.step(action)
             reward += time_step.reward or 0.0
         self._steps += 1
-        return self._flat(time_step.observation), reward, False, self._steps >= self.max_agent_steps, {}
+        return self._observe(time_step, first=False), reward, False, self._steps >= self.max_agent_steps, {}
 
     def render(self):
         return self.physics.render(*self._render_size, camera_id=self._camera_id)
@@ -285,7 +324,9 @@ def make_task_env(task: TaskEnv) -> gym.Env:
     config = task.env_config
     env_id = int(task.name.rsplit("_", 1)[1])
     options = {key: value for key, value in task.render_options.items() if key in ("width", "height", "camera_id")}
-    return DMControlEnv(config["name"], env_id, task.seed, config["action_repeat"], config["episode_length"],
+    pixels = ((config["height"], config["width"], config["camera_id"], config["frame_stack"])
+              if config["from_pixels"] else None)
+    return DMControlEnv(config["name"], env_id, task.seed, config["action_repeat"], config["episode_length"], pixels,
                         render_mode=task.render_mode, **options)
 
 
