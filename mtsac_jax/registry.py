@@ -123,6 +123,7 @@ for _name in ("mean", "pcgrad", "gradnorm"):
 AGENTS = Registry("agent", "agent.name")
 AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
 AGENTS.register("distral", "mtsac_jax.agents.distral:DISTRAL")
+AGENTS.register("sac_ae", "mtsac_jax.agents.sac_ae:SAC_AE")
 
 # The config key naming each choice, and the registry it is chosen from (env families by
 # the first word of `env.name`).

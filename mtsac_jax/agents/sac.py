@@ -269,7 +269,7 @@ def descend_network(sac: SAC, trained, per_task_loss, optimizer, loss: str):
 
 def action_noise(sac: SAC, key, obs):
     """Standard normal noise for one action per observation, (T, B, A), drawn outside the loss."""
-    return jax.random.normal(key, (*obs.shape[:-1], sac.action_dim), jnp.float32)
+    return jax.random.normal(key, (*obs.shape[:2], sac.action_dim), jnp.float32)
 
 
 def critic_loss(sac: SAC, state: SACState, batch, key, value_scale=None) -> gradients.TaskLoss:
