@@ -124,6 +124,9 @@ AGENTS = Registry("agent", "agent.name")
 AGENTS.register("state_sac", "mtsac_jax.agents.sac:STATE_SAC")
 AGENTS.register("distral", "mtsac_jax.agents.distral:DISTRAL")
 AGENTS.register("sac_ae", "mtsac_jax.agents.sac_ae:SAC_AE")
+AGENTS.register("deepmdp", "mtsac_jax.agents.deepmdp:DEEPMDP")
+AGENTS.register("state_deepmdp", "mtsac_jax.agents.deepmdp:STATE_DEEPMDP")
+AGENTS.register("hipbmdp", "mtsac_jax.agents.hipbmdp:HIPBMDP")
 
 # The config key naming each choice, and the registry it is chosen from (env families by
 # the first word of `env.name`).
