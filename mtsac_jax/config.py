@@ -133,8 +133,8 @@ def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] 
     """A published setting as a config file's `get_config`: `settings` maps each variant (a word
     of the config file's argument; the first is the default) to its `env` and dotted config keys
     with their values, applied to `compose(setup, agent, env, network=..., gradient=...)`;
-    `options` maps further words (ablations) to keys applied after the variant's (a `network`
-    entry changes the network); the name of one of the env family's protocols (Meta-World's
+    `options` maps further words (ablations) to keys applied after the variant's (an `agent` or
+    `network` entry changes the agent or the network); the name of one of the env family's protocols (Meta-World's
     `mtrl`) starts from that protocol; `smoke` shrinks the result."""
     variants, options = tuple(settings), options or {}
     protocols = tuple(dict.fromkeys(name for keys in settings.values() for name in envs.family_of(keys["env"]).protocols))
@@ -147,8 +147,8 @@ def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] 
     for flag in flags:
         keys.update(options.get(flag, {}))
     protocol = next((flag for flag in flags if flag in protocols), None)
-    config = compose(setup, agent, keys.pop("env"), network=keys.pop("network", network), gradient=gradient,
-                     protocol=protocol)
+    config = compose(setup, keys.pop("agent", agent), keys.pop("env"), network=keys.pop("network", network),
+                     gradient=gradient, protocol=protocol)
     config.unlock()
     for key, value in keys.items():
         parent, _, leaf = key.rpartition(".")
