@@ -89,6 +89,8 @@ def update_system(config: dict, name: str) -> dict:
     import jax
     import numpy as np
 
+    from peer_plugin import updating
+
     from mtsac_jax import agents, replay_buffer
     from mtsac_jax.agents import representation, sac
 
@@ -113,16 +115,7 @@ def update_system(config: dict, name: str) -> dict:
     for _ in range(per_task):
         buffer = replay_buffer.insert_jit(buffer, draw(), rng.uniform(-1, 1, (num_tasks, action_dim)),
                                           rng.normal(size=num_tasks), draw(), np.zeros(num_tasks))
-    holder = {"state": agent.init(jax.random.key(0))}
-
-    def train(num_updates: int) -> None:
-        state = holder["state"]
-        for _ in range(num_updates):
-            state, _ = agent.update(state, buffer)
-        jax.block_until_ready(state)
-        holder["state"] = state
-
-    return {"train": train, "static_G": False, "batch": config.replay_buffer.batch_size}
+    return {**updating(agent, agent.init(jax.random.key(0)), buffer), "batch": config.replay_buffer.batch_size}
 
 
 def _system(name: str) -> System:

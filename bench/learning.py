@@ -2,7 +2,7 @@
 
     python bench/learning.py run [--rows mt1-reach-v3,...]   # trains what is missing; resumable
     python bench/learning.py run --rows sbx-mt1-reach-v3 --sbx-python ~/sbx/bin/python  # see the README
-    python bench/learning.py report [--json bench/results/learning.json]
+    python bench/learning.py report [--rows ...] [--json bench/results/learning.json]
 
 `run` trains every (row, seed) of ROWS with `train.py` into `runs/learning/<row>/seed<k>/`,
 one after the other. Interrupt it whenever you like: running it again resumes unfinished
@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from mtsac_jax.cli import config_values
-from mtsac_jax.setups import headline_metric
+from mtsac_jax.setups import BASE_MODE, headline_metric, record_mode
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "learning"
@@ -57,6 +57,12 @@ MT10_CPU_50K = [  # MT10 at a small CPU budget: 50k steps per task, 2x256 networ
     *network(256, 2),
 ]
 MT10_CPU_EVALUATION = ["--config.experiment.eval_freq=10000", "--config.experiment.num_eval_episodes=50"]
+HIPBMDP_CPU = [
+    "--config.experiment.num_train_steps=50000",
+    "--config.experiment.eval_freq=5000",
+    *network(256, 2),
+]
+UNSEEN_MODES = ("eval_interpolation", "eval_extrapolation")
 ROWS = {  # row name: (config argument, overrides, seeds)
     # reach-v3 is compared with SBX (SBX_ROWS), and its success at 50k moves by up to 0.4 from one
     # evaluation to the next: six seeds, so that the two curves can be told apart
@@ -113,6 +119,13 @@ ROWS = {  # row name: (config argument, overrides, seeds)
         f"mt10-cpu-scaled-{ablation}": (f"configs/scaled.py:mt10-cpu,{ablation}", MT10_CPU_EVALUATION, (1,))
         for ablation in ("mlp", "mse", "no-reward-norm", "one-update")
     },
+    # The hipbmdp setup on states at a CPU budget: 50k agent steps per env (100k control steps), 4
+    # training envs, 2x256 networks, evaluated every 5k steps on the training envs and the unseen ones.
+    **{
+        f"hipbmdp-{distribution}-{agent}": (f"configs/hipbmdp.py:{distribution},{agent}", HIPBMDP_CPU, (1, 2, 3))
+        for distribution in ("cheetah-run", "walker-walk-friction")
+        for agent in ("state_sac", "state_deepmdp", "hipbmdp")
+    },
 }
 SBX_ROWS = {f"sbx-mt1-{task}": f"mt1-{task}" for task in ("reach-v3",)}  # peer row: its mtsac_jax row
 SOLVED = 0.9
@@ -125,9 +138,11 @@ def workdir(row: str, seed: int) -> pathlib.Path:
     return of_many if of_many.is_dir() and not single.is_dir() else single
 
 
-def read_evals(path: pathlib.Path) -> list[dict]:
+def read_evals(path: pathlib.Path, mode: str = BASE_MODE) -> list[dict]:
+    """A run's evaluation records of the env set `mode` (its training tasks by default)."""
     eval_log = path / "eval.jsonl"
-    return [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
+    records = [json.loads(line) for line in eval_log.read_text().splitlines()] if eval_log.exists() else []
+    return [record for record in records if record_mode(record) == mode]
 
 
 CLOCK_PERIOD_S = 60.0
@@ -220,9 +235,9 @@ def budget(row: str) -> int:
     return int(config_values(str(REPO / path), arg or None)["experiment.num_train_steps"])
 
 
-def evaluated_runs(row: str) -> dict[int, list[dict]]:
-    """Each seed's eval records, for the seeds of `row` that have any."""
-    runs = {seed: read_evals(workdir(row, seed)) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
+def evaluated_runs(row: str, mode: str = BASE_MODE) -> dict[int, list[dict]]:
+    """Each seed's eval records of the env set `mode`, for the seeds of `row` that have any."""
+    runs = {seed: read_evals(workdir(row, seed), mode) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
     return {seed: evals for seed, evals in runs.items() if evals}
 
 
@@ -305,28 +320,39 @@ def compare_curves(row: str, runs: dict[int, list[dict]], peer: str, peer_runs: 
     }
 
 
-def report(json_path: pathlib.Path | None) -> dict:
+def report(json_path: pathlib.Path | None, rows: list[str] | None = None) -> dict:
+    """The table of `rows` (every row by default) that have evaluated runs, printed and written to `json_path`."""
     table = []
-    runs_of = {row: evaluated_runs(row) for row in [*ROWS, *SBX_ROWS]}
+    runs_of = {row: evaluated_runs(row) for row in rows or [*ROWS, *SBX_ROWS]}
     for row, runs in runs_of.items():
         if not runs:
             continue
         wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
         wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
-        table.append(summarize(row, runs, wallclock, headline_metric(workdir(row, min(runs)))))
+        metric = headline_metric(workdir(row, min(runs)))
+        entry = summarize(row, runs, wallclock, metric)
+        unseen = {mode: evaluated_runs(row, mode) for mode in UNSEEN_MODES}
+        entry["unseen"] = {mode: statistics.mean(evals[-1][metric] for evals in mode_runs.values())
+                           for mode, mode_runs in unseen.items() if mode_runs}
+        table.append(entry)
     if not table:
         print(f"No evaluated runs under {RUNS}: nothing to report. Train them first: python bench/learning.py run")
         return {"rows": [], "comparisons": []}
-    print("| row | seeds | steps | mean of the headline metric | IQM [95% CI] | steps to 0.9 | wall-clock (h) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| row | seeds | steps | mean of the headline metric | IQM [95% CI] | steps to 0.9 | wall-clock (h) | "
+          "unseen envs |")
+    print("|---|---|---|---|---|---|---|---|")
     for entry in table:
         solved = ", ".join("-" if s is None else str(s) for s in entry["steps_to_0.9"])
         clock = ", ".join("-" if np.isnan(h) else f"{h:.2f}" for h in entry["wallclock_h"])  # - : still running
         print(f"| {entry['row']} | {len(entry['seeds'])} | {', '.join(map(str, entry['steps']))} | "
               f"{entry['mean_' + entry['metric']]:.2f} {entry['metric']} | {entry['iqm']:.2f} [{entry['iqm_ci95'][0]:.2f}, "
-              f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} |")
+              f"{entry['iqm_ci95'][1]:.2f}] | {solved} | {clock} | "
+              + (", ".join(f"{mode.removeprefix('eval_')} {value:.1f}" for mode, value in entry["unseen"].items()) or "-")
+              + " |")
     comparisons = []
     for peer, row in SBX_ROWS.items():
+        if peer not in runs_of or row not in runs_of:
+            continue
         runs, peer_runs = finished(row, runs_of[row]), finished(peer, runs_of[peer])
         if len(runs) >= 2 and len(peer_runs) >= 2:
             comparisons.append(compare_curves(row, runs, peer, peer_runs))
@@ -346,14 +372,14 @@ def report(json_path: pathlib.Path | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("run", "report"))
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of: {', '.join([*ROWS, *SBX_ROWS])}")
+    parser.add_argument("--rows", help=f"comma list of (default: every row): {', '.join([*ROWS, *SBX_ROWS])}")
     parser.add_argument("--seeds", help="comma list: train only these of each row's seeds (e.g. to split "
                         "a row over two processes)")
     parser.add_argument("--sbx-python", help="a Python with sbx-rl and metaworld, for the sbx-* rows")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
+    rows = args.rows.split(",") if args.rows else [*ROWS]
     if args.command == "run":
-        rows = args.rows.split(",")
         unknown = [row for row in rows if row not in ROWS and row not in SBX_ROWS]
         if unknown:
             sys.exit(f"error: unknown rows {unknown}; choose from {[*ROWS, *SBX_ROWS]}")
@@ -362,7 +388,7 @@ def main() -> None:
                      "(see docs/results.md).")
         run(rows, args.sbx_python, [int(seed) for seed in args.seeds.split(",")] if args.seeds else None)
     else:
-        report(args.json)
+        report(args.json, rows if args.rows else None)
 
 
 if __name__ == "__main__":

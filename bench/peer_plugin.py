@@ -82,7 +82,8 @@ def updating(agent, state, buffer) -> dict:
         jax.block_until_ready(state)
         holder["state"] = state
 
-    params = jax.tree.map(lambda x: x.size, (state.actor.params, state.critic.params))
+    sac_state = getattr(state, "sac", state)  # an agent's state that holds SAC's whole, or SAC's
+    params = jax.tree.map(lambda x: x.size, (sac_state.actor.params, sac_state.critic.params))
     return {
         "train": train,
         "static_G": False,

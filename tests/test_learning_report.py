@@ -1,6 +1,7 @@
 """The learning benchmark's statistics (bench/learning.py), on synthetic evaluation records."""
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -141,3 +142,23 @@ def test_a_row_trained_as_one_multi_seed_run_is_read_from_its_seed_folders(tmp_p
     assert learning.workdir("demo", 2) == tmp_path / "demo" / "seed_2"
     assert learning.workdir("demo", 1) == tmp_path / "demo" / "seed1"
     assert learning.workdir("demo", 3) == tmp_path / "demo" / "seed3"  # neither yet: where `run` trains it
+
+
+def test_a_hipbmdp_row_is_summarised_on_its_training_envs_and_reports_the_unseen_sets(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(learning, "RUNS", tmp_path)
+    row = "hipbmdp-cheetah-run-hipbmdp"
+    for seed, final in ((1, 300.0), (2, 500.0)):
+        folder = tmp_path / row / f"seed{seed}"
+        folder.mkdir(parents=True)
+        lines = []
+        for step, scale in ((5000, 0.5), (10000, 1.0)):
+            for mode, factor in (("eval_base", 1.0), ("eval_interpolation", 0.8), ("eval_extrapolation", 0.5)):
+                reward = final * scale * factor
+                lines.append({"step": step, "mode": mode, "episode_reward": reward,
+                              "tasks": {f"torso_length_{mode}": {"episode_reward": reward}}})
+        (folder / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (folder / "config.json").write_text(json.dumps({"setup": {"name": "hipbmdp"}}))
+    entry = learning.report(None, [row])["rows"][0]
+    assert entry["metric"] == "episode_reward" and entry["mean_episode_reward"] == 400.0
+    assert entry["unseen"] == {"eval_interpolation": pytest.approx(320.0), "eval_extrapolation": pytest.approx(200.0)}
+    assert "interpolation 320.0, extrapolation 200.0" in capsys.readouterr().out
