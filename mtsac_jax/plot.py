@@ -79,7 +79,9 @@ def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message
             raise PlotError(f"{path}, line {number}: tasks differ from the first record")
         curves[step] = success
     if tasks is None:
-        raise PlotError(f"{path} has no evaluations of {mode} yet" if mode != BASE_MODE else f"{path} is empty: no evaluations yet")
+        raise PlotError(f"{path} is empty: no evaluations yet" if mode == BASE_MODE else
+                        f"{path} has no evaluations of {mode} yet (a run evaluates on several env sets in the hipbmdp "
+                        "setup: eval_interpolation, eval_extrapolation)")
     if not tasks:
         raise PlotError(f"{path}: the records name no tasks")
     return tasks, curves

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mtsac_jax import agents, replay_buffer
-from mtsac_jax.agents import EnvSpec, deepmdp, representation
+from mtsac_jax.agents import EnvSpec, deepmdp
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import ConfigError, compose
 from mtsac_jax.networks import encoders
