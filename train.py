@@ -140,7 +140,10 @@ def run(argv: list[str]) -> None:
             fail(str(error))
         return
     if multirun:
-        runs = mtrl_args.expand(words)
+        try:
+            runs = mtrl_args.expand(words)
+        except ConfigError as error:
+            fail(str(error))
         failed = []
         for number, combination in enumerate(runs, start=1):
             print(f"multirun {number}/{len(runs)}: {' '.join(combination)}", flush=True)

@@ -20,6 +20,7 @@ import itertools
 from mtsac_jax.registry import ConfigError
 
 COMPOSITION = ("setup", "agent", "env", "network", "gradient", "protocol")
+WORKDIR_KEYS = ("hydra.run.dir", "setup.save_dir")  # mtrl's (Hydra's) keys for the run's folder: --workdir
 MULTIRUN = ("-m", "--multirun")
 SMOKE = "smoke"
 
@@ -102,6 +103,12 @@ def expand(words: list[str]) -> list[list[str]]:
     pairs = [word for word in words if word != SMOKE]
     keys = [word.partition("=")[0] for word in pairs]
     values = [_sweep(word.partition("=")[2]) for word in pairs]
+    combinations = len(list(itertools.product(*values)))
+    for key, options in zip(keys, values):
+        if key.lstrip("+") in WORKDIR_KEYS and len(options) < combinations:
+            raise ConfigError(
+                f"{key}={options[0]} would put {combinations} runs of this sweep into one folder. Fix: drop it (each "
+                "run gets a default folder of its own), or sweep it too: -m ... " + f"{key}=<folder 1>,<folder 2>,...")
     return [[f"{key}={value}" for key, value in zip(keys, combination)] + flags
             for combination in itertools.product(*values)]
 
@@ -122,6 +129,13 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
             raise ConfigError(f"{word}: several values run as a sweep with -m (Hydra's multirun), e.g. -m {word}.")
         pairs[key.lstrip("+")] = value
     choices = {key: pairs.pop(key) for key in COMPOSITION if key in pairs}
+    for key in WORKDIR_KEYS:
+        if key in pairs:
+            folder = pairs.pop(key)
+            if any(flag.startswith("--workdir") for flag in flags):
+                raise ConfigError(f"{key}={folder} and --workdir (or {' and '.join(WORKDIR_KEYS)}) both name the "
+                                  "run's folder. Fix: give one of them.")
+            flags = [*flags, f"--workdir={folder}"]
     if ENCODER_TYPE in pairs:
         encoder = pairs.pop(ENCODER_TYPE)
         if encoder not in ENCODER_TYPES:

@@ -171,7 +171,7 @@ def test_mtrls_hipbmdp_command_line_runs_as_typed(tmp_path):
     result = subprocess.run(
         [sys.executable, "main.py", "setup=hipbmdp", "agent=state_sac", "env=dmcontrol-finger-spin-distribution-v0",
          "env.train=[1,3]", "env.eval.interpolation=[2]", "env.eval.extrapolation=[10]", "smoke",
-         f"--workdir={tmp_path / 'run'}"],
+         f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
