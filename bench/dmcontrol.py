@@ -7,8 +7,8 @@ states and frames) and each agent's update against SAC's on the same features.
   random actions, on states and on 3 stacked 84x84 frames (agent steps/s; an agent step is 2
   control steps at action repeat 2), beside Meta-World's reach-v3 (the env of the Meta-World rows),
   timed in interleaved rounds in worker processes (bench/workers.py).
-- Updates: each agent at `configs/hipbmdp.py:cheetah-run,<agent>[,pixels]` (2x1024 networks, 128
-  transitions per env and 4 training envs per update, on a buffer of random transitions), against
+- Updates: each agent at `configs/hipbmdp.py:cheetah-run,<agent>[,pixels]` (2x1024 networks, a
+  batch of 128 over 4 training envs, on a buffer of random transitions), against
   `state_sac` on states and against SAC behind the same pixel encoder without an auxiliary loss
   (`sac_pixels`) on frames, in the same interleaved rounds.
 - In the loop: `train.py` on cheetah-run (state_sac on states, sac_ae on frames) for a few hundred

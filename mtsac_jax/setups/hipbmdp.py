@@ -6,7 +6,8 @@ is evaluated on them (`eval_base`) and on two sets of ids it never sees (`eval_i
 
 Defaults are mtrl's hipbmdp components: Adam 1e-3 for actor and critic, 1e-4 with beta1 0.5
 for the temperature, 2x1024 networks, log-std bounds [-10, 2], one temperature for all envs,
-1M steps, 1500 warm-up steps, evaluation every 10k steps on 10 episodes per env.
+batch 128 over all training envs (mtrl's replay buffer default), 1M steps, 1500 warm-up steps,
+evaluation every 10k steps on 10 episodes per env.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ SETUP = Setup(
     evaluates_unseen=True,
     config_defaults={
         "experiment.num_train_steps": 1_000_000,
+        "replay_buffer.batch_size": 128,  # mtrl's, over all training envs: 32 per env with 4
         "agent.actor.hidden_dim": 1024,
         "agent.actor.num_layers": 2,
         "agent.actor.log_std_min": -10.0,
