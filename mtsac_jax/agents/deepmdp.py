@@ -1,7 +1,7 @@
 """`deepmdp` and `state_deepmdp`: DeepMDP (Gelada et al. 2019, "DeepMDP: Learning Continuous
 Latent Space Models for Representation Learning") on SAC, as mtrl trains it: the encoder's
 latent z = phi(s) is shaped by a latent transition model and a reward model beside the critic's
-loss (sec. 3, the DeepMDP losses on sampled transitions):
+loss (the DeepMDP losses, on sampled transitions):
 
     L_P = E[ (z'_pred - stop_gradient(phi(s')))^2 / (2 sigma^2) + log sigma ]   (the Gaussian NLL)
     L_R = E[ (R(z'_sample) - r)^2 ],  z'_sample = mean + sigma * eps
@@ -103,7 +103,7 @@ def model_losses(rep: representation.Representation, params, inputs: ModelInputs
 
 
 def task_metric_loss(embedding, paired_embedding, prediction, paired_prediction):
-    """HiP-BMDP's task metric (Zhang et al. 2021, sec. 4): per task t paired with env t', the
+    """HiP-BMDP's task metric (Zhang et al. 2021): per task t paired with env t', the
     mean over the batch of (||theta_t - theta_t'|| - ||P(s, a, theta_t) - P(s, a, theta_t')||)^2,
     the predictions' distance held fixed (the term trains the embedding only), (T,)."""
     embedding_distance = jnp.linalg.norm(embedding - paired_embedding, axis=-1)  # (T,)

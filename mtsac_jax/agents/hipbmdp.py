@@ -1,7 +1,7 @@
 """`hipbmdp`: HiP-BMDP (Zhang et al. 2021, "Learning Robust State Abstractions for
 Hidden-Parameter Block MDPs"): DeepMDP (`agents.deepmdp`) whose transition model also reads a
 learned embedding theta of each training env (its hidden parameters, `task_embedding.dim`), so
-that one latent space serves MDPs that differ in their dynamics. A task metric (sec. 4, weight
+that one latent space serves MDPs that differ in their dynamics. A task metric (weight
 `task_embedding.metric_weight`, 0.01) makes distances between embeddings match distances
 between the transition model's predictions for the same (s, a):
 

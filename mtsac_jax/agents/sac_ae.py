@@ -1,6 +1,6 @@
 """`sac_ae`: SAC+AE (Yarats et al. 2019, "Improving Sample Efficiency in Model-Free Reinforcement
 Learning from Images"): SAC on pixels behind a convolutional encoder, which a deterministic
-autoencoder's reconstruction loss trains beside the critic's (sec. 5):
+autoencoder's reconstruction loss trains beside the critic's:
 
     L(encoder, decoder) = E[ ||decoder(encoder(o)) - target(o)||^2 ] + lambda E[ ||encoder(o)||^2 / 2 ],
 

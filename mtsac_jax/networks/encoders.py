@@ -3,7 +3,7 @@
 critics and the actor read, and back.
 
 - `PixelEncoder`: SAC-AE's (Yarats et al. 2019, "Improving Sample Efficiency in Model-Free
-  Reinforcement Learning from Images", sec. 5): uint8 frames scaled to [0, 1] inside the update,
+  Reinforcement Learning from Images"): uint8 frames scaled to [0, 1] inside the update,
   `num_layers` 3x3 convolutions of `num_filters` (the first of stride 2), a linear map to
   `feature_dim`, LayerNorm and tanh.
 - `StateEncoder`: the same head on a ReLU MLP of a state vector.

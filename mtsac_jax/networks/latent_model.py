@@ -1,5 +1,5 @@
 """The latent models of DeepMDP (Gelada et al. 2019, "DeepMDP: Learning Continuous Latent Space
-Models for Representation Learning", sec. 2-3) as mtrl builds them: a transition model
+Models for Representation Learning") as mtrl builds them: a transition model
 P(z' | z, a) and a reward model R(z'), each one Dense-LayerNorm-ReLU layer of `layer_width` and
 a linear output, shared by all tasks (the task axis folded into the batch).
 """
