@@ -218,6 +218,8 @@ class SeedRun:
         (base_mode, _), *unseen_sets = evaluation_sets(self.config)
         records = [{**record, **({"mode": base_mode} if base_mode else {}), **evaluation}]
         for mode, task_set in unseen_sets:
+            if mode not in self.unseen_envs:  # evaluated by process 0, which writes the logs
+                continue
             names = envs.unseen_task_sets(self.config.env)[task_set]
             records.append({**record, "mode": mode, **self._evaluated(step, policy.unseen, self.unseen_envs[mode], names)})
         if self.log is None:
