@@ -5,12 +5,14 @@
 
 Reads `eval.jsonl` of each run and draws the headline metric of the run's setup (success for
 `metaworld`; `mtsac_jax.setups`) against `step` (vector-env steps): a first panel with its
-mean over tasks, then one panel per task. Several workdirs are taken
-as seeds of one experiment: each panel shows their mean as a line and their min..max as a
-shaded band, at the evaluation steps all runs share. An experiment folder (one whose
-subfolders are runs, such as `runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ...) stands
-for its runs; several experiment folders are compared on the same panels, one line each. The
-PNG goes to `WORKDIR/learning_curves.png` for one run, `./learning_curves.png` otherwise, or
+mean over tasks, then one panel per task. Run folders with the same config (their seeds aside)
+are seeds of one experiment: each panel shows their mean as a line and their min..max as a
+shaded band, at the evaluation steps all of them share. Run folders of different configs are
+separate experiments, each labelled with the keys in which its config differs from the
+others'. An experiment folder (one whose subfolders are runs, such as
+`runs/learning/mt1-reach-v3` with `seed1`, `seed2`, ..., or a multi-seed run with its
+`seed_<k>/`) is one experiment named after it. All experiments share the panels; the figure's
+title says what it shows. The PNG goes to `WORKDIR/learning_curves.png` for one run, `./learning_curves.png` otherwise, or
 `--out`. A run evaluated on several env sets (`hipbmdp`: its training envs and two unseen
 sets) is drawn on its training envs, or on the set `--mode` names (`eval_interpolation`,
 `eval_extrapolation`).
@@ -28,7 +30,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mtsac_jax.config import flatten
+from mtsac_jax.config import CHOICES, flatten
 from mtsac_jax.registry import ConfigError
 from mtsac_jax.setups import BASE_MODE, headline_metric, record_mode
 
@@ -87,6 +89,13 @@ def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message
     return tasks, curves
 
 
+def _saved_config(workdir: pathlib.Path) -> dict | None:
+    try:
+        return json.loads((workdir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _legend_label(workdirs: list[pathlib.Path]) -> str:
     """'1 run' or 'mean of N runs', with the seeds when every run's config.json names one."""
     seeds = []
@@ -102,25 +111,47 @@ def _legend_label(workdirs: list[pathlib.Path]) -> str:
 
 
 def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathlib.Path]]]:
-    """(name, run folders) per experiment: run folders are seeds of one unnamed experiment;
-    each experiment folder is one experiment named after it, of the runs inside it."""
-    runs_inside = {path: sorted(child for child in path.iterdir() if (child / "eval.jsonl").is_file())
-                   for path in paths if path.is_dir() and not (path / "eval.jsonl").exists()}
-    if not runs_inside or not all(runs_inside.values()):
-        return [(None, paths)]
-    if len(runs_inside) < len(paths):
-        raise PlotError("give either run folders (seeds of one experiment) or experiment folders, not both")
-    return [(path.name, runs_inside[path]) for path in paths]
+    """(name, run folders) per experiment: each experiment folder by its name, with the runs
+    inside it; the run folders grouped by config (seed aside), each group named by the keys in
+    which its config differs from the other groups' (no name when there is one group only)."""
+    experiments, loose = [], []
+    for path in paths:
+        inside = sorted(child for child in path.iterdir() if (child / "eval.jsonl").is_file()) \
+            if path.is_dir() and not (path / "eval.jsonl").exists() else []
+        if inside:
+            experiments.append((path.name, inside))
+        else:
+            loose.append(path)
+    groups: dict[str, list[pathlib.Path]] = {}
+    for path in loose:  # by config, seed aside; runs without a readable config.json (a peer's) count as one
+        config = _saved_config(path)
+        key = json.dumps({k: v for k, v in flatten(config).items() if k != "seed"}, sort_keys=True) \
+            if isinstance(config, dict) else ""
+        groups.setdefault(key, []).append(path)
+    if len(groups) == 1 and not experiments:
+        return [(None, loose)]
+    differing = _config_differences([runs[0] for runs in groups.values()])
+    # the choices (agent, network, ...) name an experiment when they differ; else up to 3 keys
+    shown = [key for key in CHOICES if key in differing]
+    more = ""
+    if not shown:
+        shown = differing[:3]
+        more = f" (+{len(differing) - len(shown)} keys)" if len(differing) > len(shown) else ""
+    for runs in groups.values():
+        config = flatten(_saved_config(runs[0]) or {})
+        named = ", ".join(f"{key}={config.get(key)}" for key in shown) + more if shown else str(runs[0])
+        experiments.append((named, runs))
+    return experiments
 
 
 def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
     """The config keys, seed aside, in which the runs' config.json files differ."""
     flat = []
     for workdir in workdirs:
-        try:
-            flat.append(flatten(json.loads((workdir / "config.json").read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
+        config = _saved_config(workdir)
+        if not isinstance(config, dict):
             return []
+        flat.append(flatten(config))
     keys = set().union(*flat) - {"seed"}
     return sorted(key for key in keys if len({json.dumps(config.get(key)) for config in flat}) > 1)
 
@@ -129,14 +160,12 @@ def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn, mode: str) -> 
     """Tasks, the evaluation steps all runs share, and metric[run, step, task] of the env set
     `mode`; `warn` is told when the runs' configs differ (beyond the seed) or their evaluation steps do."""
     runs = [load_run(workdir, metric, warn, mode) for workdir in workdirs]
-    differing = _config_differences(workdirs) if len(workdirs) > 1 else []
-    if differing:
-        warn(f"warning: averaging runs whose configs differ in {', '.join(differing)} ({', '.join(map(str, workdirs))})")
     tasks = runs[0][0]
     for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):
         differing = sorted(set(tasks) ^ set(other_tasks))
         if differing:
-            raise PlotError(f"runs have different tasks: {workdirs[0]} and {workdir} differ in {', '.join(differing)}")
+            raise PlotError(f"runs have different tasks: {workdirs[0]} and {workdir} differ in {', '.join(differing)}. "
+                            "Fix: plot them in separate commands (--out to name each PNG)")
     steps = sorted(set.intersection(*(set(curves) for _, curves in runs)))
     if not steps:
         raise PlotError("the runs share no evaluation step")
@@ -145,6 +174,19 @@ def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn, mode: str) -> 
         warn(f"warning: the runs are cut to the {len(steps)} evaluation steps they share, of {len(every_step)} "
              f"(up to step {steps[-1]})")
     return tasks, steps, np.array([[[curves[step][task] for task in tasks] for step in steps] for _, curves in runs])
+
+
+def _title(grouped, metric: str, mode: str) -> str:
+    """What the figure shows: the metric, on which envs, of how many experiments and seeds."""
+    what = {"success": "success rate", "episode_reward": "episode reward"}.get(metric, metric)
+    envs = sorted({str(config["env"]["name"]) for _, runs in grouped
+                   if isinstance(config := _saved_config(runs[0]), dict) and "name" in config.get("env", {})})
+    title = f"Evaluation {what}" + ("" if mode == BASE_MODE else f" on the {mode.removeprefix('eval_')} envs")
+    title += f" of {', '.join(envs)}" if envs else ""
+    title += f": {len(grouped)} experiments" if len(grouped) > 1 else ""
+    if any(len(runs) > 1 for _, runs in grouped):
+        title += " (mean over seeds, min..max shaded)"
+    return title
 
 
 def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.stderr),
@@ -168,7 +210,8 @@ def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.s
         if tasks is None:
             tasks, first_name = own_tasks, name
         elif set(own_tasks) != set(tasks):
-            raise PlotError(f"experiments {first_name} and {name} have different tasks")
+            raise PlotError(f"experiments {first_name} and {name} have different tasks. Fix: plot them in separate "
+                            "commands (--out to name each PNG)")
         label = _legend_label(runs)
         experiments.append((f"{name}: {label}" if name else label, own_tasks, steps, success))
     columns = min(MAX_COLUMNS, len(tasks) + 1)
@@ -184,15 +227,16 @@ def plot_runs(workdirs, out_path, warn=lambda message: print(message, file=sys.s
             if len(values) > 1:
                 ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.25, color=line.get_color(),
                                 label="min..max" if len(experiments) == 1 else None)
-            ax.set(title=title, xlabel="step", ylim=(0, 1) if metric == "success" else None)
+            ax.set(title=title, xlabel="step")
+            if metric == "success":
+                ax.set_ylim(-0.04, 1.04)  # a success of 0 shows above the axis
     for ax in axes[:len(tasks) + 1]:
         ax.grid(alpha=0.3)
     for ax in axes[len(tasks) + 1:]:
         ax.set_visible(False)
     for ax in axes[::columns]:
         ax.set_ylabel(metric)
-    if mode != BASE_MODE:
-        figure.suptitle(f"{metric} on the {mode.removeprefix('eval_')} envs")
+    figure.suptitle(_title(grouped, metric, mode))
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize="small")  # below the panels, covering none
     try:

@@ -8,6 +8,7 @@ import sys
 import matplotlib.image
 import pytest
 
+from mtsac_jax import plot
 from mtsac_jax.plot import PlotError, plot_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -143,20 +144,34 @@ def test_experiment_folders_are_compared_on_the_same_panels(tmp_path):
     assert_png(tmp_path / "compare.png")
 
 
-def test_run_folders_and_experiment_folders_do_not_mix(tmp_path):
+def test_run_folders_and_experiment_folders_share_the_panels(tmp_path):
     write_run(tmp_path / "peer" / "seed0")
-    with pytest.raises(PlotError, match="not both"):
-        plot_runs([write_run(tmp_path / "run"), tmp_path / "peer"], tmp_path / "out.png")
+    experiments = plot._experiments([write_run(tmp_path / "run"), tmp_path / "peer"])
+    assert [(name, [run.name for run in runs]) for name, runs in experiments] == [("peer", ["seed0"]), (
+        str(tmp_path / "run"), ["run"])]
+    assert_png(plot_runs([tmp_path / "run", tmp_path / "peer"], tmp_path / "out.png"))
 
 
-def test_averaging_warns_of_different_configs_and_cut_steps(tmp_path):
+def test_runs_of_different_configs_are_separate_labelled_curves_and_seeds_of_one_are_averaged(tmp_path):
+    runs = [write_run(tmp_path / f"{network}{seed}", seed=seed) for network in ("care", "mlp") for seed in (1, 2)]
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        network = "care" if run.name.startswith("care") else "mlp"
+        (run / "config.json").write_text(json.dumps({**config, "env": {"name": "metaworld-mt10"},
+                                                     "agent": {"network": {"name": network}}}))
+    experiments = plot._experiments(runs)
+    assert [(name, [run.name for run in group]) for name, group in experiments] == [
+        ("agent.network.name=care", ["care1", "care2"]), ("agent.network.name=mlp", ["mlp1", "mlp2"])]
+    title = plot._title(experiments, "success", "eval_base")
+    assert title == ("Evaluation success rate of metaworld-mt10: 2 experiments (mean over seeds, min..max shaded)")
+    assert_png(plot_runs(runs, tmp_path / "compare.png"))
+
+
+def test_seeds_are_cut_to_the_steps_they_share_with_a_warning(tmp_path):
     workdirs = [write_run(tmp_path / f"seed{seed}", steps=range(60, 60 * (3 + seed), 60), seed=seed)
                 for seed in (1, 2)]
-    config = json.loads((workdirs[1] / "config.json").read_text())
-    (workdirs[1] / "config.json").write_text(json.dumps({**config, "agent": {"discount": 0.9}}))
     warnings = []
     plot_runs(workdirs, tmp_path / "seeds.png", warn=warnings.append)
-    assert any("configs differ in agent.discount" in warning for warning in warnings), warnings
     assert any("cut to the 3 evaluation steps they share, of 4 (up to step 180)" in w for w in warnings), warnings
     warnings.clear()
     plot_runs([workdirs[0]], tmp_path / "one.png", warn=warnings.append)
