@@ -98,6 +98,12 @@ def _train(config, workdir: pathlib.Path, started: dict[str, bool]) -> None:
         fail(f"out of memory: {str(error).splitlines()[0] if str(error) else 'MemoryError'}. The replay buffer "
              "(replay_buffer.capacity transitions) and the networks (agent.actor/critic hidden_dim, num_layers) "
              "must fit in memory. Fix: lower replay_buffer.capacity or the network sizes.")
+    except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal (it saves, then stops)
+        _forget_unstarted(workdir, started)
+        kept = (" Its checkpoints are as they were: rerun the same command to resume." if (workdir / "checkpoints").is_dir()
+                and any((workdir / "checkpoints").iterdir()) else " Nothing was saved: rerun the same command to start.")
+        print(f"Stopped by Ctrl-C while starting.{kept}", file=sys.stderr)
+        sys.exit(130)
     except BaseException:
         _forget_unstarted(workdir, started)
         raise

@@ -363,6 +363,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     changes = prepare_workdir(workdir, config)
     for change in changes if processes.is_main() else ():
         print(f"Config change on resume (allowed): {change}", flush=True)
+    if processes.is_main():
+        print(f"Starting: building the train and eval envs of {config.env.name} ({len(envs.task_names(config.env))} "
+              f"task(s)) and the {config.agent.name} agent", flush=True)
     trainer = Trainer(config, workdir)
     try:
         trainer.run()

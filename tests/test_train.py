@@ -2,10 +2,13 @@
 
 import json
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import read_jsonl, train
+from tests.conftest import REPO, read_jsonl, train
 
 pytestmark = pytest.mark.e2e  # every test here runs train.py
 
@@ -89,3 +92,21 @@ def test_without_a_terminal_progress_lines_come_between_log_lines_and_the_status
     # the smoke config's 50-step episodes are neither protocol
     assert ("protocol: neither Meta-World's nor mtrl's (50-step episodes, a new goal (of the task's 50) at every "
             "reset, no one-hot task id)") in result.stdout
+
+
+@pytest.mark.e2e
+def test_ctrl_c_while_starting_stops_with_one_line_and_leaves_no_half_made_run(tmp_path):
+    """SIGINT while the envs are built (before the loop handles it by saving): one line, exit
+    status 130, and the workdir it made removed, so the same command starts afresh."""
+    workdir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--config=configs/metaworld_mt10.py:smoke", f"--workdir={workdir}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's Ctrl-C reaches it
+    assert process.stdout.readline().startswith("Starting: building the train and eval envs of metaworld-mt10")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == ("Stopped by Ctrl-C while starting. Nothing was saved: rerun the same "
+                                               "command to start.")
+    assert "Traceback" not in stderr and not workdir.exists()
