@@ -23,7 +23,8 @@ from ml_collections import config_flags
 
 from mtsac_jax import mtrl_args, processes
 from mtsac_jax.checkpoint import CheckpointError
-from mtsac_jax.cli import config_keys, config_variant, default_workdir, fail, load_config_or_exit, parse_flags, print_help
+from mtsac_jax.cli import (config_keys, config_variant, default_workdir, fail, load_config_or_exit, overridden_keys,
+                           parse_flags, print_help)
 from mtsac_jax.config import ConfigError
 from mtsac_jax.cpu_runtime import tune_cpu_process
 from mtsac_jax.envs import EnvWorkerError
@@ -73,7 +74,14 @@ def main(argv):
     if _COMPILATION_CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(config, config_variant(sys.argv))
+    if _WORKDIR.value:
+        workdir = pathlib.Path(_WORKDIR.value)
+    else:
+        overridden = overridden_keys(config, sys.argv)
+        workdir = default_workdir(config, config_variant(sys.argv), overridden)
+        if overridden and processes.is_main():
+            print(f"workdir {workdir}: the config file's run with " + ", ".join(
+                f"{key}={value}" for key, value in overridden.items()), flush=True)
     if workdir.exists() and not workdir.is_dir():
         fail(f"--workdir={workdir} is a file, not a folder. Fix: pass a new or existing run folder.")
     started = _started(workdir)

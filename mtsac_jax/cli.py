@@ -8,7 +8,9 @@ helpers catch each case and say what to fix.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import json
 import pathlib
 import re
 import sys
@@ -19,6 +21,7 @@ from ml_collections import config_flags
 
 from mtsac_jax.config import CHOICES, ConfigError, flatten, task_names, validate
 from mtsac_jax.registry import AGENTS
+from mtsac_jax.workdir import RESUMABLE_CHANGES, config_changes
 
 USAGE = "Usage: python train.py --config=configs/metaworld_mt10.py [--config.seed=1] [--workdir=runs/mt10]"
 
@@ -197,13 +200,34 @@ def config_variant(argv: list[str]) -> str:
     return "-".join(variant + (["smoke"] if "smoke" in words else []))
 
 
-def default_workdir(config: ml_collections.ConfigDict, variant: str = "") -> pathlib.Path:
-    """runs/<env>[-<task>]_<agent>[_<network>][_<gradient>]_seed<seed>[_<variant>], the network
-    and the gradient method named unless they are `mlp` and `mean`, the variant (smoke, demo)
-    unless it is a full run: the same command lands in the same folder, and different choices
-    and variants in different ones."""
+def overridden_keys(config: ml_collections.ConfigDict, argv: list[str]) -> dict:
+    """The keys a command line sets (with `--config.` flags or mtrl's words) to other values than
+    its config file gives them, with their values: the seed and the keys a resumption may change
+    (`RESUMABLE_CHANGES`) aside."""
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    if not given:
+        return {}
+    file, _, arg = given[-1].partition(":")
+    base = {key: json.dumps(value) for key, value in config_values(file, arg or None).items()}
+    ours = flatten(json.loads(json.dumps(config.to_dict())))
+    return {key: value for key, value in sorted(ours.items())
+            if key != "seed" and key not in RESUMABLE_CHANGES and json.dumps(value) != base.get(key)}
+
+
+def default_workdir(config: ml_collections.ConfigDict, variant: str = "", overridden: dict | None = None
+                    ) -> pathlib.Path:
+    """runs/<env>[-<task>]_<agent>[_<network>][_<gradient>]_seed<seed>[_<variant>][_<id>], the
+    network and the gradient method named unless they are `mlp` and `mean`, the variant (smoke,
+    demo, mtrl) unless it is a full run, and `<id>` a short hash of the `overridden` keys (those
+    the command line changes) when there are any: the same command lands in the same folder,
+    and commands that differ in any key in different ones. A folder without the id that holds a
+    run of this very config (one started before ids were given) is that run's folder."""
     env = config.env.name if config.env.name != "metaworld-mt1" else f"{config.env.name}-{task_names(config.env)[0]}"
     choices = [config.agent.name]
     choices += [name for name, default in ((config.agent.network.name, "mlp"), (config.agent.gradient.name, "mean"))
                 if name != default]
-    return pathlib.Path("runs") / f"{env}_{'_'.join(choices)}_seed{config.seed}{'_' + variant if variant else ''}"
+    plain = pathlib.Path("runs") / f"{env}_{'_'.join(choices)}_seed{config.seed}{'_' + variant if variant else ''}"
+    if not overridden or ((plain / "config.json").is_file() and not config_changes(plain, config)[1]):
+        return plain
+    digest = hashlib.sha1(json.dumps(overridden, sort_keys=True).encode()).hexdigest()[:8]
+    return plain.with_name(f"{plain.name}_{digest}")

@@ -40,13 +40,8 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
     """Creates the workdir and writes `config.json`. A workdir of an earlier run must hold
     the same config up to `RESUMABLE_CHANGES`; returns those changes as readable lines."""
     config_path = workdir / "config.json"
-    new = flatten(json.loads(json.dumps(config.to_dict())))  # as config.json holds it (tuples as lists)
-    changes = []
+    changes, blocking = config_changes(workdir, config)
     if config_path.exists():
-        saved = flatten(upgrade(json.loads(config_path.read_text())))
-        differing = sorted(key for key in saved.keys() | new.keys() if saved.get(key) != new.get(key))
-        changes = [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differing]
-        blocking = [line for key, line in zip(differing, changes) if key not in RESUMABLE_CHANGES]
         if blocking:
             raise TrainingError(
                 f"{workdir} holds a run with a different config:\n  " + "\n  ".join(blocking) + "\n"
@@ -62,6 +57,19 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
     except OSError as error:
         raise TrainingError(f"Cannot write to the workdir {workdir}: {error}. Fix: pass a writable --workdir.")
     return changes
+
+
+def config_changes(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
+    """How `config` differs from the run saved in `workdir` (none when it holds no run), as
+    readable lines: all of them, and those not in `RESUMABLE_CHANGES` (which a resumption refuses)."""
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+        return [], []
+    new = flatten(json.loads(json.dumps(config.to_dict())))  # as config.json holds it (tuples as lists)
+    saved = flatten(upgrade(json.loads(config_path.read_text())))
+    differing = sorted(key for key in saved.keys() | new.keys() if saved.get(key) != new.get(key))
+    changes = [f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differing]
+    return changes, [line for key, line in zip(differing, changes) if key not in RESUMABLE_CHANGES]
 
 
 def seed_config(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -178,3 +179,28 @@ def test_default_workdirs_name_the_variant_and_the_non_default_choices():
     mt10 = compose("metaworld", "state_sac", "metaworld-mt10")
     assert str(default_workdir(mt10)) == "runs/metaworld-mt10_state_sac_seed1"
     assert str(default_workdir(mt10, "smoke")) == "runs/metaworld-mt10_state_sac_seed1_smoke"
+
+
+def test_commands_that_change_keys_get_folders_of_their_own_and_the_same_command_the_same(tmp_path, monkeypatch):
+    """An override of any key (a resumable one such as num_train_steps, or the seed, aside) adds a
+    short id of the overrides to the default folder; a folder without the id that holds this very
+    run (one started before ids existed) is kept."""
+    from mtsac_jax.cli import default_workdir, overridden_keys
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["train.py", f"--config={REPO / 'configs' / 'metaworld_mt10.py'}:smoke"]
+    smoke = compose("metaworld", "state_sac", "metaworld-mt10", smoke=True)
+    changed = compose("metaworld", "state_sac", "metaworld-mt10", smoke=True)
+    changed.unlock()
+    changed.num_seeds, changed.experiment.num_train_steps, changed.seed = 2, 1000, 7
+    assert overridden_keys(smoke, argv) == {}
+    assert overridden_keys(changed, argv) == {"num_seeds": 2}
+    plain = default_workdir(smoke, "smoke", {})
+    first = default_workdir(changed, "smoke", {"num_seeds": 2})
+    assert first.parent == plain.parent and first.name.startswith("metaworld-mt10_state_sac_seed7_smoke_")
+    assert default_workdir(changed, "smoke", {"num_seeds": 2}) == first
+    assert default_workdir(changed, "smoke", {"num_seeds": 3}) != first
+    legacy = default_workdir(changed, "smoke", {})  # where this run went before ids
+    legacy.mkdir(parents=True)
+    (legacy / "config.json").write_text(json.dumps(changed.to_dict()))
+    assert default_workdir(changed, "smoke", {"num_seeds": 2}) == legacy

@@ -60,7 +60,7 @@ def test_the_page_shows_four_examples():
 def test_a_network_of_ones_own_trains_resumes_and_loads(user_folder):
     train_line, evaluate_line = COMMANDS[0]
     run(train_line, user_folder)
-    workdir = user_folder / "runs" / "metaworld-mt1-reach-v3_state_sac_layer_norm_mlp_seed1_smoke"
+    workdir = user_folder / "runs" / "layer_norm_mlp"
     config = json.loads((workdir / "config.json").read_text())
     assert config["agent"]["network"] == {"name": "layer_norm_mlp", "epsilon": 1e-3}
     assert config["extensions"] == [str(user_folder / "my_configs" / "layer_norm_mlp.py")]
@@ -109,7 +109,7 @@ def test_metaworld_is_imported_only_by_a_run_that_uses_it(user_folder):
 def test_an_agent_with_an_extra_loss_trains_resumes_and_evaluates(user_folder):
     train_line, evaluate_line = COMMANDS[3]
     run(train_line, user_folder)
-    workdir = user_folder / "runs" / "metaworld-mt10_reward_model_sac_seed1_smoke"
+    workdir = user_folder / "runs" / "reward_model_sac"
     config = json.loads((workdir / "config.json").read_text())
     assert config["agent"]["reward_model"] == {"hidden_dim": 64, "lr": 3e-3}
     last = read_jsonl(workdir / "train.jsonl")[-1]
