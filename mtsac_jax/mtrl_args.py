@@ -15,6 +15,7 @@ values run one after the other, one run per combination. Words and `--config.` f
 
 from __future__ import annotations
 
+import difflib
 import itertools
 
 from mtsac_jax.registry import ConfigError
@@ -187,10 +188,12 @@ def translate(words: list[str], flags: list[str], compose_file: str, our_keys) -
                 value = "1000000"
             key = ours
         if known is not None and key not in known:
+            close = difflib.get_close_matches(key, [*known, *MTRL_KEYS], n=1)
             raise ConfigError(
-                f"{key}={value}: mtrl's key {key!r} has no equivalent here. Supported: every key of the config "
-                "(python train.py ... --print_config lists them) and these mtrl keys: "
-                + ", ".join(sorted(MTRL_KEYS)) + "."
+                f"{key}={value}: mtrl's key {key!r} has no equivalent here."
+                + (f" Did you mean {close[0]}?" if close else "")
+                + " Supported: every key of the config (python train.py ... --print_config lists them) and these "
+                "mtrl keys: " + ", ".join(sorted(MTRL_KEYS)) + "."
             )
         overrides.append(f"--config.{key}={_integral(value)}")
     if choices.get("network", "mlp") != "mlp":

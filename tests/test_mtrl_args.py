@@ -102,6 +102,7 @@ def test_words_override_a_config_file():
         (["agent=distral", "env=metaworld-mt10", "agent.distral_alpha=0.1"], "mtrl's distral_alpha is the KL's coefficient"),
         (["--config=configs/metaworld_mt10.py", "smoke"], "Fix: give the file `smoke` in its argument"),
         (["env=metaworld-mt10", "hydra.run.dir=/tmp/a", "--workdir=/tmp/b"], "both name the run's folder"),
+        (["env=metaworld-mt10", "experiment.num_train_step=10"], "Did you mean experiment.num_train_steps?"),
         (["-m", "env=metaworld-mt10", "setup.seed=1,2", "setup.save_dir=/tmp/a"],
          "would put 2 runs of this sweep into one folder"),
     ],
