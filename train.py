@@ -145,7 +145,12 @@ def run(argv: list[str]) -> None:
             if arg.startswith("--config=") and arg.endswith(".json") and ".py:" not in arg else arg for arg in argv]
     flags_argv, words, multirun = mtrl_args.split(mtrl_args.hydra_flags(argv))
     if any(arg in ("-h", "--help", "--helpshort") for arg in flags_argv[1:]):
-        given = [arg.split("=", 1)[1] for arg in flags_argv if arg.startswith("--config=")]
+        try:  # mtrl's words choose the config whose keys are listed, as they would for training
+            composed = mtrl_args.translate(words, flags_argv, COMPOSE, functools.partial(config_keys, COMPOSE)) \
+                if words and not multirun else flags_argv
+        except ConfigError as error:
+            fail(str(error))
+        given = [arg.split("=", 1)[1] for arg in composed if arg.startswith("--config=")]
         file, _, config_arg = (given[-1] if given else f"{COMPOSE}:").partition(":")
         try:
             print_help(__doc__, ["config", "workdir", "compilation_cache", "distributed", "coordinator_address",

@@ -151,3 +151,11 @@ def test_mtrls_protocol_is_one_word_on_the_command_line_and_in_a_config_files_ar
         assert {key: config["env"][key] for key in mtrl} == mtrl, args
     (default,) = printed_configs(run("train.py", "--config=configs/metaworld_mt10.py", "--print_config"))
     assert default["env"]["max_episode_steps"] == 500 and default["env"]["fixed_goal"] is False
+
+
+def test_help_with_mtrls_words_lists_the_keys_of_the_config_they_compose(capsys):
+    train_script().run(["train.py", "setup=hipbmdp", "agent=hipbmdp", "env=dmcontrol-cheetah-run-distribution-v0",
+                        "--help"])
+    out = capsys.readouterr().out
+    assert "configs/compose.py:setup=hipbmdp,agent=hipbmdp,env=dmcontrol-cheetah-run-distribution-v0" in out
+    assert "agent.task_embedding.metric_weight = 0.01" in out and "env.train_ids = (3, 4, 7, 8)" in out
