@@ -58,7 +58,8 @@ def test_devices_that_split_nothing_are_refused_with_the_fix():
 def one_device_mt10(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("one") / "run"
     stdout = train_on(1, workdir, *MT10_SMOKE)
-    assert stdout.startswith("devices: 1 (CPU), 1 process; one device: nothing is sharded\n")
+    assert stdout.startswith("Starting: building the train and eval envs of metaworld-mt10 (10 task(s)) and the "
+                             "state_sac agent\ndevices: 1 (CPU), 1 process; one device: nothing is sharded\n")
     return workdir
 
 
@@ -71,7 +72,7 @@ def test_mt10_on_several_devices_matches_one_device(one_device_mt10, tmp_path, d
     checkpoint then resumes on 1 device."""
     workdir = tmp_path / "run"
     stdout = train_on(devices, workdir, *MT10_SMOKE)
-    assert stdout.startswith(f"devices: {devices} (CPU), 1 process; sharded: {split}")
+    assert stdout.splitlines()[1].startswith(f"devices: {devices} (CPU), 1 process; sharded: {split}")
     for log in ("train.jsonl", "eval.jsonl"):
         records, expected = read_jsonl(workdir / log), read_jsonl(one_device_mt10 / log)
         assert [r["step"] for r in records] == [r["step"] for r in expected] != []
@@ -88,7 +89,8 @@ def test_two_seeds_on_two_devices_each_train_their_seed(two_seeds, tmp_path):
     """num_seeds=2 on 2 devices: a seed per device; each seed's logs those of the same seeds on one
     device to float tolerance."""
     stdout = train_on(2, tmp_path / "two", SMOKE, "--config.num_seeds=2")
-    assert stdout.startswith("devices: 2 (CPU), 1 process; sharded: the state and the replay buffer along the seed axis")
+    assert stdout.splitlines()[1].startswith(
+        "devices: 2 (CPU), 1 process; sharded: the state and the replay buffer along the seed axis")
     for seed in ("seed_1", "seed_2"):
         assert_close(read_jsonl(tmp_path / "two" / seed / "train.jsonl"), read_jsonl(two_seeds / seed / "train.jsonl"))
 
