@@ -19,7 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mtsac_jax.config import CHOICES, ConfigError, flatten, task_names, validate
+from mtsac_jax.config import CHOICES, ConfigError, flatten, set_key, task_names, validate
 from mtsac_jax.registry import AGENTS
 from mtsac_jax.workdir import RESUMABLE_CHANGES, config_changes
 
@@ -156,11 +156,7 @@ def _retake_tasks(config: ml_collections.ConfigDict) -> None:
     changed = {key for key in after if after[key] != before.get(key)}
     if changed and not {f"agent.{key}" for key in changed} & overridden:
         for key in changed:
-            *parents, leaf = key.split(".")
-            section = config.agent
-            for parent in parents:
-                section = section[parent]
-            section[leaf] = after[key]
+            set_key(config.agent, key, after[key])
 
 
 def config_values(config_file: str, arg: str | None) -> dict:

@@ -25,7 +25,7 @@ import ml_collections
 from mtsac_jax import agents, envs, gradients, networks, setups
 from mtsac_jax.envs import task_names
 from mtsac_jax.numerics import NAN_POLICIES
-from mtsac_jax.registry import ConfigError, check_choice, extension_files
+from mtsac_jax.registry import ConfigError, check_choice, check_positive, extension_files
 
 __all__ = ["ConfigError", "compose", "flatten", "parse_config_arg", "task_names", "upgrade", "validate"]
 
@@ -117,9 +117,8 @@ def compose(
     config.replay_buffer = replay_buffer_config(len(names))
     agents.AGENTS.get(config.agent.name).take_tasks(config.agent, names)
     for key, value in setups.SETUPS.get(setup).config_defaults.items():
-        parent, _, leaf = key.rpartition(".")
         if _has(config, key):
-            _get(config, parent)[leaf] = value
+            set_key(config, key, value)
     config.extensions = extension_files({key: _get(config, key) for key in CHOICES})
     if smoke:
         shrink_to_smoke(config)
@@ -151,8 +150,7 @@ def preset(arg: str | None, settings: dict[str, dict], options: dict[str, dict] 
                      gradient=gradient, protocol=protocol)
     config.unlock()
     for key, value in keys.items():
-        parent, _, leaf = key.rpartition(".")
-        _get(config, parent)[leaf] = value
+        set_key(config, key, value)
     if "smoke" in flags:
         shrink_to_smoke(config)
     config.lock()
@@ -254,6 +252,12 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
     for part in dotted.split("."):
         config = config[part]
     return config
+
+
+def set_key(config: ml_collections.ConfigDict, dotted: str, value) -> None:
+    """Sets the key at the dotted path `dotted` (its sections exist) to `value`."""
+    parent, _, leaf = dotted.rpartition(".")
+    (_get(config, parent) if parent else config)[leaf] = value
 
 
 def _has(config: ml_collections.ConfigDict, dotted: str) -> bool:
@@ -413,9 +417,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "experiment.max_skipped_updates": config.experiment.max_skipped_updates,
     }
     check_choice("experiment.nan_policy", config.experiment.nan_policy, NAN_POLICIES)
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")
+    check_positive(positive)
     if config.experiment.progress_every_s < 0:
         raise ConfigError(f"experiment.progress_every_s={config.experiment.progress_every_s} must not be negative "
                           "(0: no progress lines). Fix: e.g. --config.experiment.progress_every_s=60.")

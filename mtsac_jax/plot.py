@@ -100,10 +100,10 @@ def _legend_label(workdirs: list[pathlib.Path]) -> str:
     """'1 run' or 'mean of N runs', with the seeds when every run's config.json names one."""
     seeds = []
     for workdir in workdirs:
-        try:
-            seeds.append(json.loads((workdir / "config.json").read_text(encoding="utf-8"))["seed"])
-        except (OSError, ValueError, KeyError, TypeError):
+        config = _saved_config(workdir)
+        if not isinstance(config, dict) or "seed" not in config:
             break
+        seeds.append(config["seed"])
     label = "1 run" if len(workdirs) == 1 else f"mean of {len(workdirs)} runs"
     if len(seeds) == len(workdirs):
         label += f" (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
@@ -158,7 +158,7 @@ def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
 
 def _seed_curves(workdirs: list[pathlib.Path], metric: str, warn, mode: str) -> tuple[list[str], list[int], np.ndarray]:
     """Tasks, the evaluation steps all runs share, and metric[run, step, task] of the env set
-    `mode`; `warn` is told when the runs' configs differ (beyond the seed) or their evaluation steps do."""
+    `mode`; `warn` is told when the runs' evaluation steps differ."""
     runs = [load_run(workdir, metric, warn, mode) for workdir in workdirs]
     tasks = runs[0][0]
     for workdir, (other_tasks, _) in zip(workdirs[1:], runs[1:]):

@@ -46,8 +46,7 @@ class DeterministicPolicy:
         self.unseen = None if unseen_eval_actions is None else DeterministicPolicy(unseen_eval_actions, policy_params, step)
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
-        observations = np.asarray(observations)
-        obs = jnp.asarray(observations, None if observations.dtype == np.uint8 else jnp.float32)
+        obs = jnp.asarray(envs.observations(np.asarray(observations)))
         return np.asarray(self._eval_actions(self._policy_params, obs), np.float64)
 
     def reset(self, env_mask: np.ndarray) -> None:

@@ -47,6 +47,13 @@ def check_choice(key: str, value: str, valid) -> None:
     raise ConfigError(f"Unknown {key} {value!r}.{hint} Valid choices: {', '.join(valid)}.")
 
 
+def check_positive(values: dict) -> None:
+    """Raises ConfigError for the first of `{dotted key: value}` that is not positive, naming the key."""
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")
+
+
 class Registry(Generic[Entry]):
     """Name -> entry. `key` is the config key the name is read from, for error messages."""
 

@@ -32,6 +32,7 @@ from mtsac_jax.errors import TrainingError
 from mtsac_jax.layout import Layout
 from mtsac_jax.policy import DeterministicPolicy
 from mtsac_jax.seed_run import SeedRun
+from mtsac_jax.setups import evaluation_sets
 from mtsac_jax.workdir import STOPPED, prepare_workdir, seed_workdirs
 
 
@@ -108,7 +109,7 @@ class Trainer:
                                              self.obs_shape, str(self.obs_dtype)),
                 batch_size_per_task=batch_size_per_task, num_updates_per_call=self.experiment.num_updates_per_step,
             )
-            unseen = envs.unseen_task_sets(config.env) if self.setup.evaluates_unseen else {}
+            unseen = [task_set for _, task_set in evaluation_sets(config)[1:]]
             if unseen and self.agent.unseen_eval_actions is None:
                 raise TrainingError(
                     f"setup {config.setup.name} evaluates on env ids the agent never trains on ({', '.join(unseen)}), "

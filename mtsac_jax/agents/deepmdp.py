@@ -29,7 +29,7 @@ import ml_collections
 from mtsac_jax import gradients
 from mtsac_jax.agents import Agent, AgentSpec, EnvSpec, representation, sac_ae
 from mtsac_jax.networks import encoders, latent_model
-from mtsac_jax.registry import ConfigError
+from mtsac_jax.registry import ConfigError, check_positive
 
 
 class LatentModels(nn.Module):
@@ -131,11 +131,9 @@ def latent_models(config: ml_collections.ConfigDict, env_spec: EnvSpec, num_envs
     encoder = config.encoder
     decoder = (encoders.PixelDecoder(encoder.num_layers, encoder.num_filters, env_spec.observation_shape)
                if env_spec.pixels else None)
-    if not num_envs:
-        return LatentModels(encoder.feature_dim, config.transition_model.layer_width,
-                            config.transition_model.probabilistic, decoder)
+    embedding = (num_envs, config.task_embedding.dim, config.task_embedding.metric_weight) if num_envs else ()
     return LatentModels(encoder.feature_dim, config.transition_model.layer_width, config.transition_model.probabilistic,
-                        decoder, num_envs, config.task_embedding.dim, config.task_embedding.metric_weight)
+                        decoder, *embedding)
 
 
 def init_models(env_spec: EnvSpec, module: LatentModels, key) -> dict:
@@ -177,8 +175,7 @@ def default_config(pixels: bool = True) -> dict:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     representation.validate(config)
-    if not config.transition_model.layer_width > 0:
-        raise ConfigError(f"agent.transition_model.layer_width={config.transition_model.layer_width!r} must be positive.")
+    check_positive({"agent.transition_model.layer_width": config.transition_model.layer_width})
 
 
 DEEPMDP = AgentSpec(make=make_deepmdp, default_config=default_config, validate=validate, **representation.HOOKS)

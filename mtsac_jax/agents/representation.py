@@ -33,7 +33,7 @@ import optax
 from mtsac_jax import gradients, replay_buffer
 from mtsac_jax.agents import Agent, EnvSpec, sac, sac_section, scanned
 from mtsac_jax.networks import encoders
-from mtsac_jax.registry import ConfigError
+from mtsac_jax.registry import ConfigError, check_positive
 
 
 @flax.struct.dataclass
@@ -86,10 +86,6 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
                                   "models": sac.optimizer(config.optimizers.decoder)}, labels)
 
 
-def _encoder(params) -> dict:
-    return {"params": {"encoder": params["params"]["encoder"]}}
-
-
 def _with_encoder(params, encoder) -> dict:
     return {**params, "params": {**params["params"], "encoder": encoder["params"]["encoder"]}}
 
@@ -110,13 +106,14 @@ def target_step(rep: Representation, state: sac.SACState) -> sac.SACState:
     """Polyak averaging of the targets: the critics at `critic_tau`, the encoder at `encoder_tau`."""
     critic = state.critic
     target = optax.incremental_update(critic.params, critic.target_params, rep.sac.tau)
-    encoder = optax.incremental_update(_encoder(critic.params), _encoder(critic.target_params), rep.encoder_tau)
+    encoder = optax.incremental_update(sac.encoder_params(rep.sac, critic.params),
+                                       sac.encoder_params(rep.sac, critic.target_params), rep.encoder_tau)
     return state.replace(critic=critic.replace(target_params=_with_encoder(target, encoder)))
 
 
 def auxiliary_step(rep: Representation, state: RepresentationState, batch, key):
     """One step of the auxiliary losses on the models and the encoder."""
-    params = {"encoder": _encoder(state.sac.critic.params), "models": state.models.params}
+    params = {"encoder": sac.encoder_params(rep.sac, state.sac.critic.params), "models": state.models.params}
     inputs = rep.inputs(rep, state, batch, key)
     param_axes = {"encoder": jax.tree.map(lambda _: None, params["encoder"]), "models": rep.model_axes}
     loss = gradients.TaskLoss(functools.partial(rep.losses, rep), inputs, param_axes, gradients.input_axes(inputs, {}))
@@ -146,7 +143,7 @@ def init_state(rep: Representation, key) -> RepresentationState:
     sac_key, model_key, method_key = jax.random.split(key, 3)
     sac_state = sac.init_state(rep.sac, sac_key)
     models = rep.init_models(rep.models, model_key)
-    params = {"encoder": _encoder(sac_state.critic.params), "models": models}
+    params = {"encoder": sac.encoder_params(rep.sac, sac_state.critic.params), "models": models}
     obs = jnp.zeros((rep.sac.num_tasks, 1, *rep.sac.obs_shape), rep.sac.obs_dtype)
     shapes = jax.eval_shape(lambda s: _actor_steps(rep, s, obs, jax.random.key(0))[1], sac_state)
     return RepresentationState(
@@ -164,8 +161,7 @@ def make_agent(rep: Representation, batch_size_per_task: int, num_updates_per_ca
         policy_params=lambda state: sac.policy_params(rep.sac, state.sac),
         sample_actions=jax.jit(functools.partial(sac.sample_actions, rep.sac)),
         eval_actions=jax.jit(functools.partial(sac.eval_actions, rep.sac)),
-        unseen_eval_actions=(jax.jit(functools.partial(sac.unseen_eval_actions, rep.sac))
-                             if sac.acts_on_unseen_envs(rep.sac) else None),
+        unseen_eval_actions=sac.unseen_policy(rep.sac),
     )
 
 
@@ -222,30 +218,25 @@ def default_config(pixels: bool = True) -> dict:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     sac_section.validate(config)
-    for key in ("actor_update_freq", "critic_target_update_freq", "encoder.feature_dim", "encoder.num_layers",
-                "encoder.num_filters", "encoder.hidden_dim", "optimizers.encoder.lr", "optimizers.decoder.lr"):
-        value = _value(config, key)
-        if not value > 0:
-            raise ConfigError(f"agent.{key}={value!r} must be positive. Fix: pass --config.agent.{key}=<a positive value>.")
+    check_positive({
+        "agent.actor_update_freq": config.actor_update_freq,
+        "agent.critic_target_update_freq": config.critic_target_update_freq,
+        **{f"agent.encoder.{key}": value for key, value in config.encoder.items()},
+        "agent.optimizers.encoder.lr": config.optimizers.encoder.lr,
+        "agent.optimizers.decoder.lr": config.optimizers.decoder.lr,
+    })
     if not 0.0 < config.encoder_tau <= 1.0:
         raise ConfigError(f"agent.encoder_tau={config.encoder_tau} must lie in (0, 1] (1 copies the encoder into its target).")
     if config.decoder.latent_lambda < 0:
         raise ConfigError(f"agent.decoder.latent_lambda={config.decoder.latent_lambda} must not be negative.")
 
 
-def _value(config, dotted: str):
-    for part in dotted.split("."):
-        config = config[part]
-    return config
-
-
 def shrink(config: ml_collections.ConfigDict) -> None:
     """SAC's smoke sizes, an 8-d feature from 2 layers of 4 filters (or 16 units), 16-wide models."""
     sac_section.shrink(config)
     config.encoder.update(feature_dim=8, num_layers=2, num_filters=4, hidden_dim=16)
-    for key in ("transition_model", "reward_model"):
-        if key in config:
-            config[key].layer_width = 16
+    if "transition_model" in config:
+        config.transition_model.layer_width = 16
     if "task_embedding" in config:
         config.task_embedding.dim = 4
 

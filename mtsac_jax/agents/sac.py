@@ -415,6 +415,12 @@ def unseen_eval_actions(sac: SAC, policy_params, obs):
     return jnp.tanh(sac.actor.apply(policy_params["actor"], features, None)[0][0])
 
 
+def unseen_policy(sac: SAC):
+    """`Agent.unseen_eval_actions` of an agent acting with SAC's policy: jitted, or None when the
+    policy has a part per training task."""
+    return jax.jit(functools.partial(unseen_eval_actions, sac)) if acts_on_unseen_envs(sac) else None
+
+
 # ----- the state_sac agent -----
 
 
@@ -429,7 +435,7 @@ def make_state_sac(
         policy_params=functools.partial(policy_params, sac),
         sample_actions=jax.jit(functools.partial(sample_actions, sac)),
         eval_actions=jax.jit(functools.partial(eval_actions, sac)),
-        unseen_eval_actions=jax.jit(functools.partial(unseen_eval_actions, sac)) if acts_on_unseen_envs(sac) else None,
+        unseen_eval_actions=unseen_policy(sac),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ml_collections
 
 from mtsac_jax import gradients, networks, task_descriptions
-from mtsac_jax.registry import ConfigError, check_choice
+from mtsac_jax.registry import ConfigError, check_choice, check_positive
 
 TEMPERATURE_LOSSES = ("log_alpha", "alpha")
 CRITIC_LOSSES = ("mse", "categorical")
@@ -79,9 +79,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "agent.multitask.num_envs": config.multitask.num_envs,
         "agent.multitask.task_encoder.embedding_dim": config.multitask.task_encoder.embedding_dim,
     }
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{key}={value!r} must be positive. Fix: pass --config.{key}=<a positive value>.")
+    check_positive(positive)
     if not 0.0 < config.discount <= 1.0:
         raise ConfigError(f"agent.discount={config.discount} must lie in (0, 1]. Fix: e.g. --config.agent.discount=0.99.")
     if not 0.0 < config.critic_tau <= 1.0:
@@ -101,11 +99,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "Fix: set one of them to False."
         )
     network = networks.NETWORKS.get(config.network.name)
-    for key, value in config.network.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
-            raise ConfigError(
-                f"agent.network.{key}={value!r} must be positive. Fix: pass --config.agent.network.{key}=<a positive value>."
-            )
+    check_positive({f"agent.network.{key}": value for key, value in config.network.items()
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)})
     if multitask.task_encoder.description_embeddings and not multitask.should_use_task_encoder:
         raise ConfigError(
             "agent.multitask.task_encoder.description_embeddings is set, but should_use_task_encoder is False, so "

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes.util
 import dataclasses
+import functools
 import os
 import warnings
 import xml.etree.ElementTree as ElementTree
@@ -121,6 +122,7 @@ def _linear(first: float, step: float) -> tuple[float, ...]:
     return tuple(round(first + step * index, 6) for index in range(NUM_IDS))
 
 
+@functools.cache
 def _distributions() -> dict[str, Distribution]:
     from dm_control.suite import cheetah, finger, walker
 
@@ -196,7 +198,7 @@ def validate(env_config: ml_collections.ConfigDict) -> None:
             )
     if not env_config.train_ids:
         raise ConfigError("env.train_ids is empty: a run trains on at least one env id. Fix: e.g. "
-                          "--config.env.train_ids='[3, 4, 7, 8]'.")
+                          "--config.env.train_ids='(3, 4, 7, 8)'.")
     keys = list(sets)
     for first, key in enumerate(keys):
         for other in keys[first + 1:]:
