@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-slow lock clean
+.PHONY: install demo test test-slow docs lock clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ lock:
 
 demo: install
 	$(PY) train.py --config=configs/demo.py --workdir=runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+# The documentation site (MkDocs Material) into site/, warnings as errors; `mkdocs serve` to browse it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Two test processes: most of a test's time is one core compiling or stepping an env.
 test: install

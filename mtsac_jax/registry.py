@@ -61,6 +61,7 @@ class Registry(Generic[Entry]):
         self.kind, self.key = kind, key
         self._entries: dict[str, Any] = {}
         self._sources: dict[str, str | None] = {}
+        self._modules: dict[str, str] = {}
 
     def register(self, name: str, entry: Entry | str) -> Entry | str:
         """Registers `entry` (or a lazy `"module:attribute"` string) under `name`.
@@ -75,6 +76,7 @@ class Registry(Generic[Entry]):
             )
         self._entries[name] = entry
         self._sources[name] = source
+        self._modules[name] = entry.partition(":")[0] if isinstance(entry, str) else sys._getframe(1).f_globals["__name__"]
         return entry
 
     def get(self, name: str) -> Entry:
@@ -88,6 +90,12 @@ class Registry(Generic[Entry]):
     def source(self, name: str) -> str | None:
         """The Python file that registered `name` from outside the package, else None."""
         return self._sources.get(name)
+
+    def module(self, name: str) -> str:
+        """The module that defines `name`'s entry (a lazy entry's, else the one that registered it); its
+        docstring describes the entry (the documentation's tables read it)."""
+        check_choice(self.key, name, self.names())
+        return self._modules[name]
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

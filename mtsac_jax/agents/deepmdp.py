@@ -16,6 +16,11 @@ learns sigma.
 Where mtrl differs: its state_deepmdp leaves the encoder type to choose by hand (an identity
 encoder makes the model losses leave the policy's features untouched); it takes L_P + L_R and
 L_D as two optimizer steps, each with its own sample of z'.
+
+Run it:
+
+    python train.py --config=configs/hipbmdp.py:finger-spin,deepmdp,pixels
+    python train.py --config=configs/hipbmdp.py:cheetah-run,state_deepmdp
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`distral`: Distral (Teh et al. 2017, "Distral: Robust Multitask Reinforcement Learning") on SAC.
+"""`distral`: Distral on SAC, a policy per task regularised toward one distilled policy they share
+(Teh et al. 2017, "Distral: Robust Multitask Reinforcement Learning").
 
 Every task t has its own policy pi_t and twin critics (by default one disjoint network per task,
 vmapped over the task axis); one distilled policy pi_0 (the actor's layers, its own log-std
@@ -30,6 +31,10 @@ mtrl's `distral` differs: its `distral_alpha` is c_KL itself beside SAC's learne
 c_Ent, its `distral_beta` is unused, the task actors' loss has no KL term, and pi_0 minimises the
 reverse KL(pi_0 || pi_t); its default distral_alpha=0 leaves pi_0, the policy it evaluates,
 untrained (here a ConfigError).
+
+Run it:
+
+    python train.py --config=configs/compose.py:env=metaworld-mt10,agent=distral
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ Where mtrl differs: it pairs the samples of a batch with those of the batch reve
 pairs a task with itself (for an odd number of tasks, the middle one; and every sample of a
 task whose reversal lands in the same task), and takes the norms over the whole batch at once;
 here each task is paired with another env's embedding on its own samples, per sample.
+
+Run it:
+
+    python train.py --config=configs/hipbmdp.py:walker-walk-friction,hipbmdp
+    python train.py --config=configs/hipbmdp.py:finger-spin,hipbmdp,pixels
 """
 
 from __future__ import annotations

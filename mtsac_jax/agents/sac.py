@@ -1,6 +1,8 @@
-"""Multi-task SAC: its steps as pure functions, and the `state_sac` agent that runs them.
+"""`state_sac`: multi-task SAC on state observations (Haarnoja et al. 2018b, "Soft Actor-Critic
+Algorithms and Applications"; MT-SAC of Yu et al. 2019): its steps as pure functions, and the
+agent that runs them.
 
-Equations cite Haarnoja et al. 2018b, "Soft Actor-Critic Algorithms and Applications".
+Equations cite Haarnoja et al. 2018b.
 Choices that peers make differently, as mtrl makes them:
 - update order: critic first, then actor and alpha on the freshly updated critic, then the
   polyak update of the target critics, all in one jitted call;
@@ -27,6 +29,10 @@ the loss) whose fields declare their task axes, so a method can take any task's 
 The steps (`critic_step`, `actor_step`, `temperature_step`, `target_step`) take the `SAC`
 bundle and a `SACState` and return the state with their part replaced: another agent composes
 them with steps of its own (`mtsac_jax.agents.distral`).
+
+Run it:
+
+    python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt10
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ the target being the frame quantised to 5 bits, dequantised with uniform noise a
 
 Where mtrl differs: its decoder optimizer applies weight decay as an L2 term inside Adam; here
 `optimizers.decoder.weight_decay` is AdamW's decoupled decay (1e-7 either way).
+
+Run it:
+
+    python train.py --config=configs/hipbmdp.py:finger-spin,sac_ae,pixels
 """
 
 from __future__ import annotations

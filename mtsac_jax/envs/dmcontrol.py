@@ -1,4 +1,4 @@
-"""The DMControl env family: distributions of dm_control suite tasks whose physics differ (the
+"""`dmcontrol`: distributions of dm_control suite tasks whose physics differ (the
 HiP-BMDP setting, Zhang et al. 2021), ten env ids each, trained on some ids and evaluated on
 those and on two sets of unseen ids.
 
@@ -29,6 +29,12 @@ With `env.from_pixels=True` an observation is instead the last `frame_stack` fra
 offscreen after each agent step (`height` x `width`, camera `camera_id`), channels first, as
 uint8: (3 * frame_stack, height, width), (9, 84, 84) at mtrl's settings. The replay buffer keeps
 them as uint8; the pixel encoder scales them inside the update.
+
+Run it:
+
+    python train.py --config=configs/hipbmdp.py:cheetah-run
+    python train.py --config=configs/hipbmdp.py:finger-spin-spinner,state_sac
+    python train.py --config=configs/compose.py:setup=hipbmdp,env=dmcontrol-walker-walk-foot-distribution-v0
 """
 
 from __future__ import annotations

@@ -1,12 +1,18 @@
-"""The Meta-World env family: `metaworld-mt1` (one task, `env.task_name`), `metaworld-mt10`,
-`metaworld-mt50`: the Meta-World env of each task, which `mtsac_jax.envs` gathers into a sync or
-async vector env.
+"""`metaworld`: Meta-World's MT1 (one task, `env.task_name`), MT10 and MT50 benchmarks (Yu et al.
+2019, "Meta-World"; McLean et al. 2025, "Meta-World+"): the Meta-World env of each task, which
+`mtsac_jax.envs` gathers into a sync or async vector env.
 
 Defaults follow the Meta-World+ protocol: 500-step episodes, a random goal of the task's 50
 per reset, one-hot task id (multi-task only), v2 rewards. mtrl's protocol, the one the CARE
 paper's numbers were measured on, is `PROTOCOLS["mtrl"]`: one fixed goal per task, 150-step
 episodes, no one-hot (`configs/metaworld_mt10.py:mtrl`, mtrl's word `protocol=mtrl`). All task
 envs truncate on the same step.
+
+Run it:
+
+    python train.py --config=configs/metaworld_mt1.py:reach-v3
+    python train.py --config=configs/metaworld_mt10.py
+    python train.py --config=configs/metaworld_mt50.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`gradnorm`: learned per-task loss weights (Chen et al. 2018, "GradNorm", sec. 3, alg. 1).
+"""`gradnorm`: learned per-task loss weights, so that the tasks' gradient norms at the last shared
+layer follow their relative inverse training rates (Chen et al. 2018, "GradNorm", sec. 3, alg. 1).
 
 The network descends L = (1/T) sum_i w_i L_i (with all w_i = 1 this is MT-SAC's mean). The
 weights follow their own loss, the L1 distance of each task's gradient norm at the last shared
@@ -18,6 +19,10 @@ Where this differs: SAC's actor and temperature losses can be negative, so train
 three ways: it takes L_i(0) as the previous update's loss, updates the weights with lr 1e-6
 (here `lr`, the paper's 0.025 by default), and normalises them to sum to 1 without writing the
 result back.
+
+Run it:
+
+    python train.py --config=configs/compose.py:env=metaworld-mt10,gradient=gradnorm
 """
 
 from __future__ import annotations

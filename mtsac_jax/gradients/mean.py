@@ -1,7 +1,12 @@
 """`mean`: MT-SAC's gradient, of the mean of the per-task losses (Yu et al. 2019, sec. 5).
 
 Every task has the same number of samples in a batch, so this equals mtrl's mean over the
-whole batch. No state."""
+whole batch. No state.
+
+Run it:
+
+    python train.py --config=configs/compose.py:env=metaworld-mt10,gradient=mean
+"""
 
 from __future__ import annotations
 

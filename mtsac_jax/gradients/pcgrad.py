@@ -1,4 +1,5 @@
-"""`pcgrad`: gradient surgery (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning", alg. 1).
+"""`pcgrad`: gradient surgery, each task's gradient of the shared parameters projected off the
+gradients it conflicts with (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning", alg. 1).
 
 Each task's gradient g_i of the shared parameters is projected, against every other task j in
 a random order of its own, onto the normal plane of g_j where the two conflict:
@@ -17,6 +18,10 @@ resumes exactly.
 
 mtrl differs: it projects every parameter as one vector (its MT-SAC has no per-task ones) and
 divides by |g_j| + 1e-8 instead of |g_j|.
+
+Run it:
+
+    python train.py --config=configs/compose.py:env=metaworld-mt10,gradient=pcgrad
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ Dense layers (`agent.critic.num_layers=2`, `agent.actor.num_layers=1` are BRC's)
 context (the learned task embedding) is appended to every sample, the shared layers see the task
 axis folded into the batch, and `should_use_multi_head_policy` gives each task its own output
 layer.
+
+Run it:
+
+    python train.py --config=configs/scaled.py:mt10
+    python train.py --config=configs/compose.py:env=metaworld-mt10,network=bronet
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`care`: CARE's mixture of encoders (Sodhani et al. 2021, "Multi-Task Reinforcement Learning
+"""`care`: CARE's mixture of state encoders, weighted by attention over a context from the task's
+description (Sodhani et al. 2021, "Multi-Task Reinforcement Learning
 with Context-based Representations", sec. 4).
 
 k encoders (MLPs on the state) are mixed by attention weights computed from the task's context
@@ -10,6 +11,10 @@ learned embedding per task (the paper's ablation without metadata). The attentio
 task on (T, ...); the encoders carry a leading expert axis and read the folded batch in one
 contraction. Where mtrl differs: its actor and critics share one task encoder updated by the
 critic loss; here each network learns its own (as the rest of this project's networks do).
+
+Run it:
+
+    python train.py --config=configs/care.py:mt10
 """
 
 from __future__ import annotations

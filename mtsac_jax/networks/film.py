@@ -1,4 +1,4 @@
-"""`film`: an MLP whose hidden layers are modulated per task by FiLM (Perez et al. 2018, eq. 1-2).
+"""`film`: an MLP whose hidden layers are scaled and shifted per task by FiLM (Perez et al. 2018, eq. 1-2).
 
 Hidden layer l computes relu(gamma_l(z) * (W_l h + b_l) + beta_l(z)), with (gamma_l, beta_l) a
 linear map of the task encoding z (the context, or a learned embedding per task when there is
@@ -10,6 +10,10 @@ FiLM (the paper) conditions every feature (`per_feature=True`); mtrl's and the J
 `film` predict one scalar scale and shift per layer (`per_feature=False`, the default here, as
 users of mtrl know it). The generator runs once per task on (T, E) and its output is broadcast
 over the batch; the layers see the task axis folded into the batch.
+
+Run it:
+
+    python train.py --config=configs/film.py:mt10
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 With `should_use_multi_head_policy` its output layer is per task (a shared trunk, one head per
 task); with `should_use_disjoint_policy` every layer is per task (a separate network per task,
 mtrl's disjoint policy). A context (the learned task embedding) is appended to every sample.
+
+Run it:
+
+    python train.py --config=configs/metaworld_mt10.py
+    python train.py --config=configs/compose.py:env=metaworld-mt10,network=mlp
 """
 
 from __future__ import annotations

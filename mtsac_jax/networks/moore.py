@@ -1,4 +1,5 @@
-"""`moore`: Mixture Of ORthogonal Experts (Hendawy et al. 2024, "Multi-Task Reinforcement Learning
+"""`moore`: Mixture Of ORthogonal Experts, k shared experts made orthonormal per sample and mixed
+by per-task weights (Hendawy et al. 2024, "Multi-Task Reinforcement Learning
 with Mixture of Orthogonal Experts", sec. 4).
 
 k shared experts (MLPs on the state) give k representations per sample, U (k, H); Gram-Schmidt
@@ -10,6 +11,10 @@ paper's MT runs) maps v_c to the output. The experts carry a leading expert axis
 folded batch in one contraction; the task weights are computed once per task on (T, k).
 Where the JAX baselines differ: they run every task's head on every sample and select one;
 here each sample goes through its own task's head only.
+
+Run it:
+
+    python train.py --config=configs/moore.py:mt10
 """
 
 from __future__ import annotations

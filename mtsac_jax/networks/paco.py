@@ -1,4 +1,5 @@
-"""`paco`: Parameter-Compositional multi-task networks (Sun et al. 2022, "PaCo: Parameter-
+"""`paco`: Parameter-Compositional multi-task networks, each task's parameters a combination of K
+shared parameter sets by its own vector (Sun et al. 2022, "PaCo: Parameter-
 Compositional Multi-Task Reinforcement Learning", sec. 4).
 
 The network of task t has parameters theta_t = Phi w_t (eq. 2): Phi holds K parameter sets of
@@ -12,6 +13,10 @@ exceeds `loss_threshold` is masked out of that loss (it moves neither Phi nor it
 step), and its w_t is reset to the mean of the other tasks' vectors, with its Adam moments set
 to zero. With `should_use_multi_head_policy` the output layer is a free per-task layer instead
 of a composed one.
+
+Run it:
+
+    python train.py --config=configs/paco.py:mt10
 """
 
 from __future__ import annotations

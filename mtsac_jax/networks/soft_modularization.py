@@ -14,6 +14,10 @@ the folded batch (T*B, ...); module parameters carry a leading module axis and e
 batched contraction. Where the authors' code and the JAX baselines differ: routing layer l+1
 reads all earlier routing outputs (skip connections), the task-state product goes through one
 more layer, and the ReLU comes after the weighted sum; this follows the paper.
+
+Run it:
+
+    python train.py --config=configs/soft_modularization.py:mt10
 """
 
 from __future__ import annotations

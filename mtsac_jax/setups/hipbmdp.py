@@ -8,6 +8,11 @@ Defaults are mtrl's hipbmdp components: Adam 1e-3 for actor and critic, 1e-4 wit
 for the temperature, 2x1024 networks, log-std bounds [-10, 2], one temperature for all envs,
 batch 128 over all training envs (mtrl's replay buffer default), 1M steps, 1500 warm-up steps,
 evaluation every 10k steps on 10 episodes per env.
+
+Run it:
+
+    python train.py --config=configs/hipbmdp.py:cheetah-run
+    python train.py --config=configs/compose.py:setup=hipbmdp,agent=state_sac,env=dmcontrol-walker-walk-friction-distribution-v0
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ metric is the success rate.
 `metaworld.evaluation.evaluation` runs episodes with terminate-on-success until every task
 has `num_episodes`, counts success per episode and sums episode rewards up to the end of each
 episode; we report exactly what it returns. The policy is the deterministic one.
+
+Run it:
+
+    python train.py --config=configs/metaworld_mt10.py
+    python train.py --config=configs/compose.py:setup=metaworld,agent=state_sac,env=metaworld-mt1,task=reach-v3
 """
 
 from __future__ import annotations
