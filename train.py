@@ -21,7 +21,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mtsac_jax import mtrl_args, processes
+from mtsac_jax import mtrl_args, processes, tracking
 from mtsac_jax.checkpoint import CheckpointError
 from mtsac_jax.cli import (config_keys, config_variant, default_workdir, fail, load_config_or_exit, overridden_keys,
                            parse_flags, print_help)
@@ -95,6 +95,8 @@ def main(argv):
 
 def _train(config, workdir: pathlib.Path, started: dict[str, bool]) -> None:
     try:
+        if config.experiment.wandb.enabled and processes.is_main():  # before anything is built
+            tracking.import_wandb()
         train_and_evaluate(config, workdir)
     except (TrainingError, EnvWorkerError, CheckpointError, ConfigError) as error:
         _forget_unstarted(workdir, started)

@@ -26,6 +26,7 @@ from mtsac_jax import agents, envs, gradients, networks, setups
 from mtsac_jax.envs import task_names
 from mtsac_jax.numerics import NAN_POLICIES
 from mtsac_jax.registry import ConfigError, check_choice, check_positive, extension_files
+from mtsac_jax.tracking import MODES as WANDB_MODES
 
 __all__ = ["ConfigError", "compose", "flatten", "parse_config_arg", "task_names", "upgrade", "validate"]
 
@@ -65,6 +66,8 @@ def experiment_config() -> ml_collections.ConfigDict:
             # update; `max_skipped_updates` skips in a row stop it too
             "nan_policy": "stop",
             "max_skipped_updates": 10,
+            # Weights & Biases tracking (mtsac_jax.tracking); entity "": the account's default
+            "wandb": {"enabled": False, "project": "mtsac_jax", "entity": "", "mode": "online"},
         }
     )
 
@@ -205,9 +208,10 @@ def upgrade(saved: dict) -> dict:
     registries had no `agent.network` (their networks were today's `mlp`), no `agent.gradient`
     (today's `mean`), no `extensions`, no `num_seeds` (1), no `experiment.save_video` (False), no
     `experiment.nan_policy` ("stop"), `max_skipped_updates` (10) and `progress_every_s` (60), no
-    env worker keys (`envs.COMMON_DEFAULTS`). The agent's section gets the keys its agent (when registered: a
-    user's agent once its extension is imported) has added since, at their defaults, which are
-    the behaviour from before each key (`AgentSpec.default_config`)."""
+    `experiment.wandb` (tracking off), no env worker keys (`envs.COMMON_DEFAULTS`). The agent's
+    section gets the keys its agent (when registered: a user's agent once its extension is
+    imported) has added since, at their defaults, which are the behaviour from before each key
+    (`AgentSpec.default_config`)."""
     saved = copy.deepcopy(saved)
     saved.setdefault("extensions", [])
     saved.setdefault("num_seeds", 1)
@@ -218,6 +222,7 @@ def upgrade(saved: dict) -> dict:
     experiment.setdefault("nan_policy", "stop")
     experiment.setdefault("max_skipped_updates", 10)
     experiment.setdefault("progress_every_s", 60.0)
+    experiment.setdefault("wandb", experiment_config().wandb.to_dict())
     agent = saved.get("agent", {})
     agent.setdefault("network", {"name": "mlp"})
     agent.setdefault("gradient", {"name": "mean"})
@@ -417,6 +422,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "experiment.max_skipped_updates": config.experiment.max_skipped_updates,
     }
     check_choice("experiment.nan_policy", config.experiment.nan_policy, NAN_POLICIES)
+    check_choice("experiment.wandb.mode", config.experiment.wandb.mode, WANDB_MODES)
+    if config.experiment.wandb.enabled and not config.experiment.wandb.project.strip():
+        raise ConfigError("experiment.wandb.project is empty; W&B files each run under a project. "
+                          "Fix: e.g. --config.experiment.wandb.project=mtsac_jax.")
     check_positive(positive)
     if config.experiment.progress_every_s < 0:
         raise ConfigError(f"experiment.progress_every_s={config.experiment.progress_every_s} must not be negative "

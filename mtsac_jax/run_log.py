@@ -1,4 +1,5 @@
-"""Run outputs: `train.jsonl`, `eval.jsonl`, TensorBoard events in `tb/`, and the console.
+"""Run outputs: `train.jsonl`, `eval.jsonl`, TensorBoard events in `tb/`, the console, and
+Weights & Biases when the run tracks there (`mtsac_jax.tracking`).
 
 Every key of a record is deterministic on CPU for a fixed config and seed, except the
 wall-clock figures whose names start with `perf/`. A resumed run first drops the records
@@ -21,6 +22,7 @@ import tensorboardX
 import tqdm
 
 from mtsac_jax.setups import BASE_MODE, record_mode
+from mtsac_jax.tracking import Tracker
 
 LOG_FILES = ("train.jsonl", "eval.jsonl")
 
@@ -70,10 +72,11 @@ class RunLog:
         headline_metric: str = "success",
         label: str | None = None,
         progress_every_s: float = 60.0,
+        tracker: Tracker | None = None,
     ):
         """`label`: one seed's of a multi-seed run; its console lines start with `[label]` and
         there is no progress bar. Without a bar, a progress line every `progress_every_s`
-        seconds (0: never)."""
+        seconds (0: never). `tracker`: the run's W&B run, sent every record as well."""
         damaged = keep_records_up_to(workdir, start_step)
         self._train = open(workdir / "train.jsonl", "a", encoding="utf-8")
         self._eval = open(workdir / "eval.jsonl", "a", encoding="utf-8")
@@ -99,6 +102,7 @@ class RunLog:
         self._last_line = time.monotonic()
         self._step = start_step
         self._rate_from = (self._last_line, start_step)  # the rate is measured since the last progress line
+        self._tracker = tracker
         for warning in damaged:
             self._print(warning)
 
@@ -123,9 +127,11 @@ class RunLog:
 
     def train(self, record: dict) -> None:
         _append(self._train, record)
-        for key, value in record.items():
-            if "/" in key:
-                self._tensorboard.add_scalar(key, value, record["step"])
+        scalars = {key: value for key, value in record.items() if "/" in key}
+        for key, value in scalars.items():
+            self._tensorboard.add_scalar(key, value, record["step"])
+        if self._tracker is not None:
+            self._tracker.log({"env_steps": record["env_steps"], **scalars}, record["step"])
         parts = [f"step {record['step']}/{self._num_train_steps}", f"env_steps {record['env_steps']}"]
         for key, label in (
             ("train/success", "success"),
@@ -144,17 +150,22 @@ class RunLog:
 
     def eval(self, record: dict) -> None:
         _append(self._eval, record)
-        step, mode = record["step"], record.get("mode")
-        for metric in _metrics(record):
-            self._tensorboard.add_scalar(f"{mode or 'eval'}/{metric}", record[metric], step)
-            for name, task in record["tasks"].items():
-                self._tensorboard.add_scalar(f"{mode or 'eval'}/{metric}/{name}", task[metric], step)
+        scalars = eval_scalars(record)
+        for tag, value in scalars.items():
+            self._tensorboard.add_scalar(tag, value, record["step"])
+        if self._tracker is not None:
+            self._tracker.log(scalars, record["step"])
         if record_mode(record) == BASE_MODE:
             headline = record[self._headline_metric]
             self._bar_stats[self._headline_metric] = (f"{headline:.2f}" if self._headline_metric == "success"
                                                       else f"{headline:.1f}")
             self._bar.set_postfix(self._bar_stats, refresh=False)
         self._print(format_eval(record))
+
+    def videos(self, paths: dict[str, pathlib.Path], step: int) -> None:
+        """The evaluation videos of step `step`, one per task, to W&B when the run tracks there."""
+        if self._tracker is not None:
+            self._tracker.videos(paths, step)
 
     def message(self, text: str) -> None:
         self._print(text)
@@ -169,6 +180,8 @@ class RunLog:
         self._train.close()
         self._eval.close()
         self._tensorboard.close()
+        if self._tracker is not None:
+            self._tracker.close()
 
     def _print(self, text: str) -> None:
         self._last_line = time.monotonic()
@@ -181,6 +194,17 @@ class RunLog:
 
 def _metrics(record: dict) -> list[str]:
     return [key for key in record if key not in EVAL_KEYS]
+
+
+def eval_scalars(record: dict) -> dict[str, float]:
+    """An evaluation record's figures by their TensorBoard tag: `eval/<metric>` and
+    `eval/<metric>/<task>`, with the record's `mode` instead of `eval` when it has one."""
+    prefix = record.get("mode") or "eval"
+    scalars = {}
+    for metric in _metrics(record):
+        scalars[f"{prefix}/{metric}"] = record[metric]
+        scalars.update({f"{prefix}/{metric}/{name}": task[metric] for name, task in record["tasks"].items()})
+    return scalars
 
 
 def format_eval(record: dict) -> str:

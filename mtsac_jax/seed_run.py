@@ -1,9 +1,9 @@
 """One seed of a run: its envs, logs and checkpoints, a complete single-seed workdir.
 
 In a run over several processes (`mtsac_jax.processes`) each process has the envs of its share
-of the tasks (`processes.task_share`); process 0 writes the logs. Env worker faults
-(`env_faults`) and non-finite updates (`nan_policy`) are handled per seed, so a seed of a
-multi-seed run can stop alone.
+of the tasks (`processes.task_share`); process 0 writes the logs (and tracks the run in Weights &
+Biases with `experiment.wandb`). Env worker faults (`env_faults`) and non-finite updates
+(`nan_policy`) are handled per seed, so a seed of a multi-seed run can stop alone.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtsac_jax import envs, processes, video
+from mtsac_jax import envs, processes, tracking, video
 from mtsac_jax.checkpoint import Checkpointer
 from mtsac_jax.config import task_names
 from mtsac_jax.env_faults import DROPPED_BETWEEN_STEPS, DROPPED_IN_STEP, EnvFaults
@@ -80,8 +80,10 @@ class SeedRun:
             print(f"[process {jax.process_index()}] {text}", flush=True)
 
     def open_log(self, start_step: int, headline_metric: str) -> None:
+        tracker = (tracking.Tracker(self.config, self.workdir, start_step, multi_seed=self.label is not None)
+                   if self.experiment.wandb.enabled else None)
         self.log = RunLog(self.workdir, self.experiment.num_train_steps, start_step, headline_metric=headline_metric,
-                          label=self.label, progress_every_s=self.experiment.progress_every_s)
+                          label=self.label, progress_every_s=self.experiment.progress_every_s, tracker=tracker)
         for message in self.messages:
             self.log.message(message)
 
@@ -246,3 +248,4 @@ class SeedRun:
             self.say(f"warning: no evaluation videos for the rest of this run: {error}")
             return
         self.say(f"videos: {paths[0].parent} ({len(paths)} files)")
+        self.log.videos(dict(zip(self.names, paths)), step)
