@@ -7,7 +7,8 @@
 `run` trains every (row, seed) of ROWS with `train.py` into `runs/learning/<row>/seed<k>/`,
 one after the other. Interrupt it whenever you like: running it again resumes unfinished
 runs from their checkpoints and skips finished ones, so the table can be completed in several
-sittings. The `sbx-*` rows train SBX's SAC (bench/sbx_sac.py, in a Python that has sbx-rl and
+sittings. A finished run's logs are copied to `bench/results/learning_runs/<row>/seed<k>/`
+(commit them): `report` reads them there when `runs/` is gone, and `run` does not train it again. The `sbx-*` rows train SBX's SAC (bench/sbx_sac.py, in a Python that has sbx-rl and
 metaworld) with the network, batch and budget of the matching mtsac_jax row, and are evaluated
 the same way; an unfinished SBX run starts again. `report` reads the runs' `eval.jsonl` and
 prints, per row and over its seeds: mean success at the last evaluation, the interquartile
@@ -37,6 +38,8 @@ from mtsac_jax.setups import BASE_MODE, headline_metric, record_mode
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "learning"
+KEPT = REPO / "bench" / "results" / "learning_runs"  # each finished run's logs, committed with the repository
+KEPT_FILES = ("eval.jsonl", "wallclock.json", "config.json")
 MT1_PROTOCOL = [
     "--config.experiment.num_train_steps=50000",
     "--config.experiment.eval_freq=10000",
@@ -138,6 +141,28 @@ def workdir(row: str, seed: int) -> pathlib.Path:
     return of_many if of_many.is_dir() and not single.is_dir() else single
 
 
+def kept(row: str, seed: int) -> pathlib.Path:
+    """`bench/results/learning_runs/<row>/seed<k>/`: a finished run's `eval.jsonl`, `wallclock.json` and
+    `config.json`, copied there by `run`, so a table can be completed over several machines or
+    sittings whose `runs/` folders are not kept."""
+    return KEPT / row / f"seed{seed}"
+
+
+def results(row: str, seed: int) -> pathlib.Path:
+    """The folder to read a run's logs from: its workdir while it has them, else its kept copy."""
+    path = workdir(row, seed)
+    return path if (path / "eval.jsonl").exists() else kept(row, seed)
+
+
+def keep(row: str, seed: int) -> None:
+    """Copies a finished run's logs to `kept(row, seed)`."""
+    source, target = workdir(row, seed), kept(row, seed)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in KEPT_FILES:
+        if (source / name).exists():
+            (target / name).write_bytes((source / name).read_bytes())
+
+
 def read_evals(path: pathlib.Path, mode: str = BASE_MODE) -> list[dict]:
     """A run's evaluation records of the env set `mode` (its training tasks by default)."""
     eval_log = path / "eval.jsonl"
@@ -237,7 +262,7 @@ def budget(row: str) -> int:
 
 def evaluated_runs(row: str, mode: str = BASE_MODE) -> dict[int, list[dict]]:
     """Each seed's eval records of the env set `mode`, for the seeds of `row` that have any."""
-    runs = {seed: read_evals(workdir(row, seed), mode) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
+    runs = {seed: read_evals(results(row, seed), mode) for seed in ROWS[SBX_ROWS.get(row, row)][2]}
     return {seed: evals for seed, evals in runs.items() if evals}
 
 
@@ -254,6 +279,8 @@ def run(rows: list[str], sbx_python: str | None, only_seeds: list[int] | None = 
         for seed in [seed for seed in seeds if only_seeds is None or seed in only_seeds]:
             path = workdir(row, seed)
             if seed in done:
+                if results(row, seed) == path and not kept(row, seed).is_dir():
+                    keep(row, seed)
                 continue
             if row in SBX_ROWS:
                 (path / "wallclock.json").unlink(missing_ok=True)  # an SBX run starts again
@@ -262,6 +289,7 @@ def run(rows: list[str], sbx_python: str | None, only_seeds: list[int] | None = 
                 command = [sys.executable, "train.py", f"--config={config}", f"--config.seed={seed}",
                            f"--workdir={path}", *overrides]
             _run_timed(path, command, f"{row} seed {seed}")
+            keep(row, seed)
 
 
 def iqm_with_ci(scores: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -327,9 +355,9 @@ def report(json_path: pathlib.Path | None, rows: list[str] | None = None) -> dic
     for row, runs in runs_of.items():
         if not runs:
             continue
-        wallclock = {seed: read_wallclock(workdir(row, seed)) for seed in runs}
+        wallclock = {seed: read_wallclock(results(row, seed)) for seed in runs}
         wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
-        metric = headline_metric(workdir(row, min(runs)))
+        metric = headline_metric(results(row, min(runs)))
         entry = summarize(row, runs, wallclock, metric)
         unseen = {mode: evaluated_runs(row, mode) for mode in UNSEEN_MODES}
         entry["unseen"] = {mode: statistics.mean(evals[-1][metric] for evals in mode_runs.values())

@@ -13,6 +13,12 @@ learning = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(learning)
 
 
+@pytest.fixture(autouse=True)
+def no_kept_runs(tmp_path, monkeypatch):
+    """The tests' runs only: not the finished runs kept under bench/results/learning_runs/."""
+    monkeypatch.setattr(learning, "KEPT", tmp_path / "kept")
+
+
 def record(step, successes):
     tasks = {f"task{i}": {"success": s, "episode_reward": 1.0} for i, s in enumerate(successes)}
     return {"step": step, "success": float(np.mean(successes)), "episode_reward": 1.0, "tasks": tasks}
@@ -162,3 +168,22 @@ def test_a_hipbmdp_row_is_summarised_on_its_training_envs_and_reports_the_unseen
     assert entry["metric"] == "episode_reward" and entry["mean_episode_reward"] == 400.0
     assert entry["unseen"] == {"eval_interpolation": pytest.approx(320.0), "eval_extrapolation": pytest.approx(200.0)}
     assert "interpolation 320.0, extrapolation 200.0" in capsys.readouterr().out
+
+
+def test_a_finished_runs_logs_are_kept_and_read_back_once_its_workdir_is_gone(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "RUNS", tmp_path / "learning")
+    row = "hipbmdp-cheetah-run-state_sac"
+    path = learning.workdir(row, 1)
+    path.mkdir(parents=True)
+    evals = [{"step": 25_000, "episode_reward": 100.0, "tasks": {}}, {"step": 50_000, "episode_reward": 300.0, "tasks": {}}]
+    (path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    (path / "wallclock.json").write_text(json.dumps({"seconds": 600.0}))
+    (path / "config.json").write_text(json.dumps({"setup": {"name": "hipbmdp"}}))
+    assert learning.results(row, 1) == path
+    learning.keep(row, 1)
+    for name in ("eval.jsonl", "wallclock.json", "config.json"):
+        (path / name).unlink()
+    assert learning.results(row, 1) == learning.kept(row, 1)
+    assert learning.evaluated_runs(row) == {1: evals}
+    assert learning.read_wallclock(learning.results(row, 1)) == 600.0
+    assert 1 in learning.finished(row, learning.evaluated_runs(row))  # `run` will not train it again
