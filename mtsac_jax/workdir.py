@@ -31,6 +31,10 @@ RESUMABLE_CHANGES = frozenset(
         "env.worker_timeout_s",
         "env.max_worker_restarts",
         "env.worker_restart_window_s",
+        "experiment.wandb.enabled",
+        "experiment.wandb.project",
+        "experiment.wandb.entity",
+        "experiment.wandb.mode",
     }
 )
 STOPPED = "stopped.txt"  # in a seed's workdir: why that seed of a multi-seed run stopped

@@ -15,9 +15,11 @@ import ml_collections
 import pytest
 import wandb
 
-from mtsac_jax.config import ConfigError, upgrade, validate
+from mtsac_jax.cli import overridden_keys
+from mtsac_jax.config import ConfigError, compose, upgrade, validate
 from mtsac_jax.run_log import RunLog
 from mtsac_jax.tracking import RUN_ID_FILE, Tracker
+from mtsac_jax.workdir import config_changes, prepare_workdir
 from tests.conftest import REPO, read_jsonl, tiny_config, train_command
 
 OFFLINE = ["--config.experiment.wandb.enabled=True", "--config.experiment.wandb.mode=offline"]
@@ -94,6 +96,19 @@ def test_a_config_json_from_before_tracking_resumes_with_tracking_off():
     upgraded = upgrade(saved)
     assert upgraded["experiment"]["wandb"] == {"enabled": False, "project": "mtsac_jax", "entity": "", "mode": "online"}
     validate(ml_collections.ConfigDict(upgraded))
+
+
+def test_tracking_can_be_turned_on_when_a_run_resumes_and_does_not_change_its_default_folder(tmp_path):
+    config = compose("metaworld", "state_sac", "metaworld-mt1", task_name="reach-v3", smoke=True)
+    prepare_workdir(tmp_path, config)
+    config.experiment.wandb.enabled, config.experiment.wandb.mode = True, "offline"
+    changes, blocking = config_changes(tmp_path, config)
+    assert len(changes) == 2 and not blocking
+    config.seed = 2
+    argv = [f"--config={REPO / 'configs' / 'metaworld_mt1.py'}:reach-v3,smoke", "--config.seed=2", *OFFLINE]
+    assert overridden_keys(config, argv) == {}
+    config.agent.discount = 0.9
+    assert overridden_keys(config, argv) == {"agent.discount": 0.9}
 
 
 @pytest.mark.e2e
