@@ -3,9 +3,12 @@
 A checkpoint holds three items:
 - `arrays`: the TrainState, the replay buffer (contents, cursors and sizes) and the current
   observation, restored into the exact structure of a freshly built run;
-- `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes;
-- `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics and
-  the checkpoint `format`.
+- `envs`: exact snapshots of every train and eval env (`mtsac_jax.env_state`), as bytes, by
+  group (`train`, `eval`, `eval_<set>`); at a step with an evaluation, the eval envs' from just
+  before it too (`evaluation_start_<group>`), so `evaluate.py` reproduces that evaluation;
+- `meta`: JSON with the step, the warm-up action RNG, the unfinished episode statistics, the
+  episodes per task of the step's evaluation (`eval_episodes`, None without one; absent in
+  checkpoints without those snapshots) and the checkpoint `format`.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
 kill during a save leaves the previous checkpoints intact. Then `checksums.json` records the
 CRC-32 of every file of the checkpoint, and a restore first checks them: a checkpoint that was
@@ -52,6 +55,7 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 # in a fresh state.
 FORMAT = 4
 CHECKSUMS = "checksums.json"
+EVALUATION_START = "evaluation_start_"  # the env groups of the eval envs as the step's evaluation found them
 
 
 class CheckpointError(RuntimeError):
@@ -60,6 +64,10 @@ class CheckpointError(RuntimeError):
 
 def _to_bytes_arrays(blobs) -> list[np.ndarray]:
     return [np.frombuffer(blob, dtype=np.uint8) for blob in blobs]
+
+
+def _from_bytes_arrays(envs: dict) -> dict[str, list[bytes]]:
+    return {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in envs.items()}
 
 
 @contextlib.contextmanager
@@ -157,8 +165,7 @@ class Checkpointer:
                     f"moved it to {aside} and trying the previous one."
                 )
                 continue
-            envs = {group: [np.asarray(blob).tobytes() for blob in blobs] for group, blobs in restored["envs"].items()}
-            return step, arrays, envs, dict(meta)
+            return step, arrays, _from_bytes_arrays(restored["envs"]), dict(meta)
         return None
 
     def discard_after(self, step: int) -> None:
@@ -192,9 +199,7 @@ class Checkpointer:
         `select` picks parts of a train state and computes nothing (as `Agent.policy_params`);
         `abstract_state` is a train state's structure (`jax.eval_shape` of the agent's init)."""
         metadata = self.array_metadata(step)["train_state"]
-        with quiet_orbax():
-            meta = self._reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        saved_format = meta.get("format", 1)
+        saved_format = self.meta(step).get("format", 1)
         tagged = jax.tree_util.tree_map_with_path(lambda path, _: _Path(path), abstract_state)
         chosen, treedef = jax.tree.flatten(select(tagged))
         paths = [saved_path(abstract_state, tuple(_key_name(key) for key in leaf.keys), saved_format)
@@ -204,6 +209,17 @@ class Checkpointer:
             _put(part, path, _part(metadata, path))
         restored = self.restore_part(step, {"train_state": part})["train_state"]
         return jax.tree.unflatten(treedef, [_part(restored, path) for path in paths])
+
+    def meta(self, step: int) -> dict:
+        """Checkpoint `step`'s `meta` item."""
+        with quiet_orbax():
+            return dict(self._reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+    def env_snapshots(self, step: int) -> dict[str, list[bytes]]:
+        """Checkpoint `step`'s env snapshots, by group."""
+        with quiet_orbax():
+            restored = self._reader.restore(step, args=ocp.args.Composite(envs=ocp.args.StandardRestore()))
+        return _from_bytes_arrays(restored["envs"])
 
     @functools.cached_property
     def _reader(self) -> ocp.CheckpointManager:

@@ -10,6 +10,7 @@ straight into `metaworld.evaluation.evaluation(policy, envs)`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import pathlib
@@ -22,10 +23,10 @@ import ml_collections
 import numpy as np
 
 from mtsac_jax import agents, envs
-from mtsac_jax.checkpoint import Checkpointer, CheckpointError, failure_reason, quiet_orbax
+from mtsac_jax.checkpoint import EVALUATION_START, Checkpointer, CheckpointError, failure_reason, quiet_orbax
 from mtsac_jax.config import ConfigError, task_names, upgrade, validate
 from mtsac_jax.registry import import_extensions
-from mtsac_jax.setups import SETUPS
+from mtsac_jax.setups import SETUPS, evaluation_sets
 
 
 class PolicyError(RuntimeError):
@@ -97,10 +98,37 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class RunEvaluation:
+    """What a checkpoint keeps of the run's own evaluation at its step: the `episodes` per task
+    and the eval envs' snapshots from just before it, by task set (None: the training tasks,
+    else an unseen set); without them (`episodes` None) `missing` says why."""
+
+    episodes: int | None
+    snapshots: dict[str | None, list[bytes]]
+    missing: str = ""
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def load_policy(workdir: str | pathlib.Path, step: int | None = None,
-                warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> DeterministicPolicy:
+                warn: Callable[[str], None] = _warn) -> DeterministicPolicy:
     """The deterministic policy of the newest checkpoint in `workdir` (or of `step`). A newest
     checkpoint that cannot be read is skipped for the one before it, and `warn` is told."""
+    return _load(workdir, step, warn, _restore_policy)
+
+
+def load_evaluation(workdir: str | pathlib.Path, step: int | None = None,
+                    warn: Callable[[str], None] = _warn) -> tuple[DeterministicPolicy, RunEvaluation]:
+    """`load_policy`'s policy, and what its checkpoint keeps of the run's evaluation at its step."""
+    return _load(workdir, step, warn, lambda checkpointer, config, at: (
+        _restore_policy(checkpointer, config, at), _run_evaluation(checkpointer, config, at)))
+
+
+def _load(workdir: str | pathlib.Path, step: int | None, warn: Callable[[str], None], read: Callable):
+    """`read(checkpointer, config, step)` of the newest readable checkpoint in `workdir` (or of `step`)."""
     config = load_config(workdir)
     if config.num_seeds > 1:
         folders = ", ".join(f"seed_{seed}" for seed in range(config.seed, config.seed + config.num_seeds))
@@ -120,7 +148,7 @@ def load_policy(workdir: str | pathlib.Path, step: int | None = None,
         for candidate in [step] if step is not None else reversed(steps):
             try:
                 with quiet_orbax():
-                    return _restore_policy(checkpointer, config, candidate)
+                    return read(checkpointer, config, candidate)
             except Exception as error:  # a damaged, truncated or emptied checkpoint
                 reason = failure_reason(error)
                 if step is not None:
@@ -148,10 +176,22 @@ def _restore_policy(checkpointer: Checkpointer, config: ml_collections.ConfigDic
     return DeterministicPolicy(agent.eval_actions, policy_params, step, agent.unseen_eval_actions)
 
 
-def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs, task_set: str | None = None
-                    ) -> dict:
+def _run_evaluation(checkpointer: Checkpointer, config: ml_collections.ConfigDict, step: int) -> RunEvaluation:
+    meta = checkpointer.meta(step)
+    if "eval_episodes" not in meta:
+        return RunEvaluation(None, {}, f"checkpoint {step} is older than those that keep their evaluation's eval envs")
+    if meta["eval_episodes"] is None:
+        return RunEvaluation(None, {}, f"the run did not evaluate at step {step}")
+    snapshots = checkpointer.env_snapshots(step)
+    return RunEvaluation(meta["eval_episodes"], {task_set: snapshots[EVALUATION_START + (mode if task_set else "eval")]
+                                    for mode, task_set in evaluation_sets(config)})
+
+
+def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, eval_envs, task_set: str | None = None,
+                    snapshots: list[bytes] | None = None) -> dict:
     """The setup's evaluation of `policy` on `eval_envs` (closed after; the run's tasks, or its
-    unseen `task_set`), done again from its start after each env worker that died or hung and was
+    unseen `task_set`), the envs first put in the state of `snapshots` when given (a
+    `RunEvaluation`'s), done again from its start after each env worker that died or hung and was
     replaced (a warning line names the task); more than `env.max_worker_restarts` replacements
     raise `EnvWorkerError`."""
     setup = SETUPS.get(config.setup.name)
@@ -159,6 +199,8 @@ def evaluate_policy(policy, config: ml_collections.ConfigDict, episodes: int, ev
     try:
         for restarts in itertools.count(1):
             try:
+                if snapshots is not None:
+                    eval_envs.call("restore", snapshots)
                 return setup.evaluate(policy, eval_envs, episodes, names)
             except envs.WorkersRestarted as restarted:
                 print(f"warning: {restarted} The evaluation is done again from its start.", file=sys.stderr)

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from mtsac_jax import envs, processes, tracking, video
-from mtsac_jax.checkpoint import Checkpointer
+from mtsac_jax.checkpoint import EVALUATION_START, Checkpointer
 from mtsac_jax.config import task_names
 from mtsac_jax.env_faults import DROPPED_BETWEEN_STEPS, DROPPED_IN_STEP, EnvFaults
 from mtsac_jax.episode_stats import EpisodeStats
@@ -65,6 +65,7 @@ class SeedRun:
         self.faults = EnvFaults(config.env, self.say, self.kept_checkpoint)
         self.nan_policy = NanPolicy(self.experiment, self.names, self.say, self.kept_checkpoint)
         self.video_failed = False
+        self.evaluation_start = None  # the step of the latest evaluation, and the eval envs' snapshots from just before it
         self.obs = None
         self.metrics = None  # the last adopted update's metrics of every seed, and this seed's index
         self.messages: list[str] = []  # said before the log is open
@@ -115,18 +116,21 @@ class SeedRun:
 
     def save(self, step: int, arrays: dict) -> None:
         """Writes checkpoint `step`: `arrays` (this seed's train state and buffer), the envs'
-        snapshots, the observations and the host-side streams, of every process's tasks."""
+        snapshots (at a step with an evaluation, the eval envs' from just before it too), the
+        observations and the host-side streams, of every process's tasks."""
         env_blobs = {
             "train": self.faults.retry("train", step, DROPPED_BETWEEN_STEPS, lambda: list(self.train_envs.call("snapshot")),
                                        on_restart=self._restarted_between_steps),
-            **{group: self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
-                                        lambda vector_env=vector_env: list(vector_env.call("snapshot")))
-               for group, vector_env in self._eval_groups()},
+            **self._eval_snapshots(step),
         }
+        evaluated = self.evaluation_start is not None and self.evaluation_start[0] == step
+        if evaluated:  # evaluate.py reproduces this step's evaluation from them
+            env_blobs.update({EVALUATION_START + group: blobs for group, blobs in self.evaluation_start[1].items()})
         meta = {
             "step": step,
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "episode_stats": self.episode_stats.to_json(),
+            "eval_episodes": self.experiment.num_eval_episodes if evaluated else None,
         }
         parts = processes.gather((env_blobs, self.obs))  # the checkpoint holds every process's tasks
         env_blobs = {group: sum((blobs.get(group, []) for blobs, _ in parts), []) for group in env_blobs}
@@ -150,6 +154,12 @@ class SeedRun:
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
         self.episode_stats.load_json(meta["episode_stats"], self.tasks)
         return step, arrays
+
+    def _eval_snapshots(self, step: int) -> dict[str, list[bytes]]:
+        """The eval envs' snapshots by their group in a checkpoint."""
+        return {group: self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
+                                         lambda vector_env=vector_env: list(vector_env.call("snapshot")))
+                for group, vector_env in self._eval_groups()}
 
     def _eval_groups(self) -> list[tuple[str, object]]:
         """The eval envs by their group in a checkpoint: `eval`, then `eval_<set>` per unseen set."""
@@ -211,6 +221,7 @@ class SeedRun:
     def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
         """Evaluates `policy` on this process's tasks and logs the record of all of them; with
         unseen task sets, `policy.unseen` on each set too, one record per set (`mode`)."""
+        self.evaluation_start = (step, self._eval_snapshots(step))
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
         share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)

@@ -1,5 +1,6 @@
 """Reusing a trained agent: load_policy, Meta-World's evaluator, evaluate.py."""
 
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ import mtsac_jax
 from mtsac_jax import envs
 from mtsac_jax.setups import metaworld as our_evaluation
 from mtsac_jax.policy import PolicyError, load_config
-from tests.conftest import REPO
+from mtsac_jax.run_log import format_eval
+from tests.conftest import REPO, read_jsonl
 
 
 @pytest.mark.e2e
@@ -128,3 +130,46 @@ def test_evaluate_script_without_checkpoints_says_so(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "not a training workdir" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def evaluate(workdir, *args):
+    """evaluate.py as a user types it: its first line, and the figures it prints."""
+    result = subprocess.run([sys.executable, "evaluate.py", f"--workdir={workdir}", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    first, _, figures = result.stdout.partition("\n")
+    return first, figures.strip("\n")
+
+
+@pytest.mark.e2e
+def test_evaluate_script_gives_the_figures_of_the_runs_own_evaluation_at_that_step(smoke_run):
+    """The newest checkpoint (240) is of the run's second evaluation: evaluate.py starts the eval
+    envs as that evaluation found them and prints eval.jsonl's figures; --fresh_envs evaluates
+    on new ones (the goals of the first evaluation), and so does a checkpoint without an
+    evaluation; another episode count says it cannot give eval.jsonl's figures."""
+    workdir, _ = smoke_run
+    logged = format_eval(read_jsonl(workdir / "eval.jsonl")[-1])
+    assert logged.startswith("eval step 240: ")
+    first, figures = evaluate(workdir)
+    assert first == (f"{workdir}, checkpoint 240, 1 episode(s) per task on the run's eval envs as its evaluation at "
+                     "this step found them: the figures of eval.jsonl")
+    assert figures == logged
+    first, figures = evaluate(workdir, "--fresh_envs")
+    assert first.endswith("1 episode(s) per task on freshly built eval envs (--fresh_envs: not the figures of eval.jsonl)")
+    assert figures.startswith("eval step 240: ") and figures != logged  # other goals
+    first, _ = evaluate(workdir, "--step=200")
+    assert first.endswith("on freshly built eval envs (the run did not evaluate at step 200: not the figures of "
+                          "eval.jsonl)")
+    first, _ = evaluate(workdir, "--episodes=2")
+    assert first.endswith("2 episode(s) per task on the run's eval envs as its evaluation at this step found them, "
+                          "which ran 1 episode(s) per task: with 2 the figures cannot be those of eval.jsonl")
+
+
+@pytest.mark.e2e
+def test_evaluate_script_on_a_checkpoint_without_its_evaluations_envs_says_they_are_fresh(tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(REPO / "tests" / "fixtures" / "legacy" / "mt1", workdir)
+    first, figures = evaluate(workdir)
+    assert first == (f"{workdir}, checkpoint 200, 1 episode(s) per task on freshly built eval envs (checkpoint 200 is "
+                     "older than those that keep their evaluation's eval envs: not the figures of eval.jsonl)")
+    assert figures.startswith("eval step 200: ") and "reach-v3  success" in figures
