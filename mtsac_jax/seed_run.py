@@ -221,11 +221,11 @@ class SeedRun:
     def evaluate(self, step: int, policy: DeterministicPolicy) -> None:
         """Evaluates `policy` on this process's tasks and logs the record of all of them; with
         unseen task sets, `policy.unseen` on each set too, one record per set (`mode`)."""
-        self.evaluation_start = (step, self._eval_snapshots(step))
+        self.evaluation_start = (step, {})
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
         share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
-        evaluation = self._evaluated(step, share, self.eval_envs, names)
+        evaluation = self._evaluated(step, share, "eval", self.eval_envs, names)
         if jax.process_count() > 1:
             evaluation = merge_task_records(processes.gather(evaluation))
         (base_mode, _), *unseen_sets = evaluation_sets(self.config)
@@ -234,7 +234,8 @@ class SeedRun:
             if mode not in self.unseen_envs:  # evaluated by process 0, which writes the logs
                 continue
             names = envs.unseen_task_sets(self.config.env)[task_set]
-            records.append({**record, "mode": mode, **self._evaluated(step, policy.unseen, self.unseen_envs[mode], names)})
+            records.append({**record, "mode": mode,
+                            **self._evaluated(step, policy.unseen, mode, self.unseen_envs[mode], names)})
         if self.log is None:
             return
         if self.experiment.save_video and not self.video_failed:
@@ -242,11 +243,13 @@ class SeedRun:
         for record in records:
             self.log.eval(record)
 
-    def _evaluated(self, step: int, policy, vector_env, names) -> dict:
-        return self.faults.retry(
-            "eval", step, f"The evaluation of step {step} is done again from its start.",
-            lambda: self.setup.evaluate(policy, vector_env, self.experiment.num_eval_episodes, names),
-        )
+    def _evaluated(self, step: int, policy, group: str, vector_env, names) -> dict:
+        """The setup's evaluation on the eval envs of `group`, their snapshots from just before
+        it kept in `evaluation_start`."""
+        def evaluation():
+            self.evaluation_start[1][group] = list(vector_env.call("snapshot"))
+            return self.setup.evaluate(policy, vector_env, self.experiment.num_eval_episodes, names)
+        return self.faults.retry("eval", step, f"The evaluation of step {step} is done again from its start.", evaluation)
 
     def _record_video(self, policy, step: int) -> None:
         """One evaluation episode per task as MP4s in `videos/step<N>/` (mtrl's `save_video`), on
