@@ -192,6 +192,37 @@ class RunLog:
             self._bar.write(text, file=self._stream)
 
 
+class BuildProgress:
+    """What a run is building (its envs, one per task) while it lasts, on the console as the run's
+    log: a bar over the tasks on a terminal, gone once done; otherwise a plain line every
+    `every_s` seconds (0: none), so a short build prints nothing. `quiet`: nothing at all."""
+
+    def __init__(self, what: str, total: int, every_s: float, quiet: bool = False, stream=sys.stdout):
+        self._what, self._total, self._every_s, self._stream = what, total, every_s, stream
+        self._start = self._last_line = time.monotonic()
+        self._done = 0
+        terminal = stream.isatty()
+        self._bar = tqdm.tqdm(total=total, desc=what, unit="task", file=stream, leave=False, dynamic_ncols=True,
+                              disable=quiet or not terminal)
+        self._lines = not quiet and not terminal and every_s > 0
+
+    def __enter__(self) -> BuildProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+    def advance(self) -> None:
+        """One more task's env is built."""
+        self._done += 1
+        self._bar.update()
+        now = time.monotonic()
+        if self._lines and now - self._last_line >= self._every_s:
+            self._last_line = now
+            print(f"{self._what}: {self._done}/{self._total} tasks, {now - self._start:.0f} s", file=self._stream,
+                  flush=True)
+
+
 def _metrics(record: dict) -> list[str]:
     return [key for key in record if key not in EVAL_KEYS]
 

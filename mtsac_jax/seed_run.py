@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pathlib
 import time
+from typing import Callable
 
+import gymnasium as gym
 import jax
 import ml_collections
 import numpy as np
@@ -23,7 +25,7 @@ from mtsac_jax.episode_stats import EpisodeStats
 from mtsac_jax.nan_policy import NanPolicy
 from mtsac_jax.policy import DeterministicPolicy, TaskSharePolicy
 from mtsac_jax.registry import AGENTS
-from mtsac_jax.run_log import RunLog
+from mtsac_jax.run_log import BuildProgress, RunLog
 from mtsac_jax.setups import SETUPS, evaluation_sets, merge_task_records
 from mtsac_jax.workdir import STOPPED
 
@@ -41,9 +43,12 @@ def update_record(metrics: dict, seed: int, names: tuple[str, ...], per_task: tu
 
 
 class SeedRun:
-    """One seed's envs, logs and checkpoints, in `workdir`; `label` names the seed in a multi-seed run."""
+    """One seed's envs, logs and checkpoints, in `workdir`; `label` names the seed in a multi-seed run.
+    `on_built` is called as each train env is built. The eval envs are built at their first use
+    (the first evaluation, or a checkpoint before it), the same envs whenever that is."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path, label: str | None,
+                 on_built: Callable[[], None] | None = None):
         self.config, self.workdir, self.label = config, workdir, label
         self.experiment = config.experiment
         self.names = task_names(config.env)
@@ -51,13 +56,13 @@ class SeedRun:
         self.tasks = processes.task_share(self.num_tasks)
         self.setup = SETUPS.get(config.setup.name)
         self.per_task_metrics = AGENTS.get(config.agent.name).per_task_metrics
-        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks)
-        self.eval_envs = envs.make_vector_env(config.env, config.seed, evaluation=True, tasks=self.tasks)
-        # the unseen task sets (hipbmdp), evaluated whole by the process that writes the logs
-        self.unseen_envs = {
-            mode: envs.make_vector_env(config.env, config.seed, task_set=task_set)
-            for mode, task_set in evaluation_sets(config)[1:] if processes.is_main()
-        }
+        self.train_envs = envs.make_vector_env(config.env, config.seed, tasks=self.tasks, on_built=on_built)
+        # the eval envs' task set (None: the run's tasks) by their group in a checkpoint: `eval`, then `eval_<set>`
+        # per unseen set (hipbmdp), evaluated whole by the process that writes the logs
+        self.eval_sets = {"eval": None, **{mode: task_set for mode, task_set in evaluation_sets(config)[1:]
+                                           if processes.is_main()}}
+        self.eval_envs: dict[str, gym.vector.VectorEnv] = {}  # by group, once built (`eval_env`)
+        self.eval_snapshots_to_restore: dict[str, list[bytes]] = {}  # a restored checkpoint's, until built
         self.init_key, self.act_key = jax.random.split(jax.random.key(config.seed))
         self.warmup_rng = np.random.default_rng(config.seed)
         self.episode_stats = EpisodeStats(self.train_envs.num_envs, envs.family_of(config.env.name).reports_success)
@@ -93,8 +98,7 @@ class SeedRun:
             self.log.close()
         self.checkpointer.close()
         self.train_envs.close()
-        self.eval_envs.close()
-        for vector_env in self.unseen_envs.values():
+        for vector_env in self.eval_envs.values():
             vector_env.close()
 
     def stop(self, reason: str) -> None:
@@ -141,6 +145,7 @@ class SeedRun:
         """Restores the newest good checkpoint (of step `at_most` or earlier); returns its step
         and its `train_state` and `buffer` (0 and None when starting fresh)."""
         self.obs = np.zeros((self.train_envs.num_envs, *abstract["obs"].shape[1:]), abstract["obs"].dtype)
+        self.eval_snapshots_to_restore = {}
         restored = self.checkpointer.restore_latest(abstract, self.say, at_most)
         if restored is None:
             obs, _ = self.faults.retry("train", 0, "All train envs are reset again.", self.train_envs.reset)
@@ -148,22 +153,40 @@ class SeedRun:
             return 0, None
         step, arrays, env_blobs, meta = restored
         self.obs = np.asarray(arrays.pop("obs"))[self.tasks]
-        for group, vector_env in (("train", self.train_envs), *self._eval_groups()):
-            self.faults.retry(group.partition("_")[0], step, "Its env is restored from the checkpoint all the same.",
-                              lambda: vector_env.call("restore", env_blobs[group]))
+        self.faults.retry("train", step, "Its env is restored from the checkpoint all the same.",
+                          lambda: self.train_envs.call("restore", env_blobs["train"]))
+        self.eval_snapshots_to_restore = {group: env_blobs[group] for group in self.eval_sets}
         self.warmup_rng.bit_generator.state = meta["warmup_rng"]
         self.episode_stats.load_json(meta["episode_stats"], self.tasks)
         return step, arrays
 
     def _eval_snapshots(self, step: int) -> dict[str, list[bytes]]:
-        """The eval envs' snapshots by their group in a checkpoint."""
-        return {group: self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
-                                         lambda vector_env=vector_env: list(vector_env.call("snapshot")))
-                for group, vector_env in self._eval_groups()}
+        """The eval envs' snapshots by their group in a checkpoint (a restored checkpoint's for
+        those not built since)."""
+        def snapshots(group: str) -> list[bytes]:
+            if group in self.eval_snapshots_to_restore:
+                return self.eval_snapshots_to_restore[group]
+            vector_env = self.eval_env(group, step)
+            return self.faults.retry("eval", step, "Evaluations start their episodes afresh anyway.",
+                                     lambda: list(vector_env.call("snapshot")))
+        return {group: snapshots(group) for group in self.eval_sets}
 
-    def _eval_groups(self) -> list[tuple[str, object]]:
-        """The eval envs by their group in a checkpoint: `eval`, then `eval_<set>` per unseen set."""
-        return [("eval", self.eval_envs), *self.unseen_envs.items()]
+    def eval_env(self, group: str, step: int) -> gym.vector.VectorEnv:
+        """The eval envs of `group`, built at their first use, in the state of the restored
+        checkpoint's snapshots if there is one."""
+        if group not in self.eval_envs:
+            task_set = self.eval_sets[group]
+            which = {"evaluation": True, "tasks": self.tasks} if task_set is None else {"task_set": task_set}
+            count = self.train_envs.num_envs if task_set is None else len(envs.unseen_task_sets(self.config.env)[task_set])
+            with BuildProgress(f"building the {task_set or 'eval'} envs", count, self.experiment.progress_every_s,
+                               quiet=not processes.is_main()) as progress:
+                self.eval_envs[group] = envs.make_vector_env(self.config.env, self.config.seed, **which,
+                                                             on_built=progress.advance)
+        if group in self.eval_snapshots_to_restore:
+            snapshots = self.eval_snapshots_to_restore.pop(group)
+            self.faults.retry("eval", step, "Its env is restored from the checkpoint all the same.",
+                              lambda: self.eval_envs[group].call("restore", snapshots))
+        return self.eval_envs[group]
 
     def set_earlier_logs_aside(self) -> None:
         """A workdir with logs but no usable checkpoint starts over: its logs move to
@@ -225,17 +248,17 @@ class SeedRun:
         record = {"step": step, "env_steps": step * self.num_tasks}
         names = self.names[self.tasks]
         share = policy if self.tasks == slice(None) else TaskSharePolicy(policy, self.tasks, self.num_tasks)
-        evaluation = self._evaluated(step, share, "eval", self.eval_envs, names)
+        evaluation = self._evaluated(step, share, "eval", names)
         if jax.process_count() > 1:
             evaluation = merge_task_records(processes.gather(evaluation))
         (base_mode, _), *unseen_sets = evaluation_sets(self.config)
         records = [{**record, **({"mode": base_mode} if base_mode else {}), **evaluation}]
         for mode, task_set in unseen_sets:
-            if mode not in self.unseen_envs:  # evaluated by process 0, which writes the logs
+            if mode not in self.eval_sets:  # evaluated by process 0, which writes the logs
                 continue
             names = envs.unseen_task_sets(self.config.env)[task_set]
             records.append({**record, "mode": mode,
-                            **self._evaluated(step, policy.unseen, mode, self.unseen_envs[mode], names)})
+                            **self._evaluated(step, policy.unseen, mode, names)})
         if self.log is None:
             return
         if self.experiment.save_video and not self.video_failed:
@@ -243,9 +266,11 @@ class SeedRun:
         for record in records:
             self.log.eval(record)
 
-    def _evaluated(self, step: int, policy, group: str, vector_env, names) -> dict:
+    def _evaluated(self, step: int, policy, group: str, names) -> dict:
         """The setup's evaluation on the eval envs of `group`, their snapshots from just before
         it kept in `evaluation_start`."""
+        vector_env = self.eval_env(group, step)
+
         def evaluation():
             self.evaluation_start[1][group] = list(vector_env.call("snapshot"))
             return self.setup.evaluate(policy, vector_env, self.experiment.num_eval_episodes, names)

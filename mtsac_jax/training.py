@@ -31,6 +31,7 @@ from mtsac_jax.config import validate
 from mtsac_jax.errors import TrainingError
 from mtsac_jax.layout import Layout
 from mtsac_jax.policy import DeterministicPolicy
+from mtsac_jax.run_log import BuildProgress
 from mtsac_jax.seed_run import SeedRun
 from mtsac_jax.setups import evaluation_sets
 from mtsac_jax.workdir import STOPPED, prepare_workdir, seed_workdirs
@@ -95,8 +96,11 @@ class Trainer:
         self.experiment = config.experiment
         self.runs: list[SeedRun] = []
         try:
-            for seed_config, seed_workdir, label in seed_workdirs(config, workdir):
-                self.runs.append(SeedRun(seed_config, seed_workdir, label))
+            seeds, names = seed_workdirs(config, workdir), envs.task_names(config.env)
+            with BuildProgress("building the train envs", len(seeds) * len(names[processes.task_share(len(names))]),
+                               self.experiment.progress_every_s, quiet=not processes.is_main()) as progress:
+                for seed_config, seed_workdir, label in seeds:
+                    self.runs.append(SeedRun(seed_config, seed_workdir, label, progress.advance))
             first = self.runs[0]
             self.names, self.num_tasks, self.setup = first.names, first.num_tasks, first.setup
             space = first.train_envs.single_observation_space
@@ -365,8 +369,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     for change in changes if processes.is_main() else ():
         print(f"Config change on resume (allowed): {change}", flush=True)
     if processes.is_main():
-        print(f"Starting: building the train and eval envs of {config.env.name} ({len(envs.task_names(config.env))} "
-              f"task(s)) and the {config.agent.name} agent", flush=True)
+        print(f"Starting: building the train envs of {config.env.name} ({len(envs.task_names(config.env))} task(s)) "
+              f"and the {config.agent.name} agent; the eval envs are built at their first use", flush=True)
     trainer = Trainer(config, workdir)
     try:
         trainer.run()

@@ -58,8 +58,9 @@ def test_devices_that_split_nothing_are_refused_with_the_fix():
 def one_device_mt10(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("one") / "run"
     stdout = train_on(1, workdir, *MT10_SMOKE)
-    assert stdout.startswith("Starting: building the train and eval envs of metaworld-mt10 (10 task(s)) and the "
-                             "state_sac agent\ndevices: 1 (CPU), 1 process; one device: nothing is sharded\n")
+    assert stdout.startswith("Starting: building the train envs of metaworld-mt10 (10 task(s)) and the state_sac "
+                             "agent; the eval envs are built at their first use\n"
+                             "devices: 1 (CPU), 1 process; one device: nothing is sharded\n")
     return workdir
 
 

@@ -3,7 +3,7 @@ import struct
 
 from tensorboardX.proto import event_pb2
 
-from mtsac_jax.run_log import RunLog
+from mtsac_jax.run_log import BuildProgress, RunLog
 from tests.conftest import read_jsonl
 
 TRAIN = {"step": 10, "env_steps": 20, "train/critic_loss": 1.5, "perf/env_steps_per_s": 100.0,
@@ -61,6 +61,21 @@ def test_progress_bar_on_a_terminal(tmp_path):
     assert "\r" in output and "10/100" in output and "step" in output
     assert "env-steps/s=100" in output and "updates/s=50.0" in output and "success=0.50" in output
     assert "step 10/100 | env_steps 20" in output
+
+
+def build(stream, every_s, quiet=False):
+    with BuildProgress("building the train envs", 3, every_s, quiet=quiet, stream=stream) as progress:
+        for _ in range(3):
+            progress.advance()
+    return stream.getvalue()
+
+
+def test_building_the_envs_shows_a_bar_on_a_terminal_and_plain_lines_only_when_it_lasts():
+    on_terminal = build(Terminal(), 60.0)
+    assert on_terminal.startswith("\rbuilding the train envs:") and "0/3 [" in on_terminal and "\n" not in on_terminal
+    assert build(io.StringIO(), 60.0) == ""  # quicker than a line's interval: nothing
+    assert build(io.StringIO(), 1e-9).splitlines() == [f"building the train envs: {done}/3 tasks, 0 s" for done in (1, 2, 3)]
+    assert build(io.StringIO(), 0) == build(io.StringIO(), 1e-9, quiet=True) == build(Terminal(), 60.0, quiet=True) == ""
 
 
 def test_resuming_drops_records_after_the_checkpoint(tmp_path):

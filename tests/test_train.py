@@ -88,6 +88,9 @@ def test_without_a_terminal_progress_lines_come_between_log_lines_and_the_status
     assert progress and all(progress), result.stdout
     steps = [int(match[1]) for match in progress]
     assert steps == sorted(steps) and 0 < steps[0] and steps[-1] <= 240 and all(float(m[2]) > 0 for m in progress)
+    # building an env takes longer than 0.2 s: the train env's line before training, the eval env's at the first save
+    assert re.search(r"^building the train envs: 1/1 tasks, \d+ s\ndevices: ", result.stdout, re.M), result.stdout
+    assert re.search(r"^building the eval envs: 1/1 tasks, \d+ s$", result.stdout, re.M), result.stdout
     assert "Training state_sac (network mlp, gradient mean) on metaworld-mt1 (1 task(s)) at step 0 of 240" in result.stdout
     # the smoke config's 50-step episodes are neither protocol
     assert ("protocol: neither Meta-World's nor mtrl's (50-step episodes, a new goal (of the task's 50) at every "
@@ -103,7 +106,7 @@ def test_ctrl_c_while_starting_stops_with_one_line_and_leaves_no_half_made_run(t
         [sys.executable, "train.py", "--config=configs/metaworld_mt10.py:smoke", f"--workdir={workdir}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's Ctrl-C reaches it
-    assert process.stdout.readline().startswith("Starting: building the train and eval envs of metaworld-mt10")
+    assert process.stdout.readline().startswith("Starting: building the train envs of metaworld-mt10")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130

@@ -180,13 +180,14 @@ def make_vector_env(
     render_mode: str | None = None,
     tasks: slice = slice(None),
     task_set: str | None = None,
+    on_built: Callable[[], None] | None = None,
     **render_options,
 ) -> gym.vector.VectorEnv:
     """The vector env of an env config section, one sub-env per task in benchmark order (of
     the tasks in the slice `tasks`: a process's share of a run over several processes), each
     the same env whichever share it is built in, with SAME_STEP autoreset and exact snapshots.
     `task_set` names one of the family's unseen task sets to build instead of the run's tasks
-    (eval envs only).
+    (eval envs only). `on_built` is called as each task's env is built.
 
     Train and eval envs (`evaluation`) draw from separate streams, and each unseen set from its own. `render_mode` ("rgb_array")
     makes `vector_env.call("render")` return one frame per task, shaped by `render_options`;
@@ -205,7 +206,7 @@ def make_vector_env(
     ][tasks]
     vector_cls = vector_env_class(env_config.vector_strategy, env_config.worker_timeout_s)
     return vector_cls(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, task_names=names[tasks],
-                      label="eval env" if evaluation else "train env")
+                      label="eval env" if evaluation else "train env", on_built=on_built)
 
 
 def task_env(make_task_env: Callable[[TaskEnv], gym.Env], env_config: dict, name: str, index: int, num_tasks: int,
@@ -225,9 +226,10 @@ def task_env(make_task_env: Callable[[TaskEnv], gym.Env], env_config: dict, name
 
 def vector_env_class(vector_strategy: str, worker_timeout_s: float = DEFAULT_TIMEOUT_S) -> Callable[..., gym.vector.VectorEnv]:
     """The vector env of `env.vector_strategy`, called as `(env_fns, autoreset_mode=SAME_STEP,
-    task_names=None, label="env")`: `WorkerVectorEnv` (one restartable worker per task, each
-    answering within `worker_timeout_s`) or `TaskSyncVectorEnv` (in this process). `task_names`
-    and `label` ("train env", "eval env") name the envs in messages."""
+    task_names=None, label="env", on_built=None)`: `WorkerVectorEnv` (one restartable worker per
+    task, each answering within `worker_timeout_s`) or `TaskSyncVectorEnv` (in this process).
+    `task_names` and `label` ("train env", "eval env") name the envs in messages; `on_built` is
+    called as each env is built."""
     if resolve_strategy(vector_strategy) == "async":
         return functools.partial(WorkerVectorEnv, timeout_s=worker_timeout_s)
     return TaskSyncVectorEnv
@@ -256,18 +258,23 @@ class _NamesTaskOnError(gym.Wrapper):
             raise self._named(error) from error
 
 
-def _named_env(env_fn: Callable[[], gym.Env], label: str, task: str) -> gym.Env:
-    return _NamesTaskOnError(env_fn(), label, task)
+def _named_env(env_fn: Callable[[], gym.Env], label: str, task: str, on_built: Callable[[], None] | None) -> gym.Env:
+    env = _NamesTaskOnError(env_fn(), label, task)
+    if on_built is not None:
+        on_built()
+    return env
 
 
 class TaskSyncVectorEnv(gym.vector.SyncVectorEnv):
-    """gymnasium's `SyncVectorEnv` whose env errors name their task (`EnvWorkerError`)."""
+    """gymnasium's `SyncVectorEnv` whose env errors name their task (`EnvWorkerError`); `on_built`
+    is called as each env is built."""
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-                 task_names: Sequence[str] | None = None, label: str = "env"):
+                 task_names: Sequence[str] | None = None, label: str = "env",
+                 on_built: Callable[[], None] | None = None):
         names = list(task_names) if task_names is not None else [str(i) for i in range(len(env_fns))]
-        super().__init__([functools.partial(_named_env, env_fn, label, name) for env_fn, name in zip(env_fns, names)],
-                         autoreset_mode=autoreset_mode)
+        super().__init__([functools.partial(_named_env, env_fn, label, name, on_built)
+                          for env_fn, name in zip(env_fns, names)], autoreset_mode=autoreset_mode)
 
 
 def derived_seed(*entropy: int) -> int:

@@ -229,7 +229,8 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
     `env_fns`: one function per task building its env (called with `restart=k` on the k-th
     restart when it takes that argument); `task_names`: the tasks' names in messages;
     `timeout_s`: how long a worker may take to answer a request (`env.worker_timeout_s`);
-    `label`: what the envs are ("train env", "eval env"), in messages and process names.
+    `label`: what the envs are ("train env", "eval env"), in messages and process names;
+    `on_built`: called as each worker has built its env.
     """
 
     def __init__(
@@ -239,6 +240,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         task_names: Sequence[str] | None = None,
         label: str = "env",
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        on_built: Callable[[], None] | None = None,
     ):
         if gym.vector.AutoresetMode(autoreset_mode) != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError(f"{type(self).__name__} supports SAME_STEP autoreset only, not {autoreset_mode}.")
@@ -258,7 +260,11 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         try:
             for index in range(self.num_envs):
                 self._workers[index] = self._start(index)
-            specs = [self._wait_started(index) for index in range(self.num_envs)]
+            specs = []
+            for index in range(self.num_envs):
+                specs.append(self._wait_started(index))
+                if on_built is not None:
+                    on_built()
         except BaseException:
             self._shutdown()
             raise
