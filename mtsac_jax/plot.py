@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mtsac_jax.config import CHOICES, flatten
+from mtsac_jax.config import CHOICES, flatten, upgrade
 from mtsac_jax.registry import ConfigError
 from mtsac_jax.setups import BASE_MODE, headline_metric, record_mode
 
@@ -90,10 +90,16 @@ def load_run(workdir: pathlib.Path, metric: str = "success", warn=lambda message
 
 
 def _saved_config(workdir: pathlib.Path) -> dict | None:
+    """A run's `config.json` in today's shape (`config.upgrade`), so that runs of one config
+    written by different versions compare equal; a peer's config.json as it is."""
     try:
-        return json.loads((workdir / "config.json").read_text(encoding="utf-8"))
+        saved = json.loads((workdir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    try:
+        return upgrade(saved)
+    except (AttributeError, KeyError, TypeError, ConfigError):
+        return saved
 
 
 def _legend_label(workdirs: list[pathlib.Path]) -> str:
@@ -125,7 +131,7 @@ def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathl
     groups: dict[str, list[pathlib.Path]] = {}
     for path in loose:  # by config, seed aside; runs without a readable config.json (a peer's) count as one
         config = _saved_config(path)
-        key = json.dumps({k: v for k, v in flatten(config).items() if k != "seed"}, sort_keys=True) \
+        key = json.dumps({k: v for k, v in flatten(config).items() if not _beside_the_experiment(k)}, sort_keys=True) \
             if isinstance(config, dict) else ""
         groups.setdefault(key, []).append(path)
     if len(groups) == 1 and not experiments:
@@ -144,15 +150,20 @@ def _experiments(paths: list[pathlib.Path]) -> list[tuple[str | None, list[pathl
     return experiments
 
 
+def _beside_the_experiment(key: str) -> bool:
+    """The seed and the tracking keys: runs differing in them only are seeds of one experiment."""
+    return key == "seed" or key.startswith("experiment.wandb.")
+
+
 def _config_differences(workdirs: list[pathlib.Path]) -> list[str]:
-    """The config keys, seed aside, in which the runs' config.json files differ."""
+    """The config keys, seed and tracking aside, in which the runs' config.json files differ."""
     flat = []
     for workdir in workdirs:
         config = _saved_config(workdir)
         if not isinstance(config, dict):
             return []
         flat.append(flatten(config))
-    keys = set().union(*flat) - {"seed"}
+    keys = {key for key in set().union(*flat) if not _beside_the_experiment(key)}
     return sorted(key for key in keys if len({json.dumps(config.get(key)) for config in flat}) > 1)
 
 

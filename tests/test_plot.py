@@ -176,3 +176,20 @@ def test_seeds_are_cut_to_the_steps_they_share_with_a_warning(tmp_path):
     warnings.clear()
     plot_runs([workdirs[0]], tmp_path / "one.png", warn=warnings.append)
     assert warnings == []
+
+
+def test_seeds_saved_by_an_older_version_or_tracked_in_wandb_are_one_experiment(tmp_path):
+    from mtsac_jax.config import compose
+
+    saved = compose("metaworld", "state_sac", "metaworld-mt10", smoke=True).to_dict()
+    older = json.loads(json.dumps(saved))
+    del older["experiment"]["wandb"]  # a config.json from before tracking
+    tracked = json.loads(json.dumps(saved))
+    tracked["experiment"]["wandb"]["enabled"] = True
+    runs = []
+    for seed, config in ((1, older), (2, saved), (3, tracked)):
+        run = write_run(tmp_path / f"seed{seed}", seed=seed)
+        (run / "config.json").write_text(json.dumps({**config, "seed": seed}))
+        runs.append(run)
+    assert [(name, [run.name for run in group]) for name, group in plot._experiments(runs)] == [
+        (None, ["seed1", "seed2", "seed3"])]
