@@ -68,11 +68,18 @@ def commands(docstring: str, others: tuple[str, ...]) -> list[str]:
             if not any(re.search(rf"(?<![\w/-]){re.escape(other)}(?![\w.-])", line) for other in others)]
 
 
+def package_names(kind: str) -> list[str]:
+    """The registry's names that the package itself registers."""
+    entries = REGISTRIES[kind]
+    return [name for name in entries.names() if entries.source(name) is None]
+
+
 def rows(kind: str) -> list[dict]:
-    """One row per registered name of the registry `kind`: name, what, paper, commands."""
+    """One row per entry of the package (not registered by a user's file) in the registry `kind`:
+    name, what, paper, commands."""
     entries = REGISTRIES[kind]
     table = []
-    for name in entries.names():
+    for name in package_names(kind):
         docstring = importlib.import_module(entries.module(name)).__doc__ or ""
         what, paper = describe(docstring)
         others = tuple(other for other in entries.names() if other != name)
