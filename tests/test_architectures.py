@@ -14,7 +14,7 @@ from mtsac_jax import gradients, networks
 from mtsac_jax.agents import EnvSpec, sac
 from mtsac_jax.config import compose, task_names
 from mtsac_jax.networks import mlp, paco
-from mtsac_jax.networks.moore import gram_schmidt
+from mtsac_jax.networks.moore import orthonormal_mixture
 from tests.conftest import REPO, assert_killed_run_resumes_exactly
 
 T, B, D, H, OUT = 3, 5, 6, 16, 4
@@ -219,13 +219,24 @@ def test_care_attention_sums_to_one_per_task_and_follows_the_context():
 
 
 def test_moore_experts_are_orthonormal_per_sample_and_gradients_finite_when_collinear():
-    u = jax.random.normal(jax.random.key(0), (4, 7, 16))
-    basis = np.asarray(gram_schmidt(u))
-    np.testing.assert_allclose(np.einsum("inh,jnh->nij", basis, basis), np.broadcast_to(np.eye(4), (7, 4, 4)),
+    u = list(jax.random.normal(jax.random.key(0), (4, 7, 16)))
+
+    def basis(u):  # row i of V is the mixture with the one-hot weights e_i
+        return jnp.stack([orthonormal_mixture(u, jnp.broadcast_to(jnp.eye(len(u))[i], (7, len(u))))
+                          for i in range(len(u))])
+
+    rows = np.asarray(basis(u))
+    np.testing.assert_allclose(np.einsum("inh,jnh->nij", rows, rows), np.broadcast_to(np.eye(4), (7, 4, 4)),
                                atol=1e-5)
-    collinear = jnp.stack([u[0], 2.0 * u[0] + 1e-7 * u[1], u[2]])
-    grad = jax.grad(lambda v: jnp.sum(gram_schmidt(v) ** 2))(collinear)
-    assert np.all(np.isfinite(grad))
+    weights = jax.random.normal(jax.random.key(1), (7, 4))
+    np.testing.assert_allclose(orthonormal_mixture(u, weights), np.einsum("nk,knh->nh", weights, rows),
+                               rtol=1e-4, atol=1e-5)
+    collinear = [u[0], 2.0 * u[0] + 1e-7 * u[1], u[2]]
+    grad = jax.grad(lambda v: jnp.sum(basis(v) ** 2))(collinear)
+    assert all(np.all(np.isfinite(g)) for g in grad)
+    # the mixture stays of the order of the weights: V's rows have norms of at most about 1
+    mixture = np.asarray(orthonormal_mixture(collinear, weights[:, :3]))
+    assert np.all(np.linalg.norm(mixture, axis=-1) <= 1.01 * np.linalg.norm(weights[:, :3], axis=-1))
     # at initialisation the whole network's gradients are finite
     module, params, x = network("moore")
     grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x) ** 2))(params)

@@ -95,20 +95,43 @@ PerTaskDense = nn.vmap(
 )
 
 
-def experts(module_class, num_experts: int, shared_input: bool):
-    """`module_class` with a leading expert axis on its parameters, `num_experts` of them.
+class StackedDense(nn.Module):
+    """`num` dense layers whose parameters are stacked, kernel (num, D, F) and bias (num, F),
+    applied as `num` plain matmuls: a list of `num` inputs (N, D), or one input (N, D) all read,
+    -> a list of `num` outputs (N, F). On a CPU,
+    `num` plain (N, D) @ (D, F) products run faster than one contraction batched over the
+    stacking axis, whose backward pass moves activations between layouts (docs/performance.md,
+    section 6)."""
 
-    With `shared_input` every expert reads the same input x (N, D), one contraction against the
-    stacked (E, D, H) kernels; else each its own slice of x (E, N, D), one batched contraction.
-    Outputs are (E, N, ...)."""
-    return nn.vmap(
-        module_class,
-        variable_axes={"params": 0},
-        split_rngs={"params": True},
-        in_axes=None if shared_input else 0,
-        out_axes=0,
-        axis_size=num_experts,
-    )
+    features: int
+    num: int
+
+    @nn.compact
+    def __call__(self, inputs):
+        inputs = inputs if isinstance(inputs, list) else [inputs] * self.num
+        shape = (self.num, inputs[0].shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(batch_axis=(0,)), shape)
+        bias = self.param("bias", nn.initializers.zeros, (self.num, self.features))
+        return [x @ kernel[index] + bias[index] for index, x in enumerate(inputs)]
+
+
+class StackedFeedForward(nn.Module):
+    """`num` networks on one input, each `num_layers - 1` ReLU layers then a linear `output` layer
+    (an expert or encoder of the mixture networks: MOORE's experts, CARE's encoders), their
+    parameters stacked, applied as plain matmuls (`StackedDense`): (N, D) -> a list of `num`
+    outputs (N, output_dim)."""
+
+    hidden_dim: int
+    num_layers: int
+    output_dim: int
+    num: int
+
+    @nn.compact
+    def __call__(self, x):
+        hidden = x
+        for index in range(self.num_layers - 1):
+            hidden = [nn.relu(h) for h in StackedDense(self.hidden_dim, self.num, name=f"hidden_{index}")(hidden)]
+        return StackedDense(self.output_dim, self.num, name="output")(hidden)
 
 
 class TaskEmbedding(nn.Module):
@@ -135,19 +158,6 @@ def hidden_stack(x, hidden_dim: int, num_layers: int):
     for index in range(num_layers):
         x = nn.relu(nn.Dense(hidden_dim, name=f"hidden_{index}")(x))
     return x
-
-
-class FeedForward(nn.Module):
-    """`num_layers - 1` ReLU layers, then a linear `output` layer: (N, D) -> (N, output_dim).
-    An expert or encoder of the mixture networks (CARE's encoders, MOORE's experts)."""
-
-    hidden_dim: int
-    num_layers: int
-    output_dim: int
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(self.output_dim, name="output")(hidden_stack(x, self.hidden_dim, self.num_layers - 1))
 
 
 def make_from_keys(module_class):

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mtsac_jax.networks import (
-    FeedForward, Network, broadcast_concat, experts, hidden_stack, make_from_keys, output_layer, task_encoding,
+    Network, StackedFeedForward, broadcast_concat, hidden_stack, make_from_keys, output_layer, task_encoding,
 )
 
 
@@ -52,12 +52,12 @@ class CARE(nn.Module):
         num_tasks, batch = x.shape[:2]
         weights, context = self.attention(context, num_tasks)
         self.sow("intermediates", "attention_weights", weights)  # (T, k), read by tests and analyses
-        encoders = experts(FeedForward, self.num_experts, shared_input=True)(
-            self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim, name="encoders"
-        )
-        encoded = encoders(x.reshape(num_tasks * batch, -1)).reshape(self.num_experts, num_tasks, batch, -1)
-        mixed = jnp.einsum("tk,ktbf->tbf", weights, encoded)
-        x = broadcast_concat(mixed, context).reshape(num_tasks * batch, -1)
+        encoders = StackedFeedForward(self.encoder_hidden_dim, self.encoder_num_layers, self.encoder_output_dim,
+                                      self.num_experts, name="encoders")
+        encoded = encoders(x.reshape(num_tasks * batch, -1))  # k x (T*B, F)
+        sample_weights = jnp.repeat(weights, batch, axis=0)  # (T*B, k)
+        mixed = sum(sample_weights[:, index, None] * e for index, e in enumerate(encoded))
+        x = broadcast_concat(mixed.reshape(num_tasks, batch, -1), context).reshape(num_tasks * batch, -1)
         x = hidden_stack(x, self.hidden_dim, self.num_layers)
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 

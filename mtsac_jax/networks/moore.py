@@ -7,8 +7,10 @@ across the expert axis makes them orthonormal per sample, V = GS(U) (eq. 4-5); t
 weights w_c (a linear map of the task encoding: of its one-hot in the paper, of the context
 when a task encoder gives one) mix them, v_c = tanh(V^T w_c) (eq. 6, with the tanh of the
 authors' code), and an output layer (one per task with `should_use_multi_head_policy`, as the
-paper's MT runs) maps v_c to the output. The experts carry a leading expert axis and read the
-folded batch in one contraction; the task weights are computed once per task on (T, k).
+paper's MT runs) maps v_c to the output. The experts' parameters carry a leading expert axis and
+each expert reads the folded batch in plain matmuls; V^T w_c comes from the Cholesky factor of
+the per-sample Gram matrix without forming V; the task weights are computed once per task on
+(T, k).
 Where the JAX baselines differ: they run every task's head on every sample and select one;
 here each sample goes through its own task's head only.
 
@@ -23,22 +25,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtsac_jax.networks import FeedForward, Network, TaskEmbedding, experts, make_from_keys, output_layer
+from mtsac_jax.networks import Network, StackedFeedForward, TaskEmbedding, make_from_keys, output_layer
 
-NORM_EPSILON = 1e-6  # keeps the normalisation's gradient finite for (near-)collinear experts
+NORM_EPSILON = 1e-6  # keeps the normalisation's gradient finite for a zero representation
+RELATIVE_EPSILON = 1e-3  # bounds the Gram matrix's condition for (near-)collinear experts
 
 
-def gram_schmidt(u):
-    """Orthonormalises u (k, N, H) across its first axis, per sample: row i of the result is u_i
-    minus its projections on rows < i, divided by its norm. The norm is sqrt(|w|^2 + eps^2),
-    so an expert collinear with earlier ones gives a (near-)zero row with a finite gradient."""
-    basis = []
-    for vector in u:
-        for earlier in basis:
-            vector = vector - jnp.sum(vector * earlier, axis=-1, keepdims=True) * earlier
-        norm = jnp.sqrt(jnp.sum(vector * vector, axis=-1, keepdims=True) + NORM_EPSILON**2)
-        basis.append(vector / norm)
-    return jnp.stack(basis)
+def orthonormal_mixture(u: list, weights):
+    """w^T V for each sample: u, a list of k representations (N, H); weights (N, k); V (k, H) the
+    Gram-Schmidt orthonormalisation of the sample's k representations (row i is u_i minus its
+    projections on rows < i, divided by its norm) (eq. 4-6). Computed without V: the per-sample
+    Gram matrix G = U U^T has the Cholesky factor L with U = L V, so w^T V = (L^-T w)^T U, and only
+    G's k(k+1)/2 dot products, a k x k triangular solve per sample and one weighted sum of the u_i
+    touch (N, H) arrays. A diagonal entry of L, the norm of u_i's residual, is
+    sqrt(max(d, 0) + (r^2 |u_i|^2 + eps^2)), with r = `RELATIVE_EPSILON`: an expert (near-)collinear
+    with earlier ones gets a (near-)zero row of V, a bounded mixture and finite gradients, where
+    float32 rounding would otherwise leave d negative or a residual of rounding noise to divide by."""
+    k = len(u)
+    gram = {(i, j): jnp.sum(u[i] * u[j], axis=-1) for i in range(k) for j in range(i + 1)}  # (N,) each
+    factor = {}
+    for j in range(k):
+        diagonal = gram[j, j] - sum((factor[j, m] ** 2 for m in range(j)), 0.0)
+        factor[j, j] = jnp.sqrt(jnp.maximum(diagonal, 0.0) + RELATIVE_EPSILON**2 * gram[j, j] + NORM_EPSILON**2)
+        for i in range(j + 1, k):
+            factor[i, j] = (gram[i, j] - sum((factor[i, m] * factor[j, m] for m in range(j)), 0.0)) / factor[j, j]
+    coefficients = [None] * k  # a = L^-T w, by back substitution
+    for i in reversed(range(k)):
+        later = sum((factor[m, i] * coefficients[m] for m in range(i + 1, k)), 0.0)
+        coefficients[i] = (weights[:, i] - later) / factor[i, i]
+    return sum(coefficient[:, None] * representation for coefficient, representation in zip(coefficients, u))
 
 
 class MOORE(nn.Module):
@@ -57,11 +72,10 @@ class MOORE(nn.Module):
             task_weights = TaskEmbedding(self.num_experts, name="task_weights")(num_tasks)  # (T, k)
         else:
             task_weights = nn.Dense(self.num_experts, use_bias=False, name="task_weights")(context)
-        representations = experts(FeedForward, self.num_experts, shared_input=True)(
-            self.hidden_dim, self.num_layers, self.hidden_dim, name="experts"
-        )(x.reshape(num_tasks * batch, -1))  # (k, T*B, H)
-        basis = gram_schmidt(representations).reshape(self.num_experts, num_tasks, batch, -1)
-        mixed = jax.nn.tanh(jnp.einsum("tk,ktbh->tbh", task_weights, basis))
+        representations = StackedFeedForward(self.hidden_dim, self.num_layers, self.hidden_dim, self.num_experts,
+                                             name="experts")(x.reshape(num_tasks * batch, -1))  # k x (T*B, H)
+        sample_weights = jnp.repeat(task_weights, batch, axis=0)  # (T*B, k)
+        mixed = jax.nn.tanh(orthonormal_mixture(representations, sample_weights))
         return output_layer(mixed, num_tasks, self.output_dim, per_task=self.multi_head)
 
 

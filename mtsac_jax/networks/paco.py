@@ -43,8 +43,10 @@ class CompositionalDense(nn.Module):
         init = nn.initializers.lecun_normal(batch_axis=(0,))
         kernels = self.param("kernel", init, (self.num_sets, x.shape[-1], self.features))
         biases = self.param("bias", nn.initializers.zeros, (self.num_sets, self.features))
-        kernel = jnp.einsum("tk,kdf->tdf", composition, kernels)  # (T, D, F): once per task
-        bias = jnp.einsum("tk,kf->tf", composition, biases)
+        # once per task, as one (T, K) @ (K, D*F) product: its gradients are plain products too,
+        # where a contraction over the set axis of (K, D, F) moves weight-sized arrays between layouts
+        kernel = (composition @ kernels.reshape(self.num_sets, -1)).reshape(-1, *kernels.shape[1:])  # (T, D, F)
+        bias = composition @ biases
         return jnp.einsum("tbd,tdf->tbf", x, kernel) + bias[:, None, :]
 
 

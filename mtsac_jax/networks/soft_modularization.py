@@ -10,8 +10,8 @@ from (eq. 6-7): an n x n matrix between module layers, an n-vector from the last
 output. Base network: module j of layer l computes W_j^l g_j^l; module i of layer l+1 reads
 g_i^(l+1) = sum_j p_ij^l relu(W_j^l g_j^l) (eq. 8), and the last layer's modules are summed with
 the last routing vector before the output layer. Routing is per sample, so everything runs on
-the folded batch (T*B, ...); module parameters carry a leading module axis and each layer is one
-batched contraction. Where the authors' code and the JAX baselines differ: routing layer l+1
+the folded batch (T*B, ...); module parameters carry a leading module axis and each module is a
+plain matmul. Where the authors' code and the JAX baselines differ: routing layer l+1
 reads all earlier routing outputs (skip connections), the task-state product goes through one
 more layer, and the ReLU comes after the weighted sum; this follows the paper.
 
@@ -23,9 +23,8 @@ Run it:
 from __future__ import annotations
 
 import flax.linen as nn
-import jax.numpy as jnp
 
-from mtsac_jax.networks import Network, TaskEmbedding, experts, make_from_keys, output_layer
+from mtsac_jax.networks import Network, StackedDense, TaskEmbedding, make_from_keys, output_layer
 
 
 class SoftModularization(nn.Module):
@@ -50,7 +49,7 @@ class SoftModularization(nn.Module):
         state = nn.Dense(self.hidden_dim, name="state_embedding")(x.reshape(num_tasks * batch, -1))
         routing_input = (state.reshape(num_tasks, batch, -1) * task[:, None, :]).reshape(num_tasks * batch, -1)
 
-        inputs, shared_input, probs = nn.relu(state), True, None
+        inputs, probs = nn.relu(state), None  # the first module layer's modules all read the state
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
             hidden = routing_input
@@ -59,12 +58,12 @@ class SoftModularization(nn.Module):
             logits = nn.Dense(n if last else n * n, name=f"routing_down_{layer}")(nn.relu(hidden))
             probs = nn.softmax(logits.reshape(-1, n) if last else logits.reshape(-1, n, n), axis=-1)
             self.sow("intermediates", "routing", probs)
-            modules = experts(nn.Dense, n, shared_input)(self.module_hidden_dim, name=f"modules_{layer}")
-            outputs = nn.relu(modules(inputs))  # (n, T*B, d)
+            modules = StackedDense(self.module_hidden_dim, n, name=f"modules_{layer}")
+            outputs = [nn.relu(output) for output in modules(inputs)]  # n x (T*B, d)
             if last:
-                x = jnp.einsum("bj,jbd->bd", probs, outputs)
+                x = sum(probs[:, j, None] * outputs[j] for j in range(n))
             else:
-                inputs, shared_input = jnp.einsum("bij,jbd->ibd", probs, outputs), False
+                inputs = [sum(probs[:, i, j, None] * outputs[j] for j in range(n)) for i in range(n)]
         return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 
 
