@@ -148,15 +148,24 @@ def table(results: dict[str, dict], rows: dict[str, list[str]], header: list[str
 
 
 def measure(file: pathlib.Path, names: list[str], argv_settings, bases: dict[str, str], rows: dict[str, list[str]],
-            header: list[str], base_label: str, described: dict) -> dict:
+            header: list[str], base_label: str, described: dict, references: tuple[str, ...] = ()) -> dict:
     """Times the systems `names` (functions of `file`) with numpy's matmul in interleaved rounds,
-    prints the table, writes the JSON and exits non-zero if one failed; returns the results."""
+    prints the table, writes the JSON and exits non-zero if one failed; returns the results.
+    `references` are more functions of `file`, timed in the same rounds but not tabled: each
+    returns `flop_per_call` with its `train`, and gets its GFLOP/s and fraction of numpy's rate."""
     systems = [System("numpy_matmul", f"{HERE / 'peer_update.py'}:numpy_matmul")]
-    systems += [System(name, f"{file}:{name}") for name in names]
+    systems += [System(name, f"{file}:{name}") for name in [*references, *names]]
     results = measure_interleaved(systems, SHAPE, argv_settings.seconds, argv_settings.repeats,
                                   log=lambda line: print(line, file=sys.stderr, flush=True))
     summarize(results, {name: bases[name] for name in names})
     print(table(results, {name: rows[name] for name in names}, header, base_label))
+    for name in references:
+        if "calls" in results[name]:
+            flop = results[name]["ready"]["details"]["flop_per_call"]
+            results[name]["gflops"] = statistics.median(rate * flop / 1e9 for rate in rates(results[name]))
+            results[name]["of_numpy_matmul"] = results[name]["gflops"] / results["numpy_matmul"]["gflops"]
+            print(f"{name}: {results[name]['gflops']:.1f} GFLOP/s, {results[name]['of_numpy_matmul']:.2f} of numpy's "
+                  f"rate at the reference shape")
     if argv_settings.json:
         argv_settings.json.write_text(json.dumps({"shape": SHAPE, **described, "matmul": MATMUL, "settings": {
             "seconds": argv_settings.seconds, "repeats": argv_settings.repeats}, "systems": results}, indent=1))

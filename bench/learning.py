@@ -229,14 +229,22 @@ def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
     config_arg, overrides, _ = ROWS[SBX_ROWS[row]]
     config_path, task = config_arg.split(":")
     config = runpy.run_path(str(REPO / config_path))["get_config"](task)
+    run = {key: _option(overrides, f"experiment.{key}") for key in ("num_train_steps", "eval_freq", "num_eval_episodes")}
+    return [sbx_python, "bench/sbx_sac.py", *sbx_arguments(config, task, seed, workdir(row, seed), **run)]
+
+
+def sbx_arguments(config, task: str, seed: int, path: pathlib.Path, num_train_steps, eval_freq,
+                  num_eval_episodes) -> list[str]:
+    """bench/sbx_sac.py's arguments for the mtsac_jax config `config` (its network, batch, warm-up,
+    optimiser and env numbers) on MT1 `task`, with the run's budget and evaluation."""
     agent, experiment = config.agent, config.experiment
     numbers = {
         "task": task,
         "seed": seed,
-        "workdir": workdir(row, seed),
-        "num_train_steps": _option(overrides, "experiment.num_train_steps"),
-        "eval_freq": _option(overrides, "experiment.eval_freq"),
-        "num_eval_episodes": _option(overrides, "experiment.num_eval_episodes"),
+        "workdir": path,
+        "num_train_steps": num_train_steps,
+        "eval_freq": eval_freq,
+        "num_eval_episodes": num_eval_episodes,
         "max_episode_steps": config.env.max_episode_steps,
         "hidden_dim": agent.critic.hidden_dim,
         "num_layers": agent.critic.num_layers,
@@ -248,7 +256,7 @@ def sbx_command(sbx_python: str, row: str, seed: int) -> list[str]:
         "discount": agent.discount,
         "init_temperature": agent.init_temperature,
     }
-    return [sbx_python, "bench/sbx_sac.py", *(f"--{key}={value}" for key, value in numbers.items())]
+    return [f"--{key}={value}" for key, value in numbers.items()]
 
 
 def budget(row: str) -> int:
