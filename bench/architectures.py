@@ -69,12 +69,12 @@ def build(name: str, shape: dict, seed: int = 0, gradient: str = "mean", overrid
     return agent, agent.init(jax.random.key(seed)), buffer
 
 
-def system(name: str, shape: dict, gradient: str = "mean") -> dict:
+def system(name: str, shape: dict, gradient: str = "mean", overrides: dict | None = None) -> dict:
     """A timed system (bench/workers.py) updating the preset (or config argument) `name` with
-    `gradient`, and the FLOPs of its update."""
+    `gradient` and the dotted config keys `overrides`, and the FLOPs of its update."""
     from peer_plugin import updating
 
-    agent, state, buffer = build(name, shape, gradient=gradient)
+    agent, state, buffer = build(name, shape, gradient=gradient, overrides=overrides)
     return {**updating(agent, state, buffer), "flop_per_update": flop_per_update(agent, state, buffer)}
 
 

@@ -10,6 +10,14 @@ worker process, timed in interleaved rounds with numpy's float32 1280x400 @ 400x
 (bench/workers.py). Reported per system: updates/s (median [min-max] of the rounds), relative
 to MT-SAC (to mean on the same network), the FLOPs of one update as XLA's cost analysis counts
 them and the achieved rate as a fraction of numpy's matmul rate in the same run.
+
+Beside them, other formulations of the same computations (`tests/test_bench_ceiling.py` checks
+they compute the same):
+- pcgrad `concatenated`: the shared task gradients concatenated into one (T, P) array, its Gram
+  matrix and the combination taken on it; pcgrad `stepwise`: alg. 1 projecting the (T, P)
+  gradients step by step, as the paper writes it;
+- distral `task_loop`: each per-task layer as T plain 128-row matmuls instead of one product
+  batched over the task axis.
 """
 
 from __future__ import annotations
@@ -26,19 +34,99 @@ from architectures import arguments, measure, system  # noqa: E402
 SYSTEMS = {  # name: (network preset or config argument, gradient method)
     "mean": ("mlp", "mean"),
     "pcgrad": ("mlp", "pcgrad"),
+    "pcgrad_concatenated": ("mlp", "pcgrad_concatenated"),
+    "pcgrad_stepwise": ("mlp", "pcgrad_stepwise"),
     "gradnorm": ("mlp", "gradnorm"),
     "care_mean": ("care", "mean"),
     "care_pcgrad": ("care", "pcgrad"),
     "distral": ("configs/compose.py:agent=distral", "mean"),
+    "distral_task_loop": ("configs/compose.py:agent=distral", "mean"),
 }
-BASES = {"mean": "mean", "pcgrad": "mean", "gradnorm": "mean", "care_mean": "care_mean", "care_pcgrad": "care_mean",
-         "distral": "mean"}
-LABELS = {"distral": "agent=distral (mlp per task)"}
+OVERRIDES = {"distral_task_loop": {"agent.network.name": "mlp_task_loop"}}
+BASES = {"mean": "mean", "pcgrad": "mean", "pcgrad_concatenated": "pcgrad", "pcgrad_stepwise": "pcgrad",
+         "gradnorm": "mean", "care_mean": "care_mean", "care_pcgrad": "care_mean", "distral": "mean",
+         "distral_task_loop": "distral"}
+LABELS = {"distral": "agent=distral (mlp per task)", "distral_task_loop": "agent=distral, per-task layers as a task loop"}
+
+
+def register_alternatives() -> None:
+    """Registers the alternative formulations: gradient methods `pcgrad_concatenated` and
+    `pcgrad_stepwise`, network `mlp_task_loop`."""
+    import dataclasses
+    import functools
+
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from mtsac_jax.gradients import GradientFunctions, is_axis, pcgrad, per_task_value_and_grad
+    from mtsac_jax.networks import StackedDense, broadcast_concat, mlp
+    from mtsac_jax.registry import GRADIENTS, NETWORKS
+
+    def stepwise(flat, orders):
+        """Alg. 1 on the (T, P) gradients themselves, one position of the orders at a time."""
+        tasks = jnp.arange(flat.shape[0])
+
+        def visit(projected, position):
+            other = orders[:, position]
+            originals = flat[other]
+            dot = jnp.sum(projected * originals, axis=-1)
+            conflict = (dot < 0) & (other != tasks)
+            norm_sq = jnp.where(conflict, jnp.sum(originals * originals, axis=-1), 1.0)
+            return projected - jnp.where(conflict, dot / norm_sq, 0.0)[:, None] * originals, None
+
+        return jax.lax.scan(visit, flat, jnp.arange(flat.shape[0]))[0]
+
+    def value_and_grad(per_task_loss, params, state, reduction, kind):
+        losses, aux, grads = per_task_value_and_grad(per_task_loss, params)
+        num_tasks = losses.shape[0]
+        key, order_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
+        orders = jax.vmap(lambda k: jax.random.permutation(k, num_tasks))(jax.random.split(order_key, num_tasks))
+        scale = 1.0 / num_tasks if reduction == "mean" else 1.0
+        leaves, treedef = jax.tree.flatten(grads)
+        axes = jax.tree.leaves(per_task_loss.param_axes, is_leaf=is_axis)
+        shared = [leaf for leaf, axis in zip(leaves, axes) if axis is None]
+        flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
+        if kind == "concatenated":
+            combined = (pcgrad.projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
+        else:
+            combined = stepwise(flat, orders).sum(axis=0) * scale
+        splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
+        shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
+        out = [next(shared) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
+        return losses, aux, jax.tree.unflatten(treedef, out), {"key": jax.random.key_data(key)}
+
+    for kind in ("concatenated", "stepwise"):
+        def make(config, num_tasks, kind=kind):
+            return GradientFunctions(init=pcgrad.init, value_and_grad=functools.partial(
+                value_and_grad, reduction=config.reduction, kind=kind))
+
+        if f"pcgrad_{kind}" not in GRADIENTS:
+            GRADIENTS.register(f"pcgrad_{kind}", dataclasses.replace(pcgrad.METHOD, make=make))
+
+    class TaskLoopMLP(mlp.MLP):
+        """mlp.MLP whose per-task layers are T plain matmuls (`StackedDense` over the task axis)."""
+
+        @nn.compact
+        def __call__(self, x, context=None):
+            if context is not None:
+                x = broadcast_concat(x, context)
+            num_tasks = x.shape[0]
+            hidden = list(x)
+            for index in range(self.num_layers):
+                hidden = [nn.relu(h) for h in StackedDense(self.hidden_dim, num_tasks, name=f"hidden_{index}")(hidden)]
+            return jnp.stack(StackedDense(self.output_dim, num_tasks, name="head")(hidden))
+
+    if "mlp_task_loop" not in NETWORKS:
+        NETWORKS.register("mlp_task_loop", dataclasses.replace(mlp.NETWORK, make=lambda config, **sizes: TaskLoopMLP(
+            sizes["hidden_dim"], sizes["num_layers"], sizes["output_dim"], multi_head=True, disjoint=True)))
 
 
 def _measured(name: str, shape: dict) -> dict:
     network, gradient = SYSTEMS[name]
-    return system(network, shape, gradient)
+    register_alternatives()
+    return system(network, shape, gradient, OVERRIDES.get(name))
 
 
 def mean(shape):
@@ -63,6 +151,18 @@ def care_pcgrad(shape):
 
 def distral(shape):
     return _measured("distral", shape)
+
+
+def pcgrad_concatenated(shape):
+    return _measured("pcgrad_concatenated", shape)
+
+
+def pcgrad_stepwise(shape):
+    return _measured("pcgrad_stepwise", shape)
+
+
+def distral_task_loop(shape):
+    return _measured("distral_task_loop", shape)
 
 
 def main(argv: list[str] | None = None) -> None:

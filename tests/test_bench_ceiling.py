@@ -1,5 +1,6 @@
-"""bench/ceiling.py's alternative formulations compute the same function, on the same parameters,
-as the package's formulation of their network: its measurements compare formulations, nothing else."""
+"""The alternative formulations of bench/ceiling.py and bench/gradients.py compute the same
+function, on the same parameters, as the package's formulation: their measurements compare
+formulations, nothing else."""
 
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from mtsac_jax import networks
+from mtsac_jax.registry import GRADIENTS
 from tests.conftest import REPO
 from tests.test_architectures import H, OUT, SMALL, network
 
@@ -32,3 +34,34 @@ def test_an_alternative_computes_its_networks_function_on_its_parameters(alterna
     assert [leaf.shape for leaf in jax.tree.leaves(other_params)] == [leaf.shape for leaf in jax.tree.leaves(params)]
     np.testing.assert_allclose(other.apply({"params": params}, x), module.apply({"params": params}, x),
                                rtol=2e-4, atol=2e-5)
+
+
+def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_mlp_its_disjoint_function():
+    import gradients as gradient_bench
+
+    from mtsac_jax.agents import sac
+    from tests.test_gradients import T as NUM_TASKS
+    from tests.test_gradients import _gradient_config, random_batch, sac_with
+
+    gradient_bench.register_alternatives()
+    parts = sac_with("mlp_multi_head", "pcgrad")
+    state = sac.init_state(parts, jax.random.key(0))
+    loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
+    results = {}
+    for name in ("pcgrad", "pcgrad_concatenated", "pcgrad_stepwise"):
+        method = GRADIENTS.get(name).make(_gradient_config("mean"), NUM_TASKS)
+        results[name] = method.value_and_grad(loss, state.critic.params, method.init(None, jax.random.key(3)))[2]
+    for name in ("pcgrad_concatenated", "pcgrad_stepwise"):
+        for ours, theirs in zip(jax.tree.leaves(results["pcgrad"]), jax.tree.leaves(results[name])):
+            np.testing.assert_allclose(theirs, ours, rtol=2e-4, atol=1e-6)
+
+    config = networks.network_config("mlp")
+    multitask = ml_collections.ConfigDict({"should_use_multi_head_policy": True, "should_use_disjoint_policy": True})
+    sizes = {"hidden_dim": H, "num_layers": 2, "output_dim": OUT, "multitask": multitask}
+    disjoint = networks.NETWORKS.get("mlp").make(config, **sizes)
+    loop = networks.NETWORKS.get("mlp_task_loop").make(config, **sizes)
+    x = jax.random.normal(jax.random.key(4), (3, 5, 6))
+    params = disjoint.init(jax.random.key(0), x)["params"]
+    assert jax.tree.structure(loop.init(jax.random.key(0), x)["params"]) == jax.tree.structure(params)
+    np.testing.assert_allclose(loop.apply({"params": params}, x), disjoint.apply({"params": params}, x),
+                               rtol=2e-5, atol=2e-6)

@@ -12,7 +12,8 @@ gradient) or their sum (`"sum"`, the paper's). Per-task parameters (a task embed
 of a multi-head network, a disentangled log-alpha, ...) keep each task's own gradient, reduced
 the same way. The per-task gradients come from one backward pass vmapped over the task axis of
 the single-task loss (`gradients.per_task_value_and_grad`); the projections run on the (T, T)
-matrix of their dot products, not on the (T, P) gradients (`projection_coefficients`). The
+matrix of their dot products, summed leaf by leaf, not on the (T, P) gradients
+(`projection_coefficients`), and the result is one weighted sum of each leaf's task gradients. The
 orders are drawn from the method's key, which its state carries, so a run reproduces and
 resumes exactly.
 
@@ -31,7 +32,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from mtsac_jax.gradients import GradientFunctions, GradientMethod, is_axis, mean, per_task_value_and_grad
 from mtsac_jax.registry import check_choice
@@ -78,13 +78,12 @@ def value_and_grad(per_task_loss, params, state, reduction: str):
 
     leaves, treedef = jax.tree.flatten(grads)
     axes = jax.tree.leaves(per_task_loss.param_axes, is_leaf=is_axis)
-    shared = [leaf for leaf, axis in zip(leaves, axes) if axis is None]  # each (T, ...)
-    if shared:
-        flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
-        combined = (projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
-        splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
-        shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
-    out = [next(shared) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
+    shared = [leaf.reshape(num_tasks, -1) for leaf, axis in zip(leaves, axes) if axis is None]  # each (T, P_l)
+    if shared:  # the Gram matrix of the whole shared gradients, summed leaf by leaf (no (T, P) copy)
+        gram = sum(leaf @ leaf.T for leaf in shared)
+        weights = projection_coefficients(gram, orders).sum(axis=0) * scale  # (T,)
+        shared = iter([weights @ leaf for leaf in shared])
+    out = [next(shared).reshape(leaf.shape[1:]) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
     return losses, aux, jax.tree.unflatten(treedef, out), {"key": jax.random.key_data(key)}
 
 
