@@ -87,13 +87,14 @@ def register_alternatives() -> None:
         leaves, treedef = jax.tree.flatten(grads)
         axes = jax.tree.leaves(per_task_loss.param_axes, is_leaf=is_axis)
         shared = [leaf for leaf, axis in zip(leaves, axes) if axis is None]
-        flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
-        if kind == "concatenated":
-            combined = (pcgrad.projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
-        else:
-            combined = stepwise(flat, orders).sum(axis=0) * scale
-        splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
-        shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
+        if shared:  # (the temperature's loss has per-task parameters only)
+            flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
+            if kind == "concatenated":
+                combined = (pcgrad.projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
+            else:
+                combined = stepwise(flat, orders).sum(axis=0) * scale
+            splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
+            shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
         out = [next(shared) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
         return losses, aux, jax.tree.unflatten(treedef, out), {"key": jax.random.key_data(key)}
 

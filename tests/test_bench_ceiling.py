@@ -5,11 +5,12 @@ formulations, nothing else."""
 import sys
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from mtsac_jax import networks
+from mtsac_jax import gradients, networks
 from mtsac_jax.registry import GRADIENTS
 from tests.conftest import REPO
 from tests.test_architectures import H, OUT, SMALL, network
@@ -54,6 +55,12 @@ def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_mlp_its_disjo
     for name in ("pcgrad_concatenated", "pcgrad_stepwise"):
         for ours, theirs in zip(jax.tree.leaves(results["pcgrad"]), jax.tree.leaves(results[name])):
             np.testing.assert_allclose(theirs, ours, rtol=2e-4, atol=1e-6)
+        # a loss with per-task parameters only (as the temperature's) keeps each task's own gradient
+        own = {"own": jnp.arange(NUM_TASKS, dtype=jnp.float32)[:, None]}
+        alone = gradients.TaskLoss(lambda p, inputs: (p["own"][:, 0] ** 2, None), {}, {"own": 0}, {})
+        method = GRADIENTS.get(name).make(_gradient_config("mean"), NUM_TASKS)
+        grads = method.value_and_grad(alone, own, method.init(None, jax.random.key(3)))[2]
+        np.testing.assert_allclose(grads["own"], 2 * own["own"] / NUM_TASKS, rtol=1e-6)
 
     config = networks.network_config("mlp")
     multitask = ml_collections.ConfigDict({"should_use_multi_head_policy": True, "should_use_disjoint_policy": True})
