@@ -2,6 +2,7 @@
 function, on the same parameters, as the package's formulation: their measurements compare
 formulations, nothing else."""
 
+import importlib.util
 import sys
 
 import jax
@@ -15,8 +16,16 @@ from mtsac_jax.registry import GRADIENTS
 from tests.conftest import REPO
 from tests.test_architectures import H, OUT, SMALL, network
 
-sys.path.insert(0, str(REPO / "bench"))
-import ceiling  # noqa: E402
+
+def bench_module(name):
+    """bench/<name>.py as a module (it puts bench/ on sys.path for its own imports)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # flax's dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+ceiling = bench_module("ceiling")
 
 
 @pytest.mark.parametrize("alternative", ceiling.ALTERNATIVES)
@@ -38,13 +47,11 @@ def test_an_alternative_computes_its_networks_function_on_its_parameters(alterna
 
 
 def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_mlp_its_disjoint_function():
-    import gradients as gradient_bench
-
     from mtsac_jax.agents import sac
     from tests.test_gradients import T as NUM_TASKS
     from tests.test_gradients import _gradient_config, random_batch, sac_with
 
-    gradient_bench.register_alternatives()
+    bench_module("gradients").register_alternatives()
     parts = sac_with("mlp_multi_head", "pcgrad")
     state = sac.init_state(parts, jax.random.key(0))
     loss = sac.critic_loss(parts, state, random_batch(jax.random.key(1)), jax.random.key(2))
