@@ -60,7 +60,7 @@ def register_alternatives() -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from mtsac_jax.gradients import GradientFunctions, is_axis, pcgrad, per_task_value_and_grad
+    from mtsac_jax.gradients import GradientFunctions, pcgrad
     from mtsac_jax.networks import StackedDense, broadcast_concat, mlp
     from mtsac_jax.registry import GRADIENTS, NETWORKS
 
@@ -78,30 +78,19 @@ def register_alternatives() -> None:
 
         return jax.lax.scan(visit, flat, jnp.arange(flat.shape[0]))[0]
 
-    def value_and_grad(per_task_loss, params, state, reduction, kind):
-        losses, aux, grads = per_task_value_and_grad(per_task_loss, params)
-        num_tasks = losses.shape[0]
-        key, order_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
-        orders = jax.vmap(lambda k: jax.random.permutation(k, num_tasks))(jax.random.split(order_key, num_tasks))
-        scale = 1.0 / num_tasks if reduction == "mean" else 1.0
-        leaves, treedef = jax.tree.flatten(grads)
-        axes = jax.tree.leaves(per_task_loss.param_axes, is_leaf=is_axis)
-        shared = [leaf for leaf, axis in zip(leaves, axes) if axis is None]
-        if shared:  # (the temperature's loss has per-task parameters only)
-            flat = jnp.concatenate([leaf.reshape(num_tasks, -1) for leaf in shared], axis=1)
-            if kind == "concatenated":
-                combined = (pcgrad.projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
-            else:
-                combined = stepwise(flat, orders).sum(axis=0) * scale
-            splits = jnp.split(combined, np.cumsum([leaf[0].size for leaf in shared])[:-1])
-            shared = iter([part.reshape(leaf.shape[1:]) for part, leaf in zip(splits, shared)])
-        out = [next(shared) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
-        return losses, aux, jax.tree.unflatten(treedef, out), {"key": jax.random.key_data(key)}
+    def combine(shared, orders, scale, kind):
+        """pcgrad.combine_shared on the task gradients concatenated into one (T, P) array."""
+        flat = jnp.concatenate(shared, axis=1)
+        if kind == "concatenated":
+            combined = (pcgrad.projection_coefficients(flat @ flat.T, orders).sum(axis=0) * scale) @ flat
+        else:
+            combined = stepwise(flat, orders).sum(axis=0) * scale
+        return jnp.split(combined, np.cumsum([leaf.shape[1] for leaf in shared])[:-1])
 
     for kind in ("concatenated", "stepwise"):
         def make(config, num_tasks, kind=kind):
             return GradientFunctions(init=pcgrad.init, value_and_grad=functools.partial(
-                value_and_grad, reduction=config.reduction, kind=kind))
+                pcgrad.value_and_grad, reduction=config.reduction, combine=functools.partial(combine, kind=kind)))
 
         if f"pcgrad_{kind}" not in GRADIENTS:
             GRADIENTS.register(f"pcgrad_{kind}", dataclasses.replace(pcgrad.METHOD, make=make))

@@ -69,7 +69,18 @@ def project_conflicting(grads, orders):
     return projection_coefficients(grads @ grads.T, orders) @ grads
 
 
-def value_and_grad(per_task_loss, params, state, reduction: str):
+def combine_shared(shared, orders, scale):
+    """Alg. 1's combined gradient of the shared parameters: `shared`, each leaf's task gradients
+    flattened (T, P_l); returns each leaf's combination (P_l,). The Gram matrix of the whole
+    shared gradients is summed leaf by leaf (no (T, P) copy), the result one weighted sum per leaf."""
+    gram = sum(leaf @ leaf.T for leaf in shared)
+    weights = projection_coefficients(gram, orders).sum(axis=0) * scale  # (T,)
+    return [weights @ leaf for leaf in shared]
+
+
+def value_and_grad(per_task_loss, params, state, reduction: str, combine=combine_shared):
+    """`combine(shared, orders, scale)` turns the shared leaves' task gradients into their
+    combination (`combine_shared`, or another formulation of it)."""
     losses, aux, grads = per_task_value_and_grad(per_task_loss, params)
     num_tasks = losses.shape[0]
     key, order_key = jax.random.split(jax.random.wrap_key_data(state["key"]))
@@ -79,10 +90,7 @@ def value_and_grad(per_task_loss, params, state, reduction: str):
     leaves, treedef = jax.tree.flatten(grads)
     axes = jax.tree.leaves(per_task_loss.param_axes, is_leaf=is_axis)
     shared = [leaf.reshape(num_tasks, -1) for leaf, axis in zip(leaves, axes) if axis is None]  # each (T, P_l)
-    if shared:  # the Gram matrix of the whole shared gradients, summed leaf by leaf (no (T, P) copy)
-        gram = sum(leaf @ leaf.T for leaf in shared)
-        weights = projection_coefficients(gram, orders).sum(axis=0) * scale  # (T,)
-        shared = iter([weights @ leaf for leaf in shared])
+    shared = iter(combine(shared, orders, scale) if shared else [])
     out = [next(shared).reshape(leaf.shape[1:]) if axis is None else leaf * scale for leaf, axis in zip(leaves, axes)]
     return losses, aux, jax.tree.unflatten(treedef, out), {"key": jax.random.key_data(key)}
 
