@@ -31,8 +31,9 @@ import ml_collections
 import numpy as np
 
 from mtsac_jax.env_state import SnapshotWrapper
+from mtsac_jax.envs.worker_process import raised_at
 from mtsac_jax.envs.workers import (
-    DEFAULT_TIMEOUT_S, EnvWorkerError, WorkerFault, WorkersRestarted, WorkerVectorEnv, env_error_message, raised_at,
+    DEFAULT_TIMEOUT_S, EnvWorkerError, WorkerFault, WorkersRestarted, WorkerVectorEnv, env_error_message,
 )
 from mtsac_jax.registry import ENV_FAMILIES, ConfigError, check_choice
 

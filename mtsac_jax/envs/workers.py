@@ -20,7 +20,6 @@ named after its label and task index in `ps` and `top` on Linux (`train-env-3`).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import dataclasses
 import importlib.machinery
 import inspect
@@ -29,7 +28,6 @@ import multiprocessing.connection
 import signal
 import sys
 import time
-import traceback
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -38,10 +36,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import CloudpickleWrapper, batch_space, concatenate, create_empty_array, iterate
 
+from mtsac_jax.envs import worker_process
+
 DEFAULT_TIMEOUT_S = 60.0
 STARTUP_TIMEOUT_S = 120.0  # a new worker has at least this long to build its env
 CLOSE_TIMEOUT_S = 5.0
-_PR_SET_NAME = 15  # prctl option: the name of the calling thread, 15 bytes at most
 
 
 class EnvWorkerError(RuntimeError):
@@ -83,84 +82,6 @@ def env_error_message(label: str, task: str, error_type: str, error: str, where:
         "here. Fix: check the env settings of the config (env.max_episode_steps, env.reward_function_version, "
         "...) or the env's code."
     )
-
-
-def raised_at(error: BaseException) -> str:
-    """`file:line in function` of the innermost frame of `error`'s traceback."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "unknown place"
-
-
-# ----- the worker process -----
-
-
-def _name_process(name: str) -> None:
-    """Names this process in `ps` and `top` (Linux); elsewhere nothing happens."""
-    try:
-        ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _step(env: gym.Env, action) -> tuple:
-    """One step with SAME_STEP autoreset, as gymnasium's vector envs report it."""
-    obs, reward, terminated, truncated, info = env.step(action)
-    if terminated or truncated:
-        final_obs, final_info = obs, info
-        obs, info = env.reset()
-        info = {"final_info": final_info, "final_obs": final_obs, **info}
-    return obs, reward, terminated, truncated, info
-
-
-def _call(env: gym.Env, request: tuple) -> Any:
-    name, args, kwargs = request
-    attribute = env.get_wrapper_attr(name)
-    return attribute(*args, **kwargs) if callable(attribute) else attribute
-
-
-_COMMANDS = {"step": _step, "reset": lambda env, kwargs: env.reset(**kwargs), "call": _call}
-
-
-def _report(error: Exception) -> tuple[str, str, str]:
-    return type(error).__name__, str(error), raised_at(error)
-
-
-def _work(env_fn: CloudpickleWrapper, restart: int | None, connection, name: str) -> None:
-    """A worker's life: build the env (`restart` passed when not None), report its spaces,
-    then answer requests until told to close or the training process is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _name_process(name)
-    try:
-        try:
-            env = env_fn.fn() if restart is None else env_fn.fn(restart=restart)
-        except Exception as error:
-            connection.send(("error", _report(error)))
-            return
-        connection.send(("ok", (env.observation_space, env.action_space, dict(env.metadata), env.render_mode)))
-        try:
-            while True:
-                command, payload = connection.recv()
-                if command == "close":
-                    connection.send(("ok", None))
-                    return
-                try:
-                    reply = ("ok", _COMMANDS[command](env, payload))
-                except Exception as error:
-                    reply = ("error", _report(error))
-                try:
-                    connection.send(reply)
-                except (OSError, EOFError):
-                    raise
-                except Exception as error:  # a result that pickle cannot write
-                    connection.send(("error", _report(error)))
-        finally:
-            env.close()
-    except (OSError, EOFError):  # the training process is gone
-        return
-
-
-# ----- the training process's side -----
 
 
 @dataclasses.dataclass
@@ -211,15 +132,17 @@ def _importable(module_name: str) -> bool:
 
 
 def _fork_server(env_fns: Sequence[Callable]) -> multiprocessing.context.BaseContext:
-    """The fork server context, preloading this module and the env functions' modules (with those
-    of the callables they are partials of: a family's `make_task_env`); unimportable ones go by value."""
+    """The fork server context, preloading the worker process's module and the env functions'
+    modules (with those of the callables they are partials of: a family's `make_task_env`);
+    unimportable ones go by value."""
     modules = {part.__module__ for fn in env_fns for part in (getattr(fn, "func", fn), *getattr(fn, "args", ()))
                if callable(part)}
     for name in modules - {"__main__"}:
         if name in sys.modules and not _importable(name):
             cloudpickle.register_pickle_by_value(sys.modules[name])
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(sorted({"__main__", __name__} | {name for name in modules if _importable(name)}))
+    preload = {"__main__", worker_process.__name__} | {name for name in modules if _importable(name)}
+    context.set_forkserver_preload(sorted(preload))
     return context  # the preload has no effect once the server runs
 
 
@@ -348,7 +271,7 @@ class WorkerVectorEnv(gym.vector.VectorEnv):
         restart = self.restarts[index] if self._takes_restart[index] else None
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_work,
+            target=worker_process.work,
             args=(self.env_fns[index], restart, theirs, f"{self.label.replace(' ', '-')}-{index}"),
             name=f"{self.label} worker of task {self.task_names[index]}",
             daemon=True,
