@@ -17,6 +17,9 @@ reference's. The alternatives:
 - care `batched_encoders`, moore `batched_experts`, soft_modularization `batched_modules`: the
   experts (encoders, modules) as one contraction batched over a leading expert axis
   (`nn.vmap`), mixed by a contraction; moore's with Gram-Schmidt per sample as eq. 4-5 write it;
+- care `wide_encoders`: the encoders' first layer as one (N, D) @ (D, k*H) product (they all read
+  the state), their output layer and the attention mixture folded into one (N, k*H) @ (k*H, F)
+  product (sum_k w_k (h_k W_k + b_k) = [w_1 h_1, ..., w_k h_k] [W_1; ...; W_k] + w b);
 - moore `plain_experts_gram_schmidt`: plain matmuls per expert, Gram-Schmidt per sample;
 - soft_modularization `broadcast_mixing`: the batched modules mixed by broadcast products and sums;
 - paco `contracted_composition`: the composed kernels as a contraction over the set axis of
@@ -37,6 +40,7 @@ from architectures import arguments, build, flop_per_update, measure  # noqa: E4
 ALTERNATIVES = {  # system name: (network, alternative registered under "<network>_<alternative>")
     "film_bias_in_product": "film",
     "care_batched_encoders": "care",
+    "care_wide_encoders": "care",
     "moore_batched_experts": "moore",
     "moore_plain_experts_gram_schmidt": "moore",
     "paco_contracted_composition": "paco",
@@ -137,6 +141,47 @@ def _register_alternatives() -> None:
                              self.num_layers)
             return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
 
+    class StackedParameters(nn.Module):
+        """A `StackedDense`'s parameters, kernel (num, D, F) and bias (num, F), not applied."""
+
+        features: int
+        num: int
+        inputs: int
+
+        @nn.compact
+        def __call__(self):
+            init = nn.initializers.lecun_normal(batch_axis=(0,))
+            return (self.param("kernel", init, (self.num, self.inputs, self.features)),
+                    self.param("bias", nn.initializers.zeros, (self.num, self.features)))
+
+    class WideEncoders(nn.Module):
+        """care's two-layer encoders and their mixture: (N, D), (N, k) -> (N, F) in two products."""
+
+        hidden_dim: int
+        output_dim: int
+        num: int
+
+        @nn.compact
+        def __call__(self, x, sample_weights):
+            kernel, bias = StackedParameters(self.hidden_dim, self.num, x.shape[-1], name="hidden_0")()
+            hidden = nn.relu(x @ kernel.transpose(1, 0, 2).reshape(x.shape[-1], -1) + bias.reshape(-1))
+            kernel, bias = StackedParameters(self.output_dim, self.num, self.hidden_dim, name="output")()
+            weighted = hidden.reshape(len(x), self.num, -1) * sample_weights[:, :, None]
+            return weighted.reshape(len(x), -1) @ kernel.reshape(-1, self.output_dim) + sample_weights @ bias
+
+    class CAREWideEncoders(care.CARE):
+        @nn.compact
+        def __call__(self, x, context=None):
+            assert self.encoder_num_layers == 2, "the wide formulation is written for two-layer encoders"
+            num_tasks, batch = x.shape[:2]
+            weights, context = self.attention(context, num_tasks)
+            encoders = WideEncoders(self.encoder_hidden_dim, self.encoder_output_dim, self.num_experts,
+                                    name="encoders")
+            mixed = encoders(x.reshape(num_tasks * batch, -1), jnp.repeat(weights, batch, axis=0))
+            x = broadcast_concat(mixed.reshape(num_tasks, batch, -1), context).reshape(num_tasks * batch, -1)
+            x = hidden_stack(x, self.hidden_dim, self.num_layers)
+            return output_layer(x, num_tasks, self.output_dim, per_task=self.multi_head)
+
     def moore_kind(batched: bool):
         class MOOREGramSchmidt(moore.MOORE):
             @nn.compact
@@ -222,6 +267,7 @@ def _register_alternatives() -> None:
     modules = {
         "film_bias_in_product": (FiLMBiasInProduct, film.NETWORK),
         "care_batched_encoders": (CAREBatchedEncoders, care.NETWORK),
+        "care_wide_encoders": (CAREWideEncoders, care.NETWORK),
         "moore_batched_experts": (moore_kind(batched=True), moore.NETWORK),
         "moore_plain_experts_gram_schmidt": (moore_kind(batched=False), moore.NETWORK),
         "paco_contracted_composition": (paco_kind("contracted"), paco.NETWORK),

@@ -17,7 +17,9 @@ they compute the same):
   matrix and the combination taken on it; pcgrad `stepwise`: alg. 1 projecting the (T, P)
   gradients step by step, as the paper writes it;
 - distral `task_loop`: each per-task layer as T plain 128-row matmuls instead of one product
-  batched over the task axis.
+  batched over the task axis; distral `task_scan`: each per-task layer as one 128-row matmul
+  applied T times by `jax.lax.map` (a loop in the compiled program, not T unrolled products;
+  its FLOPs are counted on distral's formulation, as XLA's cost analysis counts a loop's body once).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from architectures import arguments, measure, system  # noqa: E402
+from architectures import arguments, build, flop_per_update, measure, system  # noqa: E402
 
 SYSTEMS = {  # name: (network preset or config argument, gradient method)
     "mean": ("mlp", "mean"),
@@ -41,17 +43,22 @@ SYSTEMS = {  # name: (network preset or config argument, gradient method)
     "care_pcgrad": ("care", "pcgrad"),
     "distral": ("configs/compose.py:agent=distral", "mean"),
     "distral_task_loop": ("configs/compose.py:agent=distral", "mean"),
+    "distral_task_scan": ("configs/compose.py:agent=distral", "mean"),
 }
-OVERRIDES = {"distral_task_loop": {"agent.network.name": "mlp_task_loop"}}
+OVERRIDES = {"distral_task_loop": {"agent.network.name": "mlp_task_loop"},
+             "distral_task_scan": {"agent.network.name": "mlp_task_scan"}}
 BASES = {"mean": "mean", "pcgrad": "mean", "pcgrad_concatenated": "pcgrad", "pcgrad_stepwise": "pcgrad",
          "gradnorm": "mean", "care_mean": "care_mean", "care_pcgrad": "care_mean", "distral": "mean",
-         "distral_task_loop": "distral"}
-LABELS = {"distral": "agent=distral (mlp per task)", "distral_task_loop": "agent=distral, per-task layers as a task loop"}
+         "distral_task_loop": "distral", "distral_task_scan": "distral"}
+FLOPS_AS = {"distral_task_scan": "distral"}  # XLA's cost analysis counts a loop's body once: the FLOPs of the
+# formulation whose arithmetic the loop repeats (tests/test_bench_ceiling.py: the same function)
+LABELS = {"distral": "agent=distral (mlp per task)", "distral_task_loop": "agent=distral, per-task layers as a task loop",
+          "distral_task_scan": "agent=distral, per-task layers by lax.map"}
 
 
 def register_alternatives() -> None:
     """Registers the alternative formulations: gradient methods `pcgrad_concatenated` and
-    `pcgrad_stepwise`, network `mlp_task_loop`."""
+    `pcgrad_stepwise`, networks `mlp_task_loop` and `mlp_task_scan`."""
     import dataclasses
     import functools
 
@@ -108,15 +115,44 @@ def register_alternatives() -> None:
                 hidden = [nn.relu(h) for h in StackedDense(self.hidden_dim, num_tasks, name=f"hidden_{index}")(hidden)]
             return jnp.stack(StackedDense(self.output_dim, num_tasks, name="head")(hidden))
 
-    if "mlp_task_loop" not in NETWORKS:
-        NETWORKS.register("mlp_task_loop", dataclasses.replace(mlp.NETWORK, make=lambda config, **sizes: TaskLoopMLP(
-            sizes["hidden_dim"], sizes["num_layers"], sizes["output_dim"], multi_head=True, disjoint=True)))
+    class TaskScanDense(nn.Module):
+        """A per-task dense layer (`PerTaskDense`'s parameters) applied task by task by `jax.lax.map`."""
 
+        features: int
+
+        @nn.compact
+        def __call__(self, x):
+            init = nn.initializers.lecun_normal(batch_axis=(0,))
+            kernel = self.param("kernel", init, (x.shape[0], x.shape[-1], self.features))
+            bias = self.param("bias", nn.initializers.zeros, (x.shape[0], self.features))
+            return jax.lax.map(lambda args: args[0] @ args[1] + args[2], (x, kernel, bias))
+
+    class TaskScanMLP(mlp.MLP):
+        """mlp.MLP whose per-task layers are `TaskScanDense`."""
+
+        @nn.compact
+        def __call__(self, x, context=None):
+            if context is not None:
+                x = broadcast_concat(x, context)
+            for index in range(self.num_layers):
+                x = nn.relu(TaskScanDense(self.hidden_dim, name=f"hidden_{index}")(x))
+            return TaskScanDense(self.output_dim, name="head")(x)
+
+    for name, module_class in (("mlp_task_loop", TaskLoopMLP), ("mlp_task_scan", TaskScanMLP)):
+        if name not in NETWORKS:
+            NETWORKS.register(name, dataclasses.replace(mlp.NETWORK, make=lambda config, module_class=module_class,
+                              **sizes: module_class(sizes["hidden_dim"], sizes["num_layers"], sizes["output_dim"],
+                                                    multi_head=True, disjoint=True)))
 
 def _measured(name: str, shape: dict) -> dict:
     network, gradient = SYSTEMS[name]
     register_alternatives()
-    return system(network, shape, gradient, OVERRIDES.get(name))
+    measured = system(network, shape, gradient, OVERRIDES.get(name))
+    if name in FLOPS_AS:
+        network, gradient = SYSTEMS[FLOPS_AS[name]]
+        measured["flop_per_update"] = flop_per_update(*build(network, shape, gradient=gradient,
+                                                             overrides=OVERRIDES.get(FLOPS_AS[name])))
+    return measured
 
 
 def mean(shape):
@@ -153,6 +189,10 @@ def pcgrad_stepwise(shape):
 
 def distral_task_loop(shape):
     return _measured("distral_task_loop", shape)
+
+
+def distral_task_scan(shape):
+    return _measured("distral_task_scan", shape)
 
 
 def main(argv: list[str] | None = None) -> None:

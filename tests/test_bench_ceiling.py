@@ -46,7 +46,7 @@ def test_an_alternative_computes_its_networks_function_on_its_parameters(alterna
                                rtol=2e-4, atol=2e-5)
 
 
-def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_mlp_its_disjoint_function():
+def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_and_scan_mlps_its_disjoint_function():
     from mtsac_jax.agents import sac
     from tests.test_gradients import T as NUM_TASKS
     from tests.test_gradients import _gradient_config, random_batch, sac_with
@@ -73,9 +73,10 @@ def test_pcgrads_alternatives_give_its_gradients_and_the_task_loop_mlp_its_disjo
     multitask = ml_collections.ConfigDict({"should_use_multi_head_policy": True, "should_use_disjoint_policy": True})
     sizes = {"hidden_dim": H, "num_layers": 2, "output_dim": OUT, "multitask": multitask}
     disjoint = networks.NETWORKS.get("mlp").make(config, **sizes)
-    loop = networks.NETWORKS.get("mlp_task_loop").make(config, **sizes)
     x = jax.random.normal(jax.random.key(4), (3, 5, 6))
     params = disjoint.init(jax.random.key(0), x)["params"]
-    assert jax.tree.structure(loop.init(jax.random.key(0), x)["params"]) == jax.tree.structure(params)
-    np.testing.assert_allclose(loop.apply({"params": params}, x), disjoint.apply({"params": params}, x),
-                               rtol=2e-5, atol=2e-6)
+    for name in ("mlp_task_loop", "mlp_task_scan"):
+        other = networks.NETWORKS.get(name).make(config, **sizes)
+        assert jax.tree.structure(other.init(jax.random.key(0), x)["params"]) == jax.tree.structure(params)
+        np.testing.assert_allclose(other.apply({"params": params}, x), disjoint.apply({"params": params}, x),
+                                   rtol=2e-5, atol=2e-6)
