@@ -10,9 +10,10 @@ Runs `train.py` with `--config` (default `configs/metaworld_mt10.py`: the refere
 `init_steps=0`, a log line every step) as a user would, and times, from the launch of the
 process, the appearance of the step-1 record in `train.jsonl` (first env step: envs, JAX
 start-up and the acting compile included) and of the step-2 record (first gradient update
-done: the update compile included). Three starts: fresh with an empty JAX compilation cache,
-fresh with the cache warm, and resumed from the checkpoint of the previous run (cache warm; its
-first new step is both the first env step and the first update).
+done: the update compile included). Three starts: fresh with empty caches (JAX's compilation
+cache, and Meta-World's goals under `XDG_CACHE_HOME`), fresh with the caches warm, and resumed
+from the checkpoint of the previous run (caches warm; its first new step is both the first env
+step and the first update).
 
 `--baseline DIR` makes the same starts with DIR's `train.py` (another checkout) in the same
 repeats, each right after this checkout's, resumed from the same checkpoint, and gives each
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import shutil
 import statistics
@@ -49,12 +51,15 @@ CASES = ("fresh_cold_cache", "fresh_warm_cache", "resumed_warm_cache")
 
 def timed_start(tree: pathlib.Path, config: str, workdir: pathlib.Path, cache: pathlib.Path, num_train_steps: int,
                 wanted_steps: list[int], finish: bool) -> dict:
-    """Launches `tree`'s train.py and returns the seconds until each wanted step's record
-    appears; then lets it finish (its last checkpoint written) if `finish`, else kills it."""
+    """Launches `tree`'s train.py with its caches under `cache` and returns the seconds until
+    each wanted step's record appears; then lets it finish (its last checkpoint written) if
+    `finish`, else kills it."""
     command = [sys.executable, "train.py", f"--config={config}", f"--workdir={workdir}",
-               f"--compilation_cache={cache}", f"--config.experiment.num_train_steps={num_train_steps}", *OVERRIDES]
+               f"--compilation_cache={cache / 'xla'}", f"--config.experiment.num_train_steps={num_train_steps}",
+               *OVERRIDES]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "XDG_CACHE_HOME": str(cache)})
     seen = {}
     log = workdir / "train.jsonl"
     while len(seen) < len(wanted_steps):

@@ -118,3 +118,26 @@ def test_the_protocol_is_named_from_the_env_section():
     assert metaworld.describe(compose("metaworld", "state_sac", "metaworld-mt1").env).startswith("Meta-World's own")
     with pytest.raises(ConfigError, match="protocol=mt50: env metaworld-mt10 knows mtrl"):
         compose("metaworld", "state_sac", "metaworld-mt10", protocol="mt50")
+
+
+def test_metaworlds_goals_come_from_the_cache_as_sampled_and_a_damaged_cache_is_sampled_again(monkeypatch, tmp_path):
+    import metaworld
+
+    from mtsac_jax.envs import metaworld as family
+
+    monkeypatch.setattr(family, "GOALS_CACHE", tmp_path)
+    family.task_goals.cache_clear()
+    sampled = family.task_goals("reach-v3", 11)
+    assert sampled == tuple(metaworld.MT1("reach-v3", seed=11).train_tasks)
+    (cached,) = tmp_path.rglob("reach-v3-11.pkl")
+    family.task_goals.cache_clear()
+    monkeypatch.setattr(metaworld, "MT1", None)  # a read from the cache samples nothing
+    assert family.task_goals("reach-v3", 11) == sampled
+    monkeypatch.undo()
+    monkeypatch.setattr(family, "GOALS_CACHE", tmp_path)
+    for damage in (cached.read_bytes()[:100], b"not a pickle"):
+        cached.write_bytes(damage)
+        family.task_goals.cache_clear()
+        assert family.task_goals("reach-v3", 11) == sampled
+        assert cached.read_bytes() != damage  # written whole again
+    family.task_goals.cache_clear()

@@ -17,6 +17,11 @@ Run it:
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import os
+import pathlib
+import pickle
 import warnings
 
 import gymnasium as gym
@@ -30,6 +35,8 @@ from mtsac_jax.registry import ConfigError, check_choice
 ENV_NAMES = ("metaworld-mt1", "metaworld-mt10", "metaworld-mt50")
 TASKS = tuple(ALL_V3_ENVIRONMENTS)
 MAX_EPISODE_STEPS = 500  # Meta-World refuses longer episodes.
+GOALS_CACHE = (pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+               / "mtsac_jax" / "metaworld_goals")  # task_goals' files
 
 # Meta-World's one-hot wrapper builds float64 bounds for a float32 Box.
 warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32.*")
@@ -92,6 +99,30 @@ def validate(env_config: ml_collections.ConfigDict) -> None:
         )
 
 
+@functools.lru_cache(maxsize=None)
+def task_goals(task_name: str, seed: int) -> tuple[metaworld.Task, ...]:
+    """The task's 50 goals as Meta-World's MT1 benchmark samples them from `seed` (a second of env
+    resets per task), kept in `GOALS_CACHE` per Meta-World version so that later processes (env
+    workers, eval envs, the next run) read them instead. A damaged or unwritable cache is passed
+    over: the goals are then sampled again."""
+    path = GOALS_CACHE / importlib.metadata.version("metaworld") / f"{task_name}-{seed}.pkl"
+    try:
+        goals = pickle.loads(path.read_bytes())
+        if goals and all(isinstance(goal, metaworld.Task) and goal.env_name == task_name for goal in goals):
+            return tuple(goals)
+    except Exception:  # missing, cut short or not a pickle: sample again below
+        pass
+    goals = tuple(metaworld.MT1(task_name, seed=seed).train_tasks)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(pickle.dumps(goals))
+        os.replace(partial, path)  # whole or not at all, also with several processes writing
+    except OSError:
+        pass
+    return goals
+
+
 def make_task_env(task: TaskEnv) -> gym.Env:
     """One Meta-World task env. Its 50 goals come from the task seed, shared by train and eval
     envs so both see the same goal set (and, with `fixed_goal`, the same single goal); the env's
@@ -99,8 +130,9 @@ def make_task_env(task: TaskEnv) -> gym.Env:
     success, as Meta-World's evaluator expects; `render_options` are Meta-World's `width`,
     `height`, `camera_name`."""
     config = task.env_config
-    env = metaworld.make_mt_envs(
-        task.name,
+    env = metaworld._init_each_env(  # what metaworld.make_mt_envs(task.name, ...) builds, on the cached goals
+        ALL_V3_ENVIRONMENTS[task.name],
+        list(task_goals(task.name, task.task_seed)),
         seed=task.task_seed,
         env_id=task.index,
         num_tasks=task.num_tasks,
