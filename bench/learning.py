@@ -356,10 +356,13 @@ def compare_curves(row: str, runs: dict[int, list[dict]], peer: str, peer_runs: 
     }
 
 
-def report(json_path: pathlib.Path | None, rows: list[str] | None = None) -> dict:
-    """The table of `rows` (every row by default) that have evaluated runs, printed and written to `json_path`."""
+def report(json_path: pathlib.Path | None, rows: list[str] | None = None, finished_only: bool = False) -> dict:
+    """The table of `rows` (every row by default) that have evaluated runs (`finished_only`: runs
+    at their row's budget, leaving out those still training), printed and written to `json_path`."""
     table = []
     runs_of = {row: evaluated_runs(row) for row in rows or [*ROWS, *SBX_ROWS]}
+    if finished_only:
+        runs_of = {row: finished(row, runs) for row, runs in runs_of.items()}
     for row, runs in runs_of.items():
         if not runs:
             continue
@@ -367,7 +370,8 @@ def report(json_path: pathlib.Path | None, rows: list[str] | None = None) -> dic
         wallclock = {seed: seconds for seed, seconds in wallclock.items() if seconds is not None}
         metric = headline_metric(results(row, min(runs)))
         entry = summarize(row, runs, wallclock, metric)
-        unseen = {mode: evaluated_runs(row, mode) for mode in UNSEEN_MODES}
+        unseen = {mode: {seed: evals for seed, evals in evaluated_runs(row, mode).items() if seed in runs}
+                  for mode in UNSEEN_MODES}
         entry["unseen"] = {mode: statistics.mean(evals[-1][metric] for evals in mode_runs.values())
                            for mode, mode_runs in unseen.items() if mode_runs}
         table.append(entry)
@@ -412,6 +416,7 @@ def main() -> None:
     parser.add_argument("--seeds", help="comma list: train only these of each row's seeds (e.g. to split "
                         "a row over two processes)")
     parser.add_argument("--sbx-python", help="a Python with sbx-rl and metaworld, for the sbx-* rows")
+    parser.add_argument("--finished", action="store_true", help="report: only the runs at their row's budget")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     rows = args.rows.split(",") if args.rows else [*ROWS]
@@ -424,7 +429,7 @@ def main() -> None:
                      "(see docs/results.md).")
         run(rows, args.sbx_python, [int(seed) for seed in args.seeds.split(",")] if args.seeds else None)
     else:
-        report(args.json, rows if args.rows else None)
+        report(args.json, rows if args.rows else None, finished_only=args.finished)
 
 
 if __name__ == "__main__":

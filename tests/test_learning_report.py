@@ -150,24 +150,44 @@ def test_a_row_trained_as_one_multi_seed_run_is_read_from_its_seed_folders(tmp_p
     assert learning.workdir("demo", 3) == tmp_path / "demo" / "seed3"  # neither yet: where `run` trains it
 
 
-def test_a_hipbmdp_row_is_summarised_on_its_training_envs_and_reports_the_unseen_sets(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(learning, "RUNS", tmp_path)
+def hipbmdp_runs(folder, finals, last_steps=None):
+    """Runs of the row hipbmdp-cheetah-run-hipbmdp under `folder`: seed k ends at `finals[k - 1]`
+    episode reward on the training envs (0.8 and 0.5 of it on the interpolation and extrapolation
+    envs), evaluated at 5000 and 10000 steps, or up to `last_steps[k - 1]`."""
     row = "hipbmdp-cheetah-run-hipbmdp"
-    for seed, final in ((1, 300.0), (2, 500.0)):
-        folder = tmp_path / row / f"seed{seed}"
-        folder.mkdir(parents=True)
+    for seed, final in enumerate(finals, start=1):
+        folder_of_seed = folder / row / f"seed{seed}"
+        folder_of_seed.mkdir(parents=True)
         lines = []
         for step, scale in ((5000, 0.5), (10000, 1.0)):
+            if last_steps and step > last_steps[seed - 1]:
+                continue
             for mode, factor in (("eval_base", 1.0), ("eval_interpolation", 0.8), ("eval_extrapolation", 0.5)):
                 reward = final * scale * factor
                 lines.append({"step": step, "mode": mode, "episode_reward": reward,
                               "tasks": {f"torso_length_{mode}": {"episode_reward": reward}}})
-        (folder / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-        (folder / "config.json").write_text(json.dumps({"setup": {"name": "hipbmdp"}}))
+        (folder_of_seed / "eval.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (folder_of_seed / "config.json").write_text(json.dumps({"setup": {"name": "hipbmdp"}}))
+    return row
+
+
+def test_a_hipbmdp_row_is_summarised_on_its_training_envs_and_reports_the_unseen_sets(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(learning, "RUNS", tmp_path)
+    row = hipbmdp_runs(tmp_path, (300.0, 500.0))
     entry = learning.report(None, [row])["rows"][0]
     assert entry["metric"] == "episode_reward" and entry["mean_episode_reward"] == 400.0
     assert entry["unseen"] == {"eval_interpolation": pytest.approx(320.0), "eval_extrapolation": pytest.approx(200.0)}
     assert "interpolation 320.0, extrapolation 200.0" in capsys.readouterr().out
+
+
+def test_a_report_of_finished_runs_leaves_out_the_seeds_still_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "RUNS", tmp_path)
+    monkeypatch.setattr(learning, "budget", lambda row: 10000)
+    row = hipbmdp_runs(tmp_path, (300.0, 500.0, 900.0), last_steps=(10000, 10000, 5000))
+    assert learning.report(None, [row])["rows"][0]["seeds"] == [1, 2, 3]
+    entry = learning.report(None, [row], finished_only=True)["rows"][0]
+    assert entry["seeds"] == [1, 2] and entry["mean_episode_reward"] == 400.0
+    assert entry["unseen"] == {"eval_interpolation": pytest.approx(320.0), "eval_extrapolation": pytest.approx(200.0)}
 
 
 def test_a_finished_runs_logs_are_kept_and_read_back_once_its_workdir_is_gone(tmp_path, monkeypatch):
