@@ -22,6 +22,7 @@ import importlib.metadata
 import os
 import pathlib
 import pickle
+import threading
 import warnings
 
 import gymnasium as gym
@@ -115,9 +116,9 @@ def task_goals(task_name: str, seed: int) -> tuple[metaworld.Task, ...]:
     goals = tuple(metaworld.MT1(task_name, seed=seed).train_tasks)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
         partial.write_bytes(pickle.dumps(goals))
-        os.replace(partial, path)  # whole or not at all, also with several processes writing
+        os.replace(partial, path)  # whole or not at all, also with several processes or threads writing
     except OSError:
         pass
     return goals
