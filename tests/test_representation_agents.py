@@ -126,9 +126,9 @@ def test_the_representation_agents_act_in_unseen_envs_with_their_shared_policy()
 @pytest.mark.parametrize("name, overrides", [("sac_ae", PIXELS), ("state_deepmdp", []), ("hipbmdp", PIXELS)])
 def test_each_agent_trains_and_resumes_exactly_after_sigkill(tmp_path, name, overrides):
     """(deepmdp is hipbmdp without the env embedding: its frames path is hipbmdp's.)"""
-    assert_killed_run_resumes_exactly(
+    assert_killed_run_resumes_exactly(  # 30-step episodes: the checkpoint at step 50 is mid-episode
         tmp_path, f"configs/compose.py:setup=hipbmdp,agent={name},env={CHEETAH},smoke",
-        overrides=[*overrides, "--config.env.episode_length=60"])  # 30-step episodes: the checkpoint at 50 is mid-episode
+        overrides=[*overrides, "--config.env.episode_length=60"])
     if overrides:  # frames are stored as they come, uint8
         checkpointer = Checkpointer(tmp_path / "whole", 2)
         try:
