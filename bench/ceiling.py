@@ -86,7 +86,7 @@ def _register_alternatives() -> None:
     from mtsac_jax import networks
     from mtsac_jax.networks import (
         Network, PerTaskDense, TaskEmbedding, broadcast_concat, hidden_stack, make_from_keys, output_layer,
-        task_encoding,
+        stacked_parameters, task_encoding,
     )
     from mtsac_jax.networks import care, film, moore, paco, soft_modularization
     from mtsac_jax.registry import NETWORKS
@@ -150,9 +150,7 @@ def _register_alternatives() -> None:
 
         @nn.compact
         def __call__(self):
-            init = nn.initializers.lecun_normal(batch_axis=(0,))
-            return (self.param("kernel", init, (self.num, self.inputs, self.features)),
-                    self.param("bias", nn.initializers.zeros, (self.num, self.features)))
+            return stacked_parameters(self, self.num, self.inputs, self.features)
 
     class WideEncoders(nn.Module):
         """care's two-layer encoders and their mixture: (N, D), (N, k) -> (N, F) in two products."""
@@ -208,9 +206,7 @@ def _register_alternatives() -> None:
 
             @nn.compact
             def __call__(self, x, composition):
-                init = nn.initializers.lecun_normal(batch_axis=(0,))
-                kernels = self.param("kernel", init, (self.num_sets, x.shape[-1], self.features))
-                biases = self.param("bias", nn.initializers.zeros, (self.num_sets, self.features))
+                kernels, biases = stacked_parameters(self, self.num_sets, x.shape[-1], self.features)
                 bias = composition @ biases
                 if kind == "contracted":
                     kernel = jnp.einsum("tk,kdf->tdf", composition, kernels)

@@ -68,7 +68,7 @@ def register_alternatives() -> None:
     import numpy as np
 
     from mtsac_jax.gradients import GradientFunctions, pcgrad
-    from mtsac_jax.networks import StackedDense, broadcast_concat, mlp
+    from mtsac_jax.networks import StackedDense, broadcast_concat, mlp, stacked_parameters
     from mtsac_jax.registry import GRADIENTS, NETWORKS
 
     def stepwise(flat, orders):
@@ -122,9 +122,7 @@ def register_alternatives() -> None:
 
         @nn.compact
         def __call__(self, x):
-            init = nn.initializers.lecun_normal(batch_axis=(0,))
-            kernel = self.param("kernel", init, (x.shape[0], x.shape[-1], self.features))
-            bias = self.param("bias", nn.initializers.zeros, (x.shape[0], self.features))
+            kernel, bias = stacked_parameters(self, x.shape[0], x.shape[-1], self.features)
             return jax.lax.map(lambda args: args[0] @ args[1] + args[2], (x, kernel, bias))
 
     class TaskScanMLP(mlp.MLP):

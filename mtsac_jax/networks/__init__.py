@@ -95,6 +95,13 @@ PerTaskDense = nn.vmap(
 )
 
 
+def stacked_parameters(module: nn.Module, num: int, inputs: int, features: int):
+    """`num` dense layers' parameters declared on `module`, stacked: kernel (num, inputs, features),
+    each slice initialised as `nn.Dense`'s (LeCun normal), and bias (num, features), zeros."""
+    kernel = module.param("kernel", nn.initializers.lecun_normal(batch_axis=(0,)), (num, inputs, features))
+    return kernel, module.param("bias", nn.initializers.zeros, (num, features))
+
+
 class StackedDense(nn.Module):
     """`num` dense layers whose parameters are stacked, kernel (num, D, F) and bias (num, F),
     applied as `num` plain matmuls: a list of `num` inputs (N, D), or one input (N, D) all read,
@@ -109,9 +116,7 @@ class StackedDense(nn.Module):
     @nn.compact
     def __call__(self, inputs):
         inputs = inputs if isinstance(inputs, list) else [inputs] * self.num
-        shape = (self.num, inputs[0].shape[-1], self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(batch_axis=(0,)), shape)
-        bias = self.param("bias", nn.initializers.zeros, (self.num, self.features))
+        kernel, bias = stacked_parameters(self, self.num, inputs[0].shape[-1], self.features)
         return [x @ kernel[index] + bias[index] for index, x in enumerate(inputs)]
 
 

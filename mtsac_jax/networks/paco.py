@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding, make_from_keys
+from mtsac_jax.networks import LossGuard, Network, PerTaskDense, TaskEmbedding, make_from_keys, stacked_parameters
 
 COMPOSITION = "composition"  # the name of the per-task compositional vectors in the parameter tree
 
@@ -40,9 +40,7 @@ class CompositionalDense(nn.Module):
 
     @nn.compact
     def __call__(self, x, composition):
-        init = nn.initializers.lecun_normal(batch_axis=(0,))
-        kernels = self.param("kernel", init, (self.num_sets, x.shape[-1], self.features))
-        biases = self.param("bias", nn.initializers.zeros, (self.num_sets, self.features))
+        kernels, biases = stacked_parameters(self, self.num_sets, x.shape[-1], self.features)
         # once per task, as one (T, K) @ (K, D*F) product: its gradients are plain products too,
         # where a contraction over the set axis of (K, D, F) moves weight-sized arrays between layouts
         kernel = (composition @ kernels.reshape(self.num_sets, -1)).reshape(-1, *kernels.shape[1:])  # (T, D, F)
