@@ -21,7 +21,7 @@ def raised_at(error: BaseException) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "unknown place"
 
 
-def name_process(name: str) -> None:
+def _name_process(name: str) -> None:
     """Names this process in `ps` and `top` (Linux); elsewhere nothing happens."""
     try:
         ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
@@ -57,7 +57,7 @@ def work(env_fn: CloudpickleWrapper, restart: int | None, connection, name: str)
     then answer requests until told to close or the training process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    name_process(name)
+    _name_process(name)
     try:
         try:
             env = env_fn.fn() if restart is None else env_fn.fn(restart=restart)

@@ -9,8 +9,9 @@ is concatenated with z, and an MLP maps the pair to the output. The context is t
 learned map of the task description's language-model embedding; without a task encoder, a
 learned embedding per task (the paper's ablation without metadata). The attention runs once per
 task on (T, ...); the encoders' parameters are stacked on a leading expert axis and applied as
-plain matmuls on the folded batch (`networks.StackedFeedForward`). Where mtrl differs: its actor and critics share one task encoder updated by the
-critic loss; here each network learns its own (as the rest of this project's networks do).
+plain matmuls on the folded batch (`networks.StackedFeedForward`). Where mtrl differs: its actor
+and critics share one task encoder updated by the critic loss; here each network learns its own
+(as the rest of this project's networks do).
 
 Run it:
 
